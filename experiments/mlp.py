@@ -1,0 +1,124 @@
+"""An MLP classifier on the embedded digits (default), MNIST or Fashion-MNIST.
+
+  python experiments/mlp.py                                  # digits, ~97.5% in ~10 s
+  python experiments/mlp.py --config=experiments/mlp.py:smoke
+  python experiments/mlp.py --config.dataset=mnist --config.num_steps=5000
+
+Writes checkpoints, metrics.jsonl, TensorBoard events, summary.json and
+curves.png into --workdir (default runs/mlp); rerunning resumes.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from nkjax import launch
+from nkjax.data import images
+from nkjax.errors import choose
+from nkjax.models.mlp import MLP
+from nkjax.train import loop, optim, sharding, steps
+from nkjax.train import state as state_lib
+
+PRESETS = ('default', 'smoke')
+
+
+def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
+  choose('preset', preset, PRESETS)
+  c = ml_collections.ConfigDict()
+  c.dataset = 'digits'
+  c.data_dir = ml_collections.config_dict.placeholder(str)
+  c.image_size = ml_collections.config_dict.placeholder(int)  # None: native size
+  c.hidden = (256, 256)
+  c.activation = 'relu'
+  c.dropout_rate = 0.1
+  c.optimizer = 'adam'
+  c.learning_rate = 1e-3
+  c.schedule = 'cosine'
+  c.warmup_steps = 0
+  c.weight_decay = 0.0
+  c.grad_clip_norm = ml_collections.config_dict.placeholder(float)
+  c.l1 = 0.0
+  c.l2 = 0.0
+  c.batch_size = 64
+  c.eval_batch_size = 512
+  c.num_steps = 1500
+  c.log_every = 100
+  c.eval_every = 500
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 2
+  c.seed = 0
+  c.debug = False  # True: run steps without jit
+  if preset == 'smoke':
+    c.hidden = (32,)
+    c.num_steps = 20
+    c.log_every = 5
+    c.eval_every = 10
+    c.checkpoint_every = 10
+  return c
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> loop.FitResult:
+  mesh = sharding.data_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  sharding.check_batch_size(config.eval_batch_size, mesh)
+  data = images.load(
+    config.dataset,
+    batch_size=config.batch_size,
+    eval_batch_size=config.eval_batch_size,
+    seed=config.seed,
+    image_size=config.image_size,
+    data_dir=config.data_dir,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+  model = MLP(
+    hidden=tuple(config.hidden),
+    num_outputs=data.num_classes,
+    activation=config.activation,
+    dropout_rate=config.dropout_rate,
+  )
+  schedule = optim.make_schedule(
+    name=config.schedule,
+    learning_rate=config.learning_rate,
+    num_steps=config.num_steps,
+    warmup_steps=config.warmup_steps,
+  )
+  tx = optim.make_optimizer(
+    name=config.optimizer,
+    learning_rate=schedule,
+    weight_decay=config.weight_decay,
+    grad_clip_norm=config.grad_clip_norm,
+  )
+  rng = jax.random.key(config.seed)
+  params_rng, rng = jax.random.split(rng)
+  state = state_lib.create(
+    model=model, tx=tx, rng=params_rng, inputs=jnp.zeros((1, *data.image_shape))
+  )
+  return loop.fit(
+    state=state,
+    train_step=functools.partial(
+      steps.classifier_train_step, l1=config.l1, l2=config.l2
+    ),
+    train_batches=data.train_batches,
+    num_steps=config.num_steps,
+    workdir=workdir,
+    rng=rng,
+    mesh=mesh,
+    examples_per_step=config.batch_size,
+    eval_fn=loop.make_evaluator(
+      steps.classifier_eval_step, data.eval_batches, mesh=mesh, jit=not config.debug
+    ),
+    eval_every=config.eval_every,
+    log_every=config.log_every,
+    checkpoint_every=config.checkpoint_every,
+    keep_checkpoints=config.keep_checkpoints,
+    best_metric='accuracy',
+    config=config.to_dict(),
+    jit=not config.debug,
+  )
+
+
+if __name__ == '__main__':
+  launch.run(main)

@@ -1,0 +1,1 @@
+"""Datasets: embedded offline data, TFDS loaders and batching."""

@@ -1,0 +1,81 @@
+"""Batches from arrays in memory: seeded, resumable, per-process, padded for eval."""
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from nkjax.errors import UserError
+
+
+def _local_rows(batch_size: int, process_index: int, process_count: int) -> slice:
+  if batch_size % process_count:
+    raise UserError(
+      f'batch size {batch_size} is not divisible by the {process_count} processes'
+    )
+  local = batch_size // process_count
+  return slice(process_index * local, (process_index + 1) * local)
+
+
+def train_batches(
+  arrays: Mapping[str, np.ndarray],
+  *,
+  batch_size: int,
+  seed: int,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+  """An endless stream of shuffled batches; batch `s` depends only on `(seed, s)`.
+
+  Each epoch is a fresh permutation drawn from `(seed, epoch)`; the last partial
+  batch of an epoch is dropped. Because batch `s` is a function of the step, a
+  run resumed at `start_step` sees exactly the batches an uninterrupted run does.
+
+  Args:
+    arrays: equal-length arrays, e.g. `{'image': ..., 'label': ...}`.
+    batch_size: the global batch size; this process yields its rows only.
+  """
+  n = len(next(iter(arrays.values())))
+  if not 0 < batch_size <= n:
+    raise UserError(
+      f'batch size {batch_size} must be between 1 and the {n} training examples'
+    )
+  rows = _local_rows(batch_size, process_index, process_count)
+  per_epoch = n // batch_size
+  epoch, perm = -1, None
+  step = start_step
+  while True:
+    e, i = divmod(step, per_epoch)
+    if e != epoch:
+      epoch, perm = e, np.random.default_rng([seed, e]).permutation(n)
+    idx = perm[i * batch_size : (i + 1) * batch_size][rows]
+    yield {k: v[idx] for k, v in arrays.items()}
+    step += 1
+
+
+def pad_batch(batch: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """Pads every array along axis 0 to `size` with zeros and adds `mask` (1 real, 0 pad)."""
+  n = len(next(iter(batch.values())))
+  out = {
+    k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)])
+    for k, v in batch.items()
+  }
+  out['mask'] = (np.arange(size) < n).astype(np.float32)
+  return out
+
+
+def eval_batches(
+  arrays: Mapping[str, np.ndarray],
+  *,
+  batch_size: int,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+  """One ordered pass over every example, each batch padded to `batch_size` with a mask."""
+  n = len(next(iter(arrays.values())))
+  rows = _local_rows(batch_size, process_index, process_count)
+  for start in range(0, n, batch_size):
+    batch = pad_batch(
+      {k: v[start : start + batch_size] for k, v in arrays.items()}, batch_size
+    )
+    yield {k: v[rows] for k, v in batch.items()}

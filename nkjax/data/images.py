@@ -1,0 +1,101 @@
+"""Image classification datasets by name: the embedded digits or TFDS.
+
+Every dataset comes out the same way: `image` float32 `[b, h, w, c]` in [0, 1],
+`label` int32 `[b]`, and for eval a `mask` over padded examples.
+"""
+
+import dataclasses
+from collections.abc import Callable, Iterator
+
+from nkjax.data import batching, digits, tfds_loader
+from nkjax.errors import choose
+
+# name -> (TFDS name, train split, test split); None for the embedded digits.
+DATASETS = {
+  'digits': None,
+  'mnist': ('mnist', 'train', 'test'),
+  'fashion_mnist': ('fashion_mnist', 'train', 'test'),
+  'cifar10': ('cifar10', 'train', 'test'),
+}
+OFFLINE_HINT = 'the embedded default --config.dataset=digits works offline'
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+  """A dataset ready for a training loop.
+
+  Attributes:
+    train_batches: `start_step -> endless iterator` of shuffled train batches.
+    eval_batches: `() -> iterator` of one padded pass over the test split.
+  """
+
+  name: str
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  num_train: int
+  num_test: int
+  train_batches: Callable[[int], Iterator[dict]]
+  eval_batches: Callable[[], Iterator[dict]]
+
+
+def load(
+  name: str,
+  *,
+  batch_size: int,
+  eval_batch_size: int,
+  seed: int,
+  image_size: int | None = None,
+  data_dir: str | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> ImageData:
+  """Loads `name` (one of `DATASETS`), images resized to `image_size` if given.
+
+  Global batch sizes; each process gets its rows of every batch.
+  """
+  choose('dataset', name, DATASETS)
+  shard = {'process_index': process_index, 'process_count': process_count}
+  if name == 'digits':
+    train, test = (digits.load(s, image_size=image_size) for s in ('train', 'test'))
+    return ImageData(
+      name=name,
+      num_classes=digits.NUM_CLASSES,
+      image_shape=train['image'].shape[1:],
+      num_train=len(train['label']),
+      num_test=len(test['label']),
+      train_batches=lambda start: batching.train_batches(
+        train, batch_size=batch_size, seed=seed, start_step=start, **shard
+      ),
+      eval_batches=lambda: batching.eval_batches(
+        test, batch_size=eval_batch_size, **shard
+      ),
+    )
+
+  tfds_name, train_split, test_split = DATASETS[name]
+  b = tfds_loader.builder(tfds_name, data_dir=data_dir, offline_hint=OFFLINE_HINT)
+  tf = tfds_loader.import_tf()
+  h, w, c = b.info.features['image'].shape
+  if image_size is not None:
+    h = w = image_size
+
+  def preprocess(example):
+    image = tf.cast(example['image'], tf.float32) / 255.0
+    if image_size is not None:
+      image = tf.image.resize(image, (h, w), antialias=True)
+    return {'image': image, 'label': tf.cast(example['label'], tf.int32)}
+
+  def stream(split, size, train, start=0):
+    return tfds_loader.batches(
+      b, split=split, batch_size=size, preprocess=preprocess, train=train,
+      seed=seed, start_step=start, **shard,
+    )  # fmt: skip
+
+  return ImageData(
+    name=name,
+    num_classes=b.info.features['label'].num_classes,
+    image_shape=(h, w, c),
+    num_train=b.info.splits[train_split].num_examples,
+    num_test=b.info.splits[test_split].num_examples,
+    train_batches=lambda start: stream(train_split, batch_size, True, start),
+    eval_batches=lambda: stream(test_split, eval_batch_size, False),
+  )

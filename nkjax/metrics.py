@@ -1,0 +1,52 @@
+"""Mergeable metrics: jitted steps return `(sum, count)` pairs, the host averages.
+
+A metrics dict maps a name to a pair of scalars `(sum, count)`. Pairs from
+several steps, several devices or several eval batches are merged by adding them,
+so a mean over any number of batches is exact whatever their sizes (padding
+examples carry zero weight). Metrics that are not means of per-example values
+(mAP, a Frechet distance) are computed on the host by the experiment's own eval
+function and reported beside these.
+"""
+
+from collections.abc import Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Metrics = dict[str, tuple[jax.Array, jax.Array]]
+
+
+def mean(
+  values: jax.Array, mask: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+  """The `(sum, count)` pair of per-example `values` `[batch]`, masked where given.
+
+  `mask` is `[batch]`, 1 for a real example and 0 for padding.
+  """
+  values = values.astype(jnp.float32)
+  if mask is None:
+    return jnp.sum(values), jnp.asarray(values.shape[0], jnp.float32)
+  mask = mask.astype(jnp.float32)
+  return jnp.sum(values * mask), jnp.sum(mask)
+
+
+def accuracy(*, logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None):
+  """The `(correct, count)` pair of top-1 accuracy; logits `[batch, classes]`."""
+  return mean(jnp.argmax(logits, axis=-1) == labels, mask)
+
+
+def merge(metrics: Iterable[Mapping]) -> dict[str, tuple[float, float]]:
+  """Adds `(sum, count)` pairs name by name, in float64 on the host."""
+  total: dict[str, list[float]] = {}
+  for m in jax.device_get(list(metrics)):
+    for name, (s, c) in m.items():
+      acc = total.setdefault(name, [0.0, 0.0])
+      acc[0] += float(np.asarray(s, np.float64))
+      acc[1] += float(np.asarray(c, np.float64))
+  return {name: (s, c) for name, (s, c) in total.items()}
+
+
+def compute(merged: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+  """Means from merged pairs; a metric with zero count is NaN."""
+  return {name: (s / c if c else float('nan')) for name, (s, c) in merged.items()}

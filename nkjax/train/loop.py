@@ -1,0 +1,236 @@
+"""The one training loop that every experiment uses.
+
+The loop knows nothing about the model. An experiment hands it
+
+* `state`: any pytree with an integer `step` field (a `TrainState`, or a
+  struct of two of them for a GAN);
+* `train_step(state, batch, rng) -> (state, metrics)`: one update, or one
+  round of several (a GAN's k discriminator updates and one generator update),
+  pure and un-jitted; static options already bound with `functools.partial`;
+  `metrics` maps names to `(sum, count)` pairs (`nkjax.metrics`);
+* `train_batches(start_step)`: an iterator of this process's rows of each
+  global batch, a dict of arrays whose leading axis is the batch; variable-size
+  targets are padded to fixed shapes with a mask, so every batch has one shape;
+* `eval_fn(state) -> dict[str, float]`: any host-side evaluation (mean
+  metrics through `make_evaluator`, or mAP, PSNR, a Frechet distance).
+
+and gets back the final state and the run's summary. Resume is the default:
+when `workdir` holds checkpoints, training continues from the latest one.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh
+
+from nkjax import metrics as metrics_lib
+from nkjax import viz
+from nkjax.train import checkpoint, sharding, writers
+
+StepFn = Callable[[Any, Any, jax.Array], tuple[Any, metrics_lib.Metrics]]
+
+
+@dataclasses.dataclass
+class FitResult:
+  state: Any
+  summary: dict
+
+
+def make_evaluator(
+  eval_step: Callable[[Any, Any], metrics_lib.Metrics],
+  batches: Callable[[], Iterable],
+  *,
+  mesh: Mesh,
+  jit: bool = True,
+) -> Callable[[Any], dict[str, float]]:
+  """An `eval_fn` that averages `eval_step(state, batch)` over one pass of `batches()`.
+
+  Batches are padded to one shape with a `mask` so that every example counts
+  once; the `(sum, count)` pairs are added over batches and divided on the host.
+  """
+  repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  step = (
+    jax.jit(eval_step, in_shardings=(repl, data), out_shardings=repl)
+    if jit
+    else eval_step
+  )
+
+  def evaluate(state) -> dict[str, float]:
+    outs = [step(state, sharding.shard_batch(b, mesh)) for b in batches()]
+    return metrics_lib.compute(metrics_lib.merge(outs))
+
+  return evaluate
+
+
+def _due(step: int, every: int, last: int) -> bool:
+  return step == last or (every > 0 and step % every == 0)
+
+
+def fit(
+  *,
+  state: Any,
+  train_step: StepFn,
+  train_batches: Callable[[int], Iterator],
+  num_steps: int,
+  workdir: str,
+  rng: jax.Array,
+  mesh: Mesh,
+  examples_per_step: int,
+  eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
+  eval_every: int = 0,
+  log_every: int = 100,
+  checkpoint_every: int = 0,
+  keep_checkpoints: int = 3,
+  best_metric: str | None = None,
+  best_mode: str = 'max',
+  loss_key: str = 'loss',
+  sync_every: int = 16,
+  config: Mapping | None = None,
+  jit: bool = True,
+) -> FitResult:
+  """Trains `state` to `num_steps`, resuming from `workdir` if it holds checkpoints.
+
+  Args:
+    state: the initial state; replaced by the latest checkpoint if one exists.
+    train_step: `(state, batch, rng) -> (state, metrics)`; it derives its own
+      per-step keys, e.g. `jax.random.fold_in(rng, state.step)`, so a resumed
+      run draws the same keys as an uninterrupted one.
+    train_batches: `start_step -> iterator` of host batches (this process's rows).
+    num_steps: the step to train to (counted from zero, not from a resume).
+    workdir: checkpoints, metrics and pictures go here.
+    rng: the run's root key, passed unchanged to every step.
+    mesh: the data-parallel mesh (`sharding.data_mesh()`).
+    examples_per_step: global examples per step, for the examples/s figure.
+    eval_fn: evaluation on the host, at `eval_every` and at the end; its
+      metrics are logged as `eval/<name>`.
+    eval_every, log_every, checkpoint_every: cadences in steps (0: only at
+      the end, for eval and checkpoints).
+    best_metric: an `eval_fn` metric name (without `eval/`) whose best
+      checkpoint is kept beside the latest ones; needs checkpoints at eval steps.
+    loss_key: the metric checked for non-finite values after every step.
+    sync_every: the host waits for the device at least this often. Dispatching
+      ~100 sharded steps without waiting has hung XLA's CPU all-reduce.
+    config: stored in `summary.json`.
+    jit: False runs the steps eagerly, for debugging.
+
+  Raises:
+    FloatingPointError: when the loss is not finite, naming the step and the
+      last good checkpoint (which is left untouched).
+  """
+  t_start = time.perf_counter()
+  first_process = jax.process_index() == 0
+  ckpt = checkpoint.Checkpointer(
+    os.path.join(workdir, 'checkpoints'),
+    keep=keep_checkpoints,
+    best_metric=best_metric,
+    best_mode=best_mode,
+  )
+  state = ckpt.restore(sharding.replicate(state, mesh))
+  start = int(state.step)
+  if start:
+    logging.info(
+      'Resuming from the checkpoint at step %d in %s.', start, ckpt.directory
+    )
+
+  repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  step_fn = train_step
+  if jit:
+    step_fn = jax.jit(
+      train_step,
+      in_shardings=(repl, data, repl),
+      out_shardings=(repl, repl),
+      donate_argnums=0,
+    )
+  rng = sharding.replicate(rng, mesh)
+
+  progress = writers.Progress(total=num_steps, initial=start, enabled=first_process)
+  writer = writers.MetricWriter(
+    workdir, write_files=first_process, console=progress.log
+  )
+  pending: list[tuple[int, Any]] = []  # dispatched steps whose metrics are unchecked
+  window: list[Mapping] = []  # checked metrics since the last log line
+  eval_metrics: dict[str, float] = {}
+  train_metrics: dict[str, float] = {}
+  train_seconds = 0.0
+  first_window = None  # (steps, seconds) of the first window, which compiles
+  batches = train_batches(start)
+  try:
+    t_window = time.perf_counter()
+    for step in range(start + 1, num_steps + 1):
+      batch = sharding.shard_batch(next(batches), mesh)
+      state, step_metrics = step_fn(state, batch, rng)
+      pending.append((step, step_metrics))
+      is_log = _due(step, log_every, num_steps)
+      is_eval = eval_fn is not None and _due(step, eval_every, num_steps)
+      is_ckpt = _due(step, checkpoint_every, num_steps)
+      if not (is_log or is_eval or is_ckpt or step % sync_every == 0):
+        continue
+
+      host = jax.device_get([m for _, m in pending])
+      for (s, _), m in zip(pending, host, strict=True):
+        if not np.isfinite(m[loss_key][0]):
+          raise FloatingPointError(
+            f'non-finite {loss_key} ({float(m[loss_key][0])}) at step {s}; last good '
+            f'checkpoint: step {ckpt.latest_step()} in {ckpt.directory}, left intact'
+          )
+      window.extend(host)
+      pending.clear()
+      now = time.perf_counter()
+      train_seconds += now - t_window
+      if first_window is None:
+        first_window = (step - start, now - t_window)
+      progress.update(step)
+      if is_log:
+        train_metrics = metrics_lib.compute(metrics_lib.merge(window))
+        window.clear()
+        writer.write(step, {f'train/{k}': v for k, v in train_metrics.items()})
+      if is_eval:
+        eval_metrics = dict(eval_fn(state))
+        writer.write(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
+      if is_ckpt:
+        ckpt.save(step, state, metrics=eval_metrics if is_eval else None)
+      t_window = time.perf_counter()
+  finally:
+    progress.close()
+    writer.close()
+    ckpt.wait()
+    ckpt.close()
+
+  if start >= num_steps and eval_fn is not None:
+    eval_metrics = dict(eval_fn(state))
+  steps_run = num_steps - start
+  # Throughput after the first window, which holds the compilation.
+  steady_steps = steps_run - (first_window or (0, 0))[0]
+  steady_seconds = train_seconds - (first_window or (0, 0))[1]
+  summary = {
+    'steps': num_steps,
+    'resumed_from_step': start,
+    'wall_seconds': time.perf_counter() - t_start,
+    'train_seconds': train_seconds,
+    'first_window': {'steps': first_window[0], 'seconds': first_window[1]}
+    if first_window
+    else None,
+    'examples_per_second': steady_steps * examples_per_step / steady_seconds
+    if steady_steps > 0
+    else math.nan,
+    'devices': int(mesh.devices.size),
+    'platform': jax.default_backend(),
+    'train': train_metrics,
+    'eval': eval_metrics,
+    'config': dict(config or {}),
+  }
+  if first_process:
+    writers.write_summary(workdir, summary)
+    rows = writers.read_metrics(workdir)
+    if rows:
+      viz.plot_curves(
+        rows, os.path.join(workdir, 'curves.png'), title=os.path.basename(workdir)
+      )
+  return FitResult(state=state, summary=summary)

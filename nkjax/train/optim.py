@@ -1,0 +1,99 @@
+"""Optimizers and learning-rate schedules by name, dispatched explicitly."""
+
+import optax
+
+from nkjax.errors import UserError, choose
+
+SCHEDULES = ('constant', 'step', 'cosine', 'warmup_cosine')
+OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'adamw', 'rmsprop')
+
+
+def make_schedule(
+  *,
+  name: str,
+  learning_rate: float,
+  num_steps: int,
+  warmup_steps: int = 0,
+  decay_boundaries: tuple[float, ...] = (0.5, 0.75),
+  decay_factor: float = 0.1,
+) -> optax.Schedule:
+  """A learning-rate schedule over `num_steps` updates.
+
+  Args:
+    name: 'constant'; 'step' (multiply by `decay_factor` at each fraction of
+      `num_steps` in `decay_boundaries`, as in the ResNet paper); 'cosine' (to 0
+      at `num_steps`); 'warmup_cosine' (linear from 0 over `warmup_steps`, then
+      cosine). Any schedule but 'warmup_cosine' also warms up linearly when
+      `warmup_steps > 0`.
+    learning_rate: the peak rate.
+    num_steps: total number of updates.
+  """
+  choose('schedule', name, SCHEDULES)
+  if learning_rate <= 0 or num_steps <= 0 or warmup_steps < 0:
+    raise UserError(
+      f'learning_rate ({learning_rate}) and num_steps ({num_steps}) must be > 0 '
+      f'and warmup_steps ({warmup_steps}) >= 0'
+    )
+  if name == 'warmup_cosine':
+    return optax.warmup_cosine_decay_schedule(
+      0.0, learning_rate, warmup_steps, max(num_steps, warmup_steps + 1)
+    )
+  if name == 'constant':
+    main = optax.constant_schedule(learning_rate)
+  elif name == 'step':
+    main = optax.piecewise_constant_schedule(
+      learning_rate,
+      {int(f * num_steps): decay_factor for f in decay_boundaries},
+    )
+  else:
+    main = optax.cosine_decay_schedule(learning_rate, max(num_steps - warmup_steps, 1))
+  if warmup_steps == 0:
+    return main
+  warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
+  return optax.join_schedules([warmup, main], [warmup_steps])
+
+
+def make_optimizer(
+  *,
+  name: str,
+  learning_rate: float | optax.Schedule,
+  momentum: float = 0.9,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  rms_decay: float = 0.9,
+  weight_decay: float = 0.0,
+  grad_clip_norm: float | None = None,
+) -> optax.GradientTransformation:
+  """An optax optimizer by name.
+
+  Args:
+    name: one of `OPTIMIZERS`. 'momentum' is heavy-ball SGD, 'nesterov' its
+      Nesterov form.
+    learning_rate: a float or a schedule from `make_schedule`.
+    momentum: for 'momentum' and 'nesterov'.
+    b1, b2: Adam's moment decays.
+    rms_decay: RMSProp's decay of the squared-gradient average.
+    weight_decay: for 'adamw' the decoupled decay of Loshchilov & Hutter; for
+      every other optimizer an L2 term, weight_decay * w added to the gradient.
+    grad_clip_norm: when set, gradients are rescaled so that their global norm is
+      at most this (Pascanu et al.), before anything else.
+  """
+  choose('optimizer', name, OPTIMIZERS)
+  if name == 'sgd':
+    opt = optax.sgd(learning_rate)
+  elif name == 'momentum':
+    opt = optax.sgd(learning_rate, momentum=momentum)
+  elif name == 'nesterov':
+    opt = optax.sgd(learning_rate, momentum=momentum, nesterov=True)
+  elif name == 'adam':
+    opt = optax.adam(learning_rate, b1=b1, b2=b2)
+  elif name == 'adamw':
+    opt = optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay)
+  else:
+    opt = optax.rmsprop(learning_rate, decay=rms_decay)
+  chain = []
+  if grad_clip_norm is not None:
+    chain.append(optax.clip_by_global_norm(grad_clip_norm))
+  if weight_decay and name != 'adamw':
+    chain.append(optax.add_decayed_weights(weight_decay))
+  return optax.chain(*chain, opt)

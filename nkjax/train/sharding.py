@@ -1,0 +1,57 @@
+"""Data parallelism on a `jax.sharding.Mesh` with one axis, `data`.
+
+The batch is split along its leading axis over every device of every process;
+parameters and optimizer state are replicated. The same code runs on one CPU,
+on fake CPU devices, on a GPU and on a TPU pod: only the mesh differs.
+"""
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from nkjax.errors import UserError
+
+DATA = 'data'
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh named `data` over `devices` (default: all devices, all hosts)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (DATA,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec(DATA))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+  """Raises `UserError` unless the global batch splits evenly over the mesh."""
+  n = mesh.devices.size
+  if batch_size % n:
+    raise UserError(
+      f'batch size {batch_size} is not divisible by the {n} devices of the data '
+      f'mesh; use a multiple of {n}, e.g. --config.batch_size={max(n, batch_size // n * n)}'
+    )
+
+
+def shard_batch(batch, mesh: Mesh):
+  """Places this process's part of a global batch on the mesh, split along axis 0.
+
+  Each process passes its local rows (the global batch divided by the process
+  count); the result is one global array per leaf.
+  """
+  sharding = batch_sharded(mesh)
+  return jax.tree.map(
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
+  )
+
+
+def replicate(tree, mesh: Mesh):
+  """Copies a pytree of arrays to every device of the mesh."""
+  return jax.device_put(tree, replicated(mesh))

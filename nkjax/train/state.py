@@ -1,0 +1,43 @@
+"""The train state: parameters, optimizer state, step, and optional batch statistics."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import optax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  """flax's TrainState plus the `batch_stats` collection of batch-norm models.
+
+  `batch_stats` is None for models without batch norm. Any pytree with an integer
+  `step` field can stand in for it in `nkjax.train.loop.fit` (a GAN keeps two).
+  """
+
+  batch_stats: Any = None
+
+
+def create(
+  *, model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, inputs: Any
+) -> TrainState:
+  """Initialises `model` on example `inputs` and wraps it with optimizer `tx`.
+
+  Args:
+    model: a linen module whose `__call__(inputs, train=...)` takes `train`.
+    tx: the optimizer.
+    rng: the `params` key.
+    inputs: an example batch of inputs (its values are not used, only shapes).
+  """
+  variables = jax.jit(lambda r, x: model.init(r, x, train=False))(rng, inputs)
+  return TrainState.create(
+    apply_fn=model.apply,
+    params=variables['params'],
+    tx=tx,
+    batch_stats=variables.get('batch_stats'),
+  )
+
+
+def num_params(params) -> int:
+  """Number of scalars in a parameter tree."""
+  return sum(int(p.size) for p in jax.tree.leaves(params))

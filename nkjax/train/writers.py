@@ -1,0 +1,118 @@
+"""Where metrics go: the console, TensorBoard, `metrics.jsonl` and `summary.json`.
+
+Only process 0 writes files; every process may log to its console.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+import tqdm
+from absl import logging
+from tensorboardX import SummaryWriter
+
+
+def _fmt(scalars: Mapping[str, float]) -> str:
+  return ', '.join(f'{k}={v:.4g}' for k, v in scalars.items())
+
+
+class MetricWriter:
+  """Writes scalars at a step to the console, TensorBoard and `metrics.jsonl`.
+
+  Args:
+    workdir: the run's folder; TensorBoard event files go to `workdir/tensorboard`.
+    write_files: False on every process but the first of a multi-host run.
+    console: a callable that prints one line (the progress bar's, so that lines
+      and bar do not garble each other).
+  """
+
+  def __init__(self, workdir: str, *, write_files: bool = True, console=logging.info):
+    self.workdir = workdir
+    self._console = console
+    self._tb = None
+    self._jsonl = None
+    if write_files:
+      os.makedirs(workdir, exist_ok=True)
+      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    self._console(f'step {step}: {_fmt(scalars)}')
+    if self._jsonl is None:
+      return
+    for name, value in scalars.items():
+      self._tb.add_scalar(name, value, step)
+    self._jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
+    self._jsonl.flush()
+
+  def close(self) -> None:
+    if self._jsonl is not None:
+      self._tb.close()
+      self._jsonl.close()
+
+
+def write_summary(workdir: str, summary: Mapping) -> str:
+  """Writes `summary.json` atomically (write a temporary file, then rename)."""
+  path = os.path.join(workdir, 'summary.json')
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(summary, f, indent=2, sort_keys=True, default=str)
+  os.replace(tmp, path)
+  return path
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """The rows of `metrics.jsonl`, in order; empty if there is none."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class Progress:
+  """A bar with rate and ETA on a terminal; otherwise plain periodic lines.
+
+  `update(step)` moves the bar; `log(line)` prints a line above the bar, or a
+  plain log line (with steps/s and ETA) when stderr is not a terminal.
+  """
+
+  def __init__(self, *, total: int, initial: int, enabled: bool = True, stream=None):
+    stream = sys.stderr if stream is None else stream
+    self._tty = enabled and stream.isatty()
+    self._bar = (
+      tqdm.tqdm(
+        total=total, initial=initial, unit='step', dynamic_ncols=True, file=stream
+      )
+      if self._tty
+      else None
+    )
+    self._total = total
+    self._start_step = initial
+    self._step = initial
+    self._t0 = time.perf_counter()
+
+  def update(self, step: int) -> None:
+    if self._bar is not None:
+      self._bar.update(step - self._step)
+    self._step = step
+
+  def rate(self) -> float:
+    """Steps per second since this progress began."""
+    dt = time.perf_counter() - self._t0
+    return (self._step - self._start_step) / dt if dt > 0 else math.nan
+
+  def log(self, line: str) -> None:
+    if self._bar is not None:
+      self._bar.write(line)
+      return
+    rate = self.rate()
+    eta = (self._total - self._step) / rate if rate > 0 else math.nan
+    logging.info('%s [%.1f steps/s, ETA %.0fs]', line, rate, eta)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
