@@ -20,7 +20,12 @@ from ml_collections import config_flags
 from nkjax.errors import UserError
 
 _HOST_DEVICES = '--xla_force_host_platform_device_count'
-_MULTIPROCESS_ENV = ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE', 'TPU_WORKER_HOSTNAMES')
+_MULTIPROCESS_ENV = (
+  'JAX_COORDINATOR_ADDRESS',
+  'SLURM_NTASKS',
+  'OMPI_COMM_WORLD_SIZE',
+  'TPU_WORKER_HOSTNAMES',
+)
 
 
 def use_all_cpu_cores() -> None:
@@ -33,7 +38,9 @@ def use_all_cpu_cores() -> None:
   """
   xla_flags = os.environ.get('XLA_FLAGS', '')
   if _HOST_DEVICES not in xla_flags:
-    os.environ['XLA_FLAGS'] = f'{xla_flags} {_HOST_DEVICES}={os.cpu_count() or 1}'.strip()
+    os.environ['XLA_FLAGS'] = (
+      f'{xla_flags} {_HOST_DEVICES}={os.cpu_count() or 1}'.strip()
+    )
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -57,6 +64,26 @@ def _several_processes() -> bool:
   return False
 
 
+def _flatten(config, prefix: str = '') -> list[str]:
+  lines = []
+  for key, value in config.items():
+    if hasattr(value, 'items'):
+      lines += _flatten(value, f'{prefix}{key}.')
+    else:
+      lines.append(f'--config.{prefix}{key}={value!r}')
+  return lines
+
+
+def _config_help(experiment_file: str) -> str:
+  module = sys.modules['__main__']
+  presets = ', '.join(getattr(module, 'PRESETS', ()))
+  fields = '\n'.join(_flatten(module.get_config()))
+  return (
+    f'experiment file[:preset], e.g. {experiment_file}:smoke; presets: {presets}.\n'
+    f'Override any field of the default config:\n{fields}'
+  )
+
+
 def _innermost(error: BaseException) -> BaseException:
   # ml_collections re-raises a get_config() error with its traceback as the
   # message; the original, one-line error is at the end of the chain.
@@ -73,7 +100,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def _exit_with(message: str) -> None:
-  print(f'error: {message} (flags: --helpfull; config fields and presets: the experiment's get_config)', file=sys.stderr)
+  print(
+    f'error: {message} (--helpfull lists every flag, preset and config field)',
+    file=sys.stderr,
+  )
   sys.exit(1)
 
 
@@ -90,13 +120,19 @@ def run(main) -> None:
   try:
     # ml_collections applies --config.<field> overrides here already.
     config = config_flags.DEFINE_config_file(
-      'config', experiment_file, 'experiment file[:preset], e.g. experiments/mlp.py:smoke'
+      'config', experiment_file, _config_help(experiment_file)
     )
   except AttributeError as e:
     inner = e.args[0] if e.args else e
-    detail = (inner.args[0] if isinstance(inner, BaseException) else str(inner)).replace('\n', '; ')
+    detail = (
+      inner.args[0] if isinstance(inner, BaseException) else str(inner)
+    ).replace('\n', '; ')
     _exit_with(f'unknown config field {detail}')
-  workdir = flags.DEFINE_string('workdir', None, 'where checkpoints, metrics and pictures go; resumes if it holds checkpoints (default: runs/<experiment>-<preset>)')
+  workdir = flags.DEFINE_string(
+    'workdir',
+    None,
+    'where checkpoints, metrics and pictures go; resumes if it holds checkpoints (default: runs/<experiment>-<preset>)',
+  )
 
   def _main(argv):
     if len(argv) > 1:
@@ -113,7 +149,11 @@ def run(main) -> None:
     )  # fmt: skip
     logging.info('Devices: %s', jax.devices())
     try:
-      main(config.value, workdir.value or _default_workdir(flags.FLAGS['config'].serialize().partition('=')[2]))
+      main(
+        config.value,
+        workdir.value
+        or _default_workdir(flags.FLAGS['config'].serialize().partition('=')[2]),
+      )
     except (UserError, FloatingPointError) as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(1)

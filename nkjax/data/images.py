@@ -32,8 +32,8 @@ class ImageData:
   name: str
   num_classes: int
   image_shape: tuple[int, int, int]
-  num_train: int
-  num_test: int
+  num_train: int | None  # None where the source does not say (mocked TFDS)
+  num_test: int | None
   train_batches: Callable[[int], Iterator[dict]]
   eval_batches: Callable[[], Iterator[dict]]
 
@@ -94,8 +94,8 @@ def load(
     name=name,
     num_classes=b.info.features['label'].num_classes,
     image_shape=(h, w, c),
-    num_train=b.info.splits[train_split].num_examples,
-    num_test=b.info.splits[test_split].num_examples,
+    num_train=tfds_loader.num_examples(b, train_split),
+    num_test=tfds_loader.num_examples(b, test_split),
     train_batches=lambda start: stream(train_split, batch_size, True, start),
     eval_batches=lambda: stream(test_split, eval_batch_size, False),
   )

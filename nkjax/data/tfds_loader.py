@@ -52,6 +52,14 @@ def builder(name: str, *, data_dir: str | None, offline_hint: str):
   return b
 
 
+def num_examples(b, split: str) -> int | None:
+  """Examples in `split` per the dataset's metadata; None where it has none."""
+  try:
+    return b.info.splits[split].num_examples
+  except KeyError:
+    return None
+
+
 def batches(
   b,
   *,

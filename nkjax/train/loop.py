@@ -43,6 +43,18 @@ class FitResult:
   summary: dict
 
 
+def jit_train_step(train_step: StepFn, mesh: Mesh) -> StepFn:
+  """`train_step` jitted for data parallelism: state and key replicated, batch
+  split along axis 0; the input state's buffers are donated to the output."""
+  repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  return jax.jit(
+    train_step,
+    in_shardings=(repl, data, repl),
+    out_shardings=(repl, repl),
+    donate_argnums=0,
+  )
+
+
 def make_evaluator(
   eval_step: Callable[[Any, Any], metrics_lib.Metrics],
   batches: Callable[[], Iterable],
@@ -139,15 +151,7 @@ def fit(
       'Resuming from the checkpoint at step %d in %s.', start, ckpt.directory
     )
 
-  repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  step_fn = train_step
-  if jit:
-    step_fn = jax.jit(
-      train_step,
-      in_shardings=(repl, data, repl),
-      out_shardings=(repl, repl),
-      donate_argnums=0,
-    )
+  step_fn = jit_train_step(train_step, mesh) if jit else train_step
   rng = sharding.replicate(rng, mesh)
 
   progress = writers.Progress(total=num_steps, initial=start, enabled=first_process)

@@ -1,0 +1,88 @@
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from nkjax.train import checkpoint, writers
+
+from .helpers import tiny_run
+
+
+def _leaves(state):
+  return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
+
+
+def test_resume_to_2n_equals_2n_uninterrupted_bitwise(mesh, tmp_path):
+  n = 10
+  straight = tiny_run(mesh, tmp_path / 'straight', num_steps=2 * n)
+  tiny_run(mesh, tmp_path / 'resumed', num_steps=n)
+  resumed = tiny_run(mesh, tmp_path / 'resumed', num_steps=2 * n)
+  assert resumed.summary['resumed_from_step'] == n
+  assert int(resumed.state.step) == 2 * n
+  for a, b in zip(_leaves(straight.state), _leaves(resumed.state), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert straight.summary['eval'] == resumed.summary['eval']
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(mesh, tmp_path):
+  a = tiny_run(mesh, tmp_path / 'a', num_steps=10)
+  b = tiny_run(mesh, tmp_path / 'b', num_steps=10)
+  c = tiny_run(mesh, tmp_path / 'c', num_steps=10, seed=1)
+  rows = {d: writers.read_metrics(str(tmp_path / d)) for d in 'abc'}
+  assert rows['a'] == rows['b'] and a.summary['eval'] == b.summary['eval']
+  assert rows['a'] != rows['c'] and a.summary['eval'] != c.summary['eval']
+
+
+def test_run_writes_metrics_summary_curves_and_keeps_checkpoints(mesh, tmp_path):
+  result = tiny_run(
+    mesh,
+    tmp_path,
+    num_steps=30,
+    keep_checkpoints=2,
+    eval_every=5,
+    best_metric='accuracy',
+  )
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  assert summary['steps'] == 30 and summary['devices'] == 8
+  assert summary['eval']['accuracy'] == pytest.approx(
+    result.summary['eval']['accuracy']
+  )
+  assert summary['examples_per_second'] > 0
+  rows = writers.read_metrics(str(tmp_path))
+  assert [r['step'] for r in rows if 'train/loss' in r] == [5, 10, 15, 20, 25, 30]
+  assert (tmp_path / 'curves.png').stat().st_size > 1000
+  assert os.listdir(tmp_path / 'tensorboard')
+  # The last two, plus the best by eval accuracy if it is older.
+  evals = {r['step']: r['eval/accuracy'] for r in rows if 'eval/accuracy' in r}
+  best = max(sorted(evals), key=lambda s: evals[s])
+  steps = checkpoint.Checkpointer(str(tmp_path / 'checkpoints')).all_steps()
+  assert set(steps) == {25, 30} | {best}
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
+  mesh, tmp_path
+):
+  tiny_run(mesh, tmp_path, num_steps=10)
+  ckpt_dir = tmp_path / 'checkpoints'
+  before = sorted(os.listdir(ckpt_dir))
+  # A learning rate of 1e30 makes the weights overflow within a few steps.
+  with pytest.raises(
+    FloatingPointError,
+    match=r'non-finite loss .* at step 1[1-9]; last good checkpoint: step 10 in',
+  ) as e:
+    tiny_run(mesh, tmp_path, num_steps=40, learning_rate=1e30, checkpoint_every=20)
+  assert 'left intact' in str(e.value)
+  assert sorted(os.listdir(ckpt_dir)) == before
+  restored = checkpoint.Checkpointer(str(ckpt_dir)).latest_step()
+  assert restored == 10
+
+
+def test_many_sharded_steps_do_not_hang(mesh, tmp_path):
+  # 150 steps on 8 fake devices with logging only at the end: the loop's
+  # periodic sync must keep XLA's CPU all-reduce from hanging.
+  result = tiny_run(
+    mesh, tmp_path, num_steps=150, log_every=0, checkpoint_every=0, eval_fn=None
+  )
+  assert int(result.state.step) == 150
