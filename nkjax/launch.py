@@ -20,12 +20,6 @@ from ml_collections import config_flags
 from nkjax.errors import UserError
 
 _HOST_DEVICES = '--xla_force_host_platform_device_count'
-_MULTIPROCESS_ENV = (
-  'JAX_COORDINATOR_ADDRESS',
-  'SLURM_NTASKS',
-  'OMPI_COMM_WORLD_SIZE',
-  'TPU_WORKER_HOSTNAMES',
-)
 
 
 def use_all_cpu_cores() -> None:
@@ -50,18 +44,17 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def _several_processes() -> bool:
-  # TPU pods list their workers; SLURM and MPI give the task count.
-  for name in _MULTIPROCESS_ENV:
-    value = os.environ.get(name, '')
-    if name == 'TPU_WORKER_HOSTNAMES':
-      if ',' in value:
-        return True
-    elif name == 'JAX_COORDINATOR_ADDRESS':
-      if value:
-        return True
-    elif value.isdigit() and int(value) > 1:
-      return True
-  return False
+  if os.environ.get('NKJAX_DISTRIBUTED') == '1' or os.environ.get(
+    'JAX_COORDINATOR_ADDRESS'
+  ):
+    return True
+  if ',' in os.environ.get('TPU_WORKER_HOSTNAMES', ''):  # a TPU pod's worker list
+    return True
+  # SLURM and MPI give the task count.
+  return any(
+    int(os.environ.get(name, '1') or 1) > 1
+    for name in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
+  )
 
 
 def _flatten(config, prefix: str = '') -> list[str]:
