@@ -82,6 +82,7 @@ class Progress:
 
   def __init__(self, *, total: int, initial: int, enabled: bool = True, stream=None):
     stream = sys.stderr if stream is None else stream
+    self._stream = stream
     self._tty = enabled and stream.isatty()
     self._bar = (
       tqdm.tqdm(
@@ -107,7 +108,7 @@ class Progress:
 
   def log(self, line: str) -> None:
     if self._bar is not None:
-      self._bar.write(line)
+      self._bar.write(line, file=self._stream)
       return
     rate = self.rate()
     eta = (self._total - self._step) / rate if rate > 0 else math.nan
