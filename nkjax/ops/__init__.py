@@ -1,0 +1,1 @@
+"""Pure jnp ops, written from their definitions: convolution, pooling, layer sizes."""

@@ -1,0 +1,126 @@
+"""2-D convolution and pooling written from their definitions, NHWC.
+
+These are the teaching versions: each output is the sum (or max, or mean) over
+the window that the definition names, computed as one strided slice per window
+offset. They equal `jax.lax.conv_general_dilated` and flax's pooling (the tests
+check it); models use the library versions, which XLA fuses better.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from nkjax.errors import UserError
+from nkjax.ops.sizes import output_size
+
+Padding = str | int | tuple[tuple[int, int], tuple[int, int]]
+
+
+def _pairs(padding: Padding):
+  """Explicit ((top, bottom), (left, right)) padding from 'VALID', an int or pairs."""
+  if padding == 'VALID':
+    return ((0, 0), (0, 0))
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  if isinstance(padding, tuple) and len(padding) == 2:
+    return tuple(tuple(p) for p in padding)
+  raise UserError(f"padding must be 'SAME', 'VALID', an int or ((top, bottom), (left, right)); got {padding!r}")
+
+
+def _windows(x: jax.Array, window, stride, dilation, out_hw):
+  """Yields ((di, dj), the strided slice of x that window offset (di, dj) sees)."""
+  (kh, kw), (sh, sw), (dh, dw), (oh, ow) = window, stride, dilation, out_hw
+  for di in range(kh):
+    for dj in range(kw):
+      top, left = di * dh, dj * dw
+      yield (di, dj), x[:, top : top + sh * (oh - 1) + 1 : sh, left : left + sw * (ow - 1) + 1 : sw, :]
+
+
+def conv2d(
+  x: jax.Array,
+  w: jax.Array,
+  *,
+  stride: int | tuple[int, int] = 1,
+  padding: Padding = 'VALID',
+  dilation: int | tuple[int, int] = 1,
+) -> jax.Array:
+  """y[n, i, j, o] = sum_{di, dj, c} x_pad[n, s*i + d*di, s*j + d*dj, c] * w[di, dj, c, o].
+
+  Args:
+    x: `[batch, height, width, in_channels]`.
+    w: `[kh, kw, in_channels, out_channels]`.
+    stride, dilation: an int or (vertical, horizontal).
+    padding: 'VALID', 'SAME' (as lax: output = ceil(size / stride)), an int,
+      or ((top, bottom), (left, right)).
+
+  Returns:
+    `[batch, out_height, out_width, out_channels]`.
+  """
+  stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
+  dilation = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
+  kh, kw, cin, cout = w.shape
+  if x.shape[-1] != cin:
+    raise UserError(f'input has {x.shape[-1]} channels but the kernel expects {cin}')
+  pads = _same_pads(x.shape[1:3], (kh, kw), stride, dilation) if padding == 'SAME' else _pairs(padding)
+  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  out_hw = tuple(output_size(x.shape[1 + a], (kh, kw)[a], stride=stride[a], dilation=dilation[a]) for a in range(2))
+  y = jnp.zeros((x.shape[0], *out_hw, cout), jnp.result_type(x, w))
+  for (di, dj), patch in _windows(x, (kh, kw), stride, dilation, out_hw):
+    y = y + patch @ w[di, dj]
+  return y
+
+
+def _same_pads(hw, window, stride, dilation):
+  # XLA's 'SAME': output = ceil(n / s), the padding split with the extra row at the end.
+  pads = []
+  for n, k, s, d in zip(hw, window, stride, dilation, strict=True):
+    out = -(-n // s)
+    total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
+    pads.append((total // 2, total - total // 2))
+  return tuple(pads)
+
+
+def pool2d(
+  x: jax.Array,
+  *,
+  window: int | tuple[int, int],
+  stride: int | tuple[int, int] | None = None,
+  kind: str = 'max',
+  padding: Padding = 'VALID',
+) -> jax.Array:
+  """Max or average over each window, NHWC; stride defaults to the window.
+
+  Average pooling divides by the full window size, padding included (as flax
+  and `torch.nn.AvgPool2d(count_include_pad=True)` do); max pooling pads with
+  -inf so that padding never wins.
+  """
+  window = (window, window) if isinstance(window, int) else tuple(window)
+  stride = window if stride is None else ((stride, stride) if isinstance(stride, int) else tuple(stride))
+  if kind not in ('max', 'avg'):
+    raise UserError(f"unknown pooling {kind!r}; valid choices: avg, max")
+  pads = _same_pads(x.shape[1:3], window, stride, (1, 1)) if padding == 'SAME' else _pairs(padding)
+  fill = -jnp.inf if kind == 'max' else 0
+  x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=fill)
+  out_hw = tuple(output_size(x.shape[1 + a], window[a], stride=stride[a]) for a in range(2))
+  patches = [p for _, p in _windows(x, window, stride, (1, 1), out_hw)]
+  if kind == 'max':
+    return jnp.max(jnp.stack(patches), axis=0)
+  return jnp.sum(jnp.stack(patches), axis=0) / (window[0] * window[1])
+
+
+def adaptive_avg_pool(x: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
+  """Average over windows that tile the input into `out_hw` cells, NHWC.
+
+  Cell i along an axis of length n spans [floor(i n / m), ceil((i + 1) n / m)),
+  as in `torch.nn.AdaptiveAvgPool2d`: VGG's classifier expects a 7x7 map
+  whatever the input size.
+  """
+  rows = []
+  (h, w), (oh, ow) = x.shape[1:3], out_hw
+  for i in range(oh):
+    r0, r1 = (i * h) // oh, -(-((i + 1) * h) // oh)
+    cols = []
+    for j in range(ow):
+      c0, c1 = (j * w) // ow, -(-((j + 1) * w) // ow)
+      cols.append(jnp.mean(x[:, r0:r1, c0:c1, :], axis=(1, 2)))
+    rows.append(jnp.stack(cols, axis=1))
+  return jnp.stack(rows, axis=1)
