@@ -8,18 +8,14 @@ Writes checkpoints, metrics.jsonl, TensorBoard events, summary.json and
 curves.png into --workdir (default runs/mlp); rerunning resumes.
 """
 
-import functools
-
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from nkjax import launch
 from nkjax.data import images
 from nkjax.errors import choose
 from nkjax.models.mlp import MLP
-from nkjax.train import loop, optim, sharding, steps
-from nkjax.train import state as state_lib
+from nkjax.train import classify, loop, optim, sharding
 
 PRESETS = ('default', 'smoke')
 
@@ -45,7 +41,7 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   c.eval_batch_size = 512
   c.num_steps = 1500
   c.log_every = 100
-  c.eval_every = 500
+  c.eval_every = 250
   c.checkpoint_every = 500
   c.keep_checkpoints = 2
   c.seed = 0
@@ -91,30 +87,21 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> loop.FitResult:
     weight_decay=config.weight_decay,
     grad_clip_norm=config.grad_clip_norm,
   )
-  rng = jax.random.key(config.seed)
-  params_rng, rng = jax.random.split(rng)
-  state = state_lib.create(
-    model=model, tx=tx, rng=params_rng, inputs=jnp.zeros((1, *data.image_shape))
-  )
-  return loop.fit(
-    state=state,
-    train_step=functools.partial(
-      steps.classifier_train_step, l1=config.l1, l2=config.l2
-    ),
-    train_batches=data.train_batches,
-    num_steps=config.num_steps,
-    workdir=workdir,
-    rng=rng,
+  return classify.fit(
+    model=model,
+    data=data,
+    tx=tx,
     mesh=mesh,
-    examples_per_step=config.batch_size,
-    eval_fn=loop.make_evaluator(
-      steps.classifier_eval_step, data.eval_batches, mesh=mesh, jit=not config.debug
-    ),
-    eval_every=config.eval_every,
+    workdir=workdir,
+    num_steps=config.num_steps,
+    batch_size=config.batch_size,
+    seed=config.seed,
+    l1=config.l1,
+    l2=config.l2,
     log_every=config.log_every,
+    eval_every=config.eval_every,
     checkpoint_every=config.checkpoint_every,
     keep_checkpoints=config.keep_checkpoints,
-    best_metric='accuracy',
     config=config.to_dict(),
     jit=not config.debug,
   )

@@ -31,14 +31,28 @@ def test_parameter_count_equals_the_published_one(name, shape, classes, count):
 def test_lenet5_layer_shapes_are_the_papers():
   model = cnn.create('lenet5')
   x = jnp.zeros((2, 28, 28, 1))
-  _, state = model.init_with_output(jax.random.key(0), x, train=False, capture_intermediates=True)
-  shapes = {k: v['__call__'][0].shape for k, v in state['intermediates'].items() if k != '__call__'}
+  _, state = model.init_with_output(
+    jax.random.key(0), x, train=False, capture_intermediates=True
+  )
+  shapes = {
+    k: v['__call__'][0].shape
+    for k, v in state['intermediates'].items()
+    if k != '__call__'
+  }
   assert shapes['Conv_0'] == (2, 28, 28, 6)  # C1 on the padded 32x32
   assert shapes['Conv_1'] == (2, 10, 10, 16)  # C3
   assert shapes['Dense_0'] == (2, 120) and shapes['Dense_1'] == (2, 84)
 
 
-@pytest.mark.parametrize('name, shape', [('lenet5', (28, 28, 1)), ('vgg_tiny', (16, 16, 3)), ('resnet_tiny', (16, 16, 3)), ('resnet_tiny_bottleneck', (16, 16, 3))])
+@pytest.mark.parametrize(
+  'name, shape',
+  [
+    ('lenet5', (28, 28, 1)),
+    ('vgg_tiny', (16, 16, 3)),
+    ('resnet_tiny', (16, 16, 3)),
+    ('resnet_tiny_bottleneck', (16, 16, 3)),
+  ],
+)
 def test_tiny_models_give_logits_and_train_mode_updates_batch_stats(name, shape):
   model = cnn.create(name, num_classes=7)
   x = jax.random.normal(jax.random.key(0), (4, *shape))
@@ -46,8 +60,18 @@ def test_tiny_models_give_logits_and_train_mode_updates_batch_stats(name, shape)
   logits = model.apply(variables, x, train=False)
   assert logits.shape == (4, 7) and logits.dtype == jnp.float32
   if 'batch_stats' in variables:
-    _, updates = model.apply(variables, x, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(2)})
-    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), variables['batch_stats'], updates['batch_stats'])
+    _, updates = model.apply(
+      variables,
+      x,
+      train=True,
+      mutable=['batch_stats'],
+      rngs={'dropout': jax.random.key(2)},
+    )
+    changed = jax.tree.map(
+      lambda a, b: bool(jnp.any(a != b)),
+      variables['batch_stats'],
+      updates['batch_stats'],
+    )
     assert all(jax.tree.leaves(changed))
 
 
@@ -71,20 +95,29 @@ def test_dropout_is_random_in_training_and_off_in_eval():
   a = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(2)})
   b = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(3)})
   assert not np.allclose(a, b)
-  np.testing.assert_array_equal(model.apply(variables, x, train=False), model.apply(variables, x, train=False))
+  np.testing.assert_array_equal(
+    model.apply(variables, x, train=False), model.apply(variables, x, train=False)
+  )
 
 
 def test_bfloat16_computes_in_bfloat16_with_float32_parameters():
   model = cnn.create('resnet_tiny', num_classes=3, dtype=jnp.bfloat16)
   x = jnp.ones((2, 8, 8, 3))
   variables = model.init(jax.random.key(0), x, train=False)
-  assert {p.dtype for p in jax.tree.leaves(variables['params'])} == {jnp.dtype('float32')}
+  assert {p.dtype for p in jax.tree.leaves(variables['params'])} == {
+    jnp.dtype('float32')
+  }
   _, state = model.apply(variables, x, train=False, capture_intermediates=True)
   assert state['intermediates']['Conv_0']['__call__'][0].dtype == jnp.bfloat16
   full = cnn.create('resnet_tiny', num_classes=3).apply(variables, x, train=False)
-  np.testing.assert_allclose(model.apply(variables, x, train=False), full, rtol=0.05, atol=0.05)
+  np.testing.assert_allclose(
+    model.apply(variables, x, train=False), full, rtol=0.05, atol=0.05
+  )
 
 
 def test_unknown_model_lists_the_valid_ones():
-  with pytest.raises(ValueError, match='unknown model .resnet9.; valid choices: alexnet, lenet5, resnet18'):
+  with pytest.raises(
+    ValueError,
+    match='unknown model .resnet9.; valid choices: alexnet, lenet5, resnet18',
+  ):
     cnn.create('resnet9')

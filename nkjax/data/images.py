@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 
 from nkjax.data import batching, digits, tfds_loader
-from nkjax.errors import choose
+from nkjax.errors import UserError, choose
 
 # name -> (TFDS name, train split, test split); None for the embedded digits.
 DATASETS = {
@@ -27,6 +27,8 @@ class ImageData:
   Attributes:
     train_batches: `start_step -> endless iterator` of shuffled train batches.
     eval_batches: `() -> iterator` of one padded pass over the test split.
+    train_eval_batches: `() -> iterator` of one padded, unshuffled pass over
+      the training examples, for measuring training accuracy.
   """
 
   name: str
@@ -36,6 +38,7 @@ class ImageData:
   num_test: int | None
   train_batches: Callable[[int], Iterator[dict]]
   eval_batches: Callable[[], Iterator[dict]]
+  train_eval_batches: Callable[[], Iterator[dict]]
 
 
 def load(
@@ -45,6 +48,7 @@ def load(
   eval_batch_size: int,
   seed: int,
   image_size: int | None = None,
+  train_subset: int | None = None,
   data_dir: str | None = None,
   process_index: int = 0,
   process_count: int = 1,
@@ -52,11 +56,18 @@ def load(
   """Loads `name` (one of `DATASETS`), images resized to `image_size` if given.
 
   Global batch sizes; each process gets its rows of every batch.
+  `train_subset` keeps only the first n training examples (the order is
+  already random: the digits split is shuffled, TFDS splits are stored shuffled).
   """
+  if train_subset is not None and train_subset < 1:
+    raise UserError(
+      f'train_subset must be a positive number of examples, got {train_subset}'
+    )
   choose('dataset', name, DATASETS)
   shard = {'process_index': process_index, 'process_count': process_count}
   if name == 'digits':
     train, test = (digits.load(s, image_size=image_size) for s in ('train', 'test'))
+    train = {k: v[:train_subset] for k, v in train.items()}
     return ImageData(
       name=name,
       num_classes=digits.NUM_CLASSES,
@@ -69,9 +80,14 @@ def load(
       eval_batches=lambda: batching.eval_batches(
         test, batch_size=eval_batch_size, **shard
       ),
+      train_eval_batches=lambda: batching.eval_batches(
+        train, batch_size=eval_batch_size, **shard
+      ),
     )
 
   tfds_name, train_split, test_split = DATASETS[name]
+  if train_subset is not None:
+    train_split = f'{train_split}[:{train_subset}]'
   b = tfds_loader.builder(tfds_name, data_dir=data_dir, offline_hint=OFFLINE_HINT)
   tf = tfds_loader.import_tf()
   h, w, c = b.info.features['image'].shape
@@ -98,4 +114,5 @@ def load(
     num_test=tfds_loader.num_examples(b, test_split),
     train_batches=lambda start: stream(train_split, batch_size, True, start),
     eval_batches=lambda: stream(test_split, eval_batch_size, False),
+    train_eval_batches=lambda: stream(train_split, eval_batch_size, False),
   )

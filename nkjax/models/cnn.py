@@ -43,11 +43,21 @@ class LeNet5(nn.Module):
   def __call__(self, x, *, train: bool):
     act = ACTIVATIONS[self.activation]
     pool = nn.max_pool if self.pool == 'max' else nn.avg_pool
-    norm = lambda y: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(y) if self.norm else y  # noqa: E731
+    norm = lambda y: (
+      nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(y)
+      if self.norm
+      else y
+    )  # noqa: E731
     x = x.astype(self.dtype)
     pad = 'SAME' if x.shape[1] == 28 else 'VALID'
-    x = pool(act(norm(nn.Conv(6, (5, 5), padding=pad, dtype=self.dtype)(x))), (2, 2), (2, 2))
-    x = pool(act(norm(nn.Conv(16, (5, 5), padding='VALID', dtype=self.dtype)(x))), (2, 2), (2, 2))
+    x = pool(
+      act(norm(nn.Conv(6, (5, 5), padding=pad, dtype=self.dtype)(x))), (2, 2), (2, 2)
+    )
+    x = pool(
+      act(norm(nn.Conv(16, (5, 5), padding='VALID', dtype=self.dtype)(x))),
+      (2, 2),
+      (2, 2),
+    )
     x = x.reshape(x.shape[0], -1)
     for width in (120, 84):
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -116,9 +126,13 @@ class VGG(nn.Module):
     x = x.astype(self.dtype)
     for n, width in zip(self.convs_per_stage, self.widths, strict=True):
       for _ in range(n):
-        x = nn.Conv(width, (3, 3), padding=1, use_bias=not self.norm, dtype=self.dtype)(x)
+        x = nn.Conv(width, (3, 3), padding=1, use_bias=not self.norm, dtype=self.dtype)(
+          x
+        )
         if self.norm:
-          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+          x = nn.BatchNorm(
+            use_running_average=not train, momentum=0.9, dtype=self.dtype
+          )(x)
         x = nn.relu(x)
       x = nn.max_pool(x, (2, 2), (2, 2))
     x = adaptive_avg_pool(x, (self.pool_to, self.pool_to)).reshape(x.shape[0], -1)
@@ -143,12 +157,16 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype)
+    bn = functools.partial(
+      nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
+    )
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(bn()(conv(self.filters, (3, 3), self.strides, padding=1)(x)))
     # The last norm of a block starts at zero scale, so each block starts as the identity.
     y = bn(scale_init=nn.initializers.zeros)(conv(self.filters, (3, 3), padding=1)(y))
-    return nn.relu(y + _shortcut(x, self.filters, self.strides, self.shortcut, train, self.dtype))
+    return nn.relu(
+      y + _shortcut(x, self.filters, self.strides, self.shortcut, train, self.dtype)
+    )
 
 
 class Bottleneck(nn.Module):
@@ -161,12 +179,16 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype)
+    bn = functools.partial(
+      nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
+    )
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(bn()(conv(self.filters, (1, 1))(x)))
     y = nn.relu(bn()(conv(self.filters, (3, 3), self.strides, padding=1)(y)))
     y = bn(scale_init=nn.initializers.zeros)(conv(4 * self.filters, (1, 1))(y))
-    return nn.relu(y + _shortcut(x, 4 * self.filters, self.strides, self.shortcut, train, self.dtype))
+    return nn.relu(
+      y + _shortcut(x, 4 * self.filters, self.strides, self.shortcut, train, self.dtype)
+    )
 
 
 def _shortcut(x, filters, strides, kind, train, dtype):
@@ -203,16 +225,26 @@ class ResNet(nn.Module):
   def __call__(self, x, *, train: bool):
     x = x.astype(self.dtype)
     if self.stem == 'imagenet':
-      x = nn.Conv(self.num_filters, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype)(x)
-      x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x))
+      x = nn.Conv(
+        self.num_filters, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype
+      )(x)
+      x = nn.relu(
+        nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+      )
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:
-      x = nn.Conv(self.num_filters, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
-      x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x))
+      x = nn.Conv(
+        self.num_filters, (3, 3), padding=1, use_bias=False, dtype=self.dtype
+      )(x)
+      x = nn.relu(
+        nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+      )
     for i, n in enumerate(self.stage_sizes):
       for j in range(n):
         strides = 2 if i > 0 and j == 0 else 1
-        x = self.block(self.num_filters * 2**i, strides, self.shortcut, self.dtype)(x, train=train)
+        x = self.block(self.num_filters * 2**i, strides, self.shortcut, self.dtype)(
+          x, train=train
+        )
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
 
@@ -233,9 +265,15 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
   'resnet32': functools.partial(ResNet, stage_sizes=(5, 5, 5), **_CIFAR),
   'resnet56': functools.partial(ResNet, stage_sizes=(9, 9, 9), **_CIFAR),
   # Tiny variants, for tests only.
-  'vgg_tiny': functools.partial(VGG, convs_per_stage=(1, 1), widths=(4, 8), classifier=(16,), pool_to=2),
-  'resnet_tiny': functools.partial(ResNet, stage_sizes=(1, 1), **{**_CIFAR, 'num_filters': 4}),
-  'resnet_tiny_bottleneck': functools.partial(ResNet, stage_sizes=(1, 1), num_filters=4, block=Bottleneck),
+  'vgg_tiny': functools.partial(
+    VGG, convs_per_stage=(1, 1), widths=(4, 8), classifier=(16,), pool_to=2
+  ),
+  'resnet_tiny': functools.partial(
+    ResNet, stage_sizes=(1, 1), **{**_CIFAR, 'num_filters': 4}
+  ),
+  'resnet_tiny_bottleneck': functools.partial(
+    ResNet, stage_sizes=(1, 1), num_filters=4, block=Bottleneck
+  ),
 }
 
 
@@ -248,5 +286,7 @@ def create(name: str, **kwargs) -> nn.Module:
 def count_params(model: nn.Module, input_shape: Sequence[int]) -> int:
   """Trainable parameters of `model` on inputs `[1, *input_shape]`, without
   allocating them (batch-norm statistics are not parameters)."""
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape)), train=False))
+  variables = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape)), train=False)
+  )
   return sum(int(jnp.size(p)) for p in jax.tree.leaves(variables['params']))

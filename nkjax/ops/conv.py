@@ -23,7 +23,9 @@ def _pairs(padding: Padding):
     return ((padding, padding), (padding, padding))
   if isinstance(padding, tuple) and len(padding) == 2:
     return tuple(tuple(p) for p in padding)
-  raise UserError(f"padding must be 'SAME', 'VALID', an int or ((top, bottom), (left, right)); got {padding!r}")
+  raise UserError(
+    f"padding must be 'SAME', 'VALID', an int or ((top, bottom), (left, right)); got {padding!r}"
+  )
 
 
 def _windows(x: jax.Array, window, stride, dilation, out_hw):
@@ -32,7 +34,12 @@ def _windows(x: jax.Array, window, stride, dilation, out_hw):
   for di in range(kh):
     for dj in range(kw):
       top, left = di * dh, dj * dw
-      yield (di, dj), x[:, top : top + sh * (oh - 1) + 1 : sh, left : left + sw * (ow - 1) + 1 : sw, :]
+      yield (
+        (di, dj),
+        x[
+          :, top : top + sh * (oh - 1) + 1 : sh, left : left + sw * (ow - 1) + 1 : sw, :
+        ],
+      )
 
 
 def conv2d(
@@ -60,9 +67,16 @@ def conv2d(
   kh, kw, cin, cout = w.shape
   if x.shape[-1] != cin:
     raise UserError(f'input has {x.shape[-1]} channels but the kernel expects {cin}')
-  pads = _same_pads(x.shape[1:3], (kh, kw), stride, dilation) if padding == 'SAME' else _pairs(padding)
+  pads = (
+    _same_pads(x.shape[1:3], (kh, kw), stride, dilation)
+    if padding == 'SAME'
+    else _pairs(padding)
+  )
   x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  out_hw = tuple(output_size(x.shape[1 + a], (kh, kw)[a], stride=stride[a], dilation=dilation[a]) for a in range(2))
+  out_hw = tuple(
+    output_size(x.shape[1 + a], (kh, kw)[a], stride=stride[a], dilation=dilation[a])
+    for a in range(2)
+  )
   y = jnp.zeros((x.shape[0], *out_hw, cout), jnp.result_type(x, w))
   for (di, dj), patch in _windows(x, (kh, kw), stride, dilation, out_hw):
     y = y + patch @ w[di, dj]
@@ -94,13 +108,23 @@ def pool2d(
   -inf so that padding never wins.
   """
   window = (window, window) if isinstance(window, int) else tuple(window)
-  stride = window if stride is None else ((stride, stride) if isinstance(stride, int) else tuple(stride))
+  stride = (
+    window
+    if stride is None
+    else ((stride, stride) if isinstance(stride, int) else tuple(stride))
+  )
   if kind not in ('max', 'avg'):
-    raise UserError(f"unknown pooling {kind!r}; valid choices: avg, max")
-  pads = _same_pads(x.shape[1:3], window, stride, (1, 1)) if padding == 'SAME' else _pairs(padding)
+    raise UserError(f'unknown pooling {kind!r}; valid choices: avg, max')
+  pads = (
+    _same_pads(x.shape[1:3], window, stride, (1, 1))
+    if padding == 'SAME'
+    else _pairs(padding)
+  )
   fill = -jnp.inf if kind == 'max' else 0
   x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=fill)
-  out_hw = tuple(output_size(x.shape[1 + a], window[a], stride=stride[a]) for a in range(2))
+  out_hw = tuple(
+    output_size(x.shape[1 + a], window[a], stride=stride[a]) for a in range(2)
+  )
   patches = [p for _, p in _windows(x, window, stride, (1, 1), out_hw)]
   if kind == 'max':
     return jnp.max(jnp.stack(patches), axis=0)

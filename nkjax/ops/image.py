@@ -22,7 +22,9 @@ def filter2d(images: jax.Array, kernel: jax.Array) -> jax.Array:
   k = kernel.shape[0]
   c = images.shape[-1]
   pad = (k - 1) // 2
-  x = jnp.pad(images, ((0, 0), (pad, k - 1 - pad), (pad, k - 1 - pad), (0, 0)), mode='reflect')
+  x = jnp.pad(
+    images, ((0, 0), (pad, k - 1 - pad), (pad, k - 1 - pad), (0, 0)), mode='reflect'
+  )
   # Channel c reads only input channel c: a diagonal [k, k, c, c] kernel.
   w = kernel[:, :, None, None] * jnp.eye(c)[None, None]
   return conv2d(x, w.astype(images.dtype))
@@ -35,7 +37,9 @@ def random_crop_flip(rng: jax.Array, images: jax.Array, *, pad: int = 4) -> jax.
   k_crop, k_flip = jax.random.split(rng)
   padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   offsets = jax.random.randint(k_crop, (n, 2), 0, 2 * pad + 1)
-  crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))  # noqa: E731
+  crop = lambda img, o: jax.lax.dynamic_slice(
+    img, (o[0], o[1], 0), (h, w, img.shape[-1])
+  )  # noqa: E731
   out = jax.vmap(crop)(padded, offsets)
   flip = jax.random.bernoulli(k_flip, 0.5, (n, 1, 1, 1))
   return jnp.where(flip, out[:, :, ::-1, :], out)

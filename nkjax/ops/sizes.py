@@ -3,7 +3,14 @@
 from collections.abc import Sequence
 
 
-def output_size(n: int, k: int, *, stride: int = 1, padding: tuple[int, int] = (0, 0), dilation: int = 1) -> int:
+def output_size(
+  n: int,
+  k: int,
+  *,
+  stride: int = 1,
+  padding: tuple[int, int] = (0, 0),
+  dilation: int = 1,
+) -> int:
   """Output length of a conv or pool along one axis.
 
   floor((n + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1;
@@ -12,7 +19,9 @@ def output_size(n: int, k: int, *, stride: int = 1, padding: tuple[int, int] = (
   return (n + sum(padding) - dilation * (k - 1) - 1) // stride + 1
 
 
-def receptive_field(layers: Sequence[tuple[int, int] | tuple[int, int, int]]) -> tuple[int, int]:
+def receptive_field(
+  layers: Sequence[tuple[int, int] | tuple[int, int, int]],
+) -> tuple[int, int]:
   """Receptive field and jump of the last layer of a stack, in input pixels.
 
   Args:
@@ -32,7 +41,9 @@ def receptive_field(layers: Sequence[tuple[int, int] | tuple[int, int, int]]) ->
   return field, jump
 
 
-def conv_params(kh: int, kw: int, in_channels: int, out_channels: int, *, bias: bool = True) -> int:
+def conv_params(
+  kh: int, kw: int, in_channels: int, out_channels: int, *, bias: bool = True
+) -> int:
   """Weights of a convolution: kh * kw * in * out (+ out biases), whatever the image size."""
   return kh * kw * in_channels * out_channels + (out_channels if bias else 0)
 

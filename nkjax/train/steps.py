@@ -24,17 +24,21 @@ def step_key(rng: jax.Array, step: jax.Array, stream: str) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(rng, stream_id), step)
 
 
-def _variables(state, params):
+def model_variables(state, params) -> dict:
+  """The variables to apply the model with: params, and batch stats if any."""
   if state.batch_stats is None:
     return {'params': params}
   return {'params': params, 'batch_stats': state.batch_stats}
 
 
-def classifier_train_step(state, batch, rng, *, l1: float = 0.0, l2: float = 0.0):
+def classifier_train_step(
+  state, batch, rng, *, l1: float = 0.0, l2: float = 0.0, augment=None
+):
   """One update of a classifier on `batch` = `{'image', 'label'}`.
 
-  Minimises mean softmax cross-entropy + l1 * sum|w| + l2 * 0.5 * sum(w^2);
-  updates batch-norm statistics when the state has them.
+  Minimises mean softmax cross-entropy + l1 * sum|w| + l2 * 0.5 * sum(w^2)
+  (over every parameter); updates batch-norm statistics when the state has
+  them; `augment(rng, images)`, if given, transforms the images first.
 
   Returns:
     `(state, metrics)` with `(sum, count)` pairs for `loss` (the data term)
@@ -42,10 +46,15 @@ def classifier_train_step(state, batch, rng, *, l1: float = 0.0, l2: float = 0.0
   """
   mutable = ['batch_stats'] if state.batch_stats is not None else False
   rngs = {'dropout': step_key(rng, state.step, 'dropout')}
+  images = (
+    batch['image']
+    if augment is None
+    else augment(step_key(rng, state.step, 'augment'), batch['image'])
+  )
 
   def loss_fn(params):
     out = state.apply_fn(
-      _variables(state, params), batch['image'], train=True, rngs=rngs, mutable=mutable
+      model_variables(state, params), images, train=True, rngs=rngs, mutable=mutable
     )
     logits, updates = out if mutable else (out, {})
     per_example = losses.softmax_cross_entropy(logits=logits, labels=batch['label'])
@@ -69,7 +78,9 @@ def classifier_train_step(state, batch, rng, *, l1: float = 0.0, l2: float = 0.0
 
 def classifier_eval_step(state, batch):
   """Loss and accuracy `(sum, count)` pairs on a padded batch with a `mask`."""
-  logits = state.apply_fn(_variables(state, state.params), batch['image'], train=False)
+  logits = state.apply_fn(
+    model_variables(state, state.params), batch['image'], train=False
+  )
   per_example = losses.softmax_cross_entropy(logits=logits, labels=batch['label'])
   return {
     'loss': metrics_lib.mean(per_example, batch['mask']),

@@ -8,7 +8,9 @@ import pytest
 
 from nkjax.ops import conv, sizes
 
-COURSE_MAP = jnp.array([[1, 5, 4, 3], [2, 6, 4, 0], [3, 1, 7, 9], [2, 8, 6, 5]], jnp.float32)[None, :, :, None]
+COURSE_MAP = jnp.array(
+  [[1, 5, 4, 3], [2, 6, 4, 0], [3, 1, 7, 9], [2, 8, 6, 5]], jnp.float32
+)[None, :, :, None]
 
 
 def test_course_pooling_example():
@@ -29,12 +31,24 @@ def test_course_convolution_shapes():
   assert conv.conv2d(y, jnp.ones((5, 5, 6, 10))).shape == (1, 24, 24, 10)
   # Stride 2: floor((32 - 5) / 2) + 1 = 14; with padding 2, floor((36 - 5) / 2) + 1 = 16.
   assert conv.conv2d(x, jnp.ones((5, 5, 3, 6)), stride=2).shape == (1, 14, 14, 6)
-  assert conv.conv2d(x, jnp.ones((5, 5, 3, 6)), stride=2, padding=2).shape == (1, 16, 16, 6)
+  assert conv.conv2d(x, jnp.ones((5, 5, 3, 6)), stride=2, padding=2).shape == (
+    1,
+    16,
+    16,
+    6,
+  )
   assert sizes.output_size(32, 5) == 28 and sizes.output_size(28, 5) == 24
-  assert sizes.output_size(7, 3, stride=2) == 3 and sizes.output_size(32, 5, stride=2, padding=(2, 2)) == 16
+  assert (
+    sizes.output_size(7, 3, stride=2) == 3
+    and sizes.output_size(32, 5, stride=2, padding=(2, 2)) == 16
+  )
 
 
-CONV_CASES = list(itertools.product([1, 2, 3], ['VALID', 'SAME', 1, ((2, 0), (1, 3))], [1, 2], [(3, 3), (2, 5)]))
+CONV_CASES = list(
+  itertools.product(
+    [1, 2, 3], ['VALID', 'SAME', 1, ((2, 0), (1, 3))], [1, 2], [(3, 3), (2, 5)]
+  )
+)
 
 
 @pytest.mark.parametrize('stride, padding, dilation, kernel', CONV_CASES)
@@ -42,16 +56,30 @@ def test_conv2d_equals_lax(stride, padding, dilation, kernel):
   kx, kw = jax.random.split(jax.random.key(stride * 7 + dilation))
   x = jax.random.normal(kx, (2, 11, 10, 3))
   w = jax.random.normal(kw, (*kernel, 3, 4))
-  pads = padding if isinstance(padding, str) else ((padding, padding), (padding, padding)) if isinstance(padding, int) else padding
+  pads = (
+    padding
+    if isinstance(padding, str)
+    else ((padding, padding), (padding, padding))
+    if isinstance(padding, int)
+    else padding
+  )
   expected = jax.lax.conv_general_dilated(
-    x, w, (stride, stride), pads, rhs_dilation=(dilation, dilation), dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    x,
+    w,
+    (stride, stride),
+    pads,
+    rhs_dilation=(dilation, dilation),
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
   )
   got = conv.conv2d(x, w, stride=stride, padding=padding, dilation=dilation)
   assert got.shape == expected.shape
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('window, stride, padding', [(2, 2, 'VALID'), (3, 2, 'VALID'), (3, 1, 'SAME'), (2, 1, 'VALID'), (3, 2, 'SAME')])
+@pytest.mark.parametrize(
+  'window, stride, padding',
+  [(2, 2, 'VALID'), (3, 2, 'VALID'), (3, 1, 'SAME'), (2, 1, 'VALID'), (3, 2, 'SAME')],
+)
 @pytest.mark.parametrize('kind', ['max', 'avg'])
 def test_pool2d_equals_flax(window, stride, padding, kind):
   x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
@@ -63,18 +91,27 @@ def test_pool2d_equals_flax(window, stride, padding, kind):
 
 def test_adaptive_avg_pool_tiles_and_replicates():
   x = jax.random.normal(jax.random.key(1), (2, 14, 14, 3))
-  np.testing.assert_allclose(conv.adaptive_avg_pool(x, (7, 7)), conv.pool2d(x, window=2, kind='avg'), rtol=1e-6)
+  np.testing.assert_allclose(
+    conv.adaptive_avg_pool(x, (7, 7)), conv.pool2d(x, window=2, kind='avg'), rtol=1e-6
+  )
   one = x[:, :1, :1, :]
-  np.testing.assert_allclose(conv.adaptive_avg_pool(one, (7, 7)), jnp.broadcast_to(one, (2, 7, 7, 3)))
+  np.testing.assert_allclose(
+    conv.adaptive_avg_pool(one, (7, 7)), jnp.broadcast_to(one, (2, 7, 7, 3))
+  )
   # Uneven: 5 -> 3 cells span rows [0, 2), [1, 4), [3, 5), as torch defines them.
-  y = conv.adaptive_avg_pool(jnp.arange(5.0)[None, :, None, None] * jnp.ones((1, 5, 1, 1)), (3, 1))
+  y = conv.adaptive_avg_pool(
+    jnp.arange(5.0)[None, :, None, None] * jnp.ones((1, 5, 1, 1)), (3, 1)
+  )
   np.testing.assert_allclose(y[0, :, 0, 0], [0.5, 2.0, 3.5])
 
 
 def test_receptive_field_of_stacks():
   assert sizes.receptive_field([(3, 1)] * 2) == (5, 1)  # two 3x3 convs see 5x5
   assert sizes.receptive_field([(3, 1)] * 3) == (7, 1)  # three see 7x7, VGG's argument
-  assert sizes.receptive_field([(5, 1), (2, 2), (5, 1), (2, 2)]) == (16, 4)  # LeNet-5's C1 S2 C3 S4
+  assert sizes.receptive_field([(5, 1), (2, 2), (5, 1), (2, 2)]) == (
+    16,
+    4,
+  )  # LeNet-5's C1 S2 C3 S4
   assert sizes.receptive_field([(3, 1, 2)]) == (5, 1)  # dilation 2
 
 

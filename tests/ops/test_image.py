@@ -14,13 +14,15 @@ def test_gaussian_kernel_is_normalised_symmetric_and_peaks_in_the_middle():
   np.testing.assert_allclose(k, k[::-1, ::-1])
   assert np.unravel_index(np.argmax(k), k.shape) == (3, 3)
   # Separable: the outer product of the 1-D Gaussian exp(-r^2 / 2 sigma^2).
-  g = np.exp(-(np.arange(7) - 3.0) ** 2 / (2 * 1.5**2))
+  g = np.exp(-((np.arange(7) - 3.0) ** 2) / (2 * 1.5**2))
   np.testing.assert_allclose(k, np.outer(g, g) / np.outer(g, g).sum(), rtol=1e-6)
 
 
 def test_filter_keeps_constants_and_lowers_variance():
   flat = jnp.full((1, 16, 16, 3), 0.7)
-  np.testing.assert_allclose(image.filter2d(flat, image.gaussian_kernel()), flat, rtol=1e-6)
+  np.testing.assert_allclose(
+    image.filter2d(flat, image.gaussian_kernel()), flat, rtol=1e-6
+  )
   noise = jax.random.normal(jax.random.key(0), (1, 32, 32, 3))
   blurred = image.filter2d(noise, image.gaussian_kernel())
   assert blurred.shape == noise.shape

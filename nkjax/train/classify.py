@@ -1,0 +1,96 @@
+"""Training a classifier end to end: the part the MLP and CNN experiments share."""
+
+import functools
+from collections.abc import Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from nkjax.data.images import ImageData
+from nkjax.train import loop, sharding, steps
+from nkjax.train import state as state_lib
+
+
+def fit(
+  *,
+  model: nn.Module,
+  data: ImageData,
+  tx: optax.GradientTransformation,
+  mesh: Mesh,
+  workdir: str,
+  num_steps: int,
+  batch_size: int,
+  seed: int,
+  l1: float = 0.0,
+  l2: float = 0.0,
+  augment: Callable | None = None,
+  log_every: int = 100,
+  eval_every: int = 0,
+  checkpoint_every: int = 0,
+  keep_checkpoints: int = 2,
+  config: Mapping | None = None,
+  jit: bool = True,
+) -> loop.FitResult:
+  """Initialises `model` from `seed` and trains it on `data` with `loop.fit`.
+
+  Keeps the best checkpoint by test accuracy; `augment(rng, images)` runs
+  inside the jitted step. See `steps.classifier_train_step` for `l1`, `l2`.
+  """
+  params_rng, rng = jax.random.split(jax.random.key(seed))
+  state = state_lib.create(
+    model=model, tx=tx, rng=params_rng, inputs=jnp.zeros((1, *data.image_shape))
+  )
+  return loop.fit(
+    state=state,
+    train_step=functools.partial(
+      steps.classifier_train_step, l1=l1, l2=l2, augment=augment
+    ),
+    train_batches=data.train_batches,
+    num_steps=num_steps,
+    workdir=workdir,
+    rng=rng,
+    mesh=mesh,
+    examples_per_step=batch_size,
+    eval_fn=loop.make_evaluator(
+      steps.classifier_eval_step, data.eval_batches, mesh=mesh, jit=jit
+    ),
+    eval_every=eval_every,
+    log_every=log_every,
+    checkpoint_every=checkpoint_every,
+    keep_checkpoints=keep_checkpoints,
+    best_metric='accuracy',
+    config=config,
+    jit=jit,
+  )
+
+
+def predict(state, batches, *, mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+  """`(labels, predicted classes)` over one padded pass of `batches`, padding dropped."""
+
+  @jax.jit
+  def classes(state, images):
+    logits = state.apply_fn(
+      steps.model_variables(state, state.params), images, train=False
+    )
+    return jnp.argmax(logits, axis=-1)
+
+  labels, preds = [], []
+  for batch in batches:
+    keep = batch['mask'] > 0
+    out = classes(state, sharding.shard_batch(batch['image'], mesh))
+    labels.append(batch['label'][keep])
+    preds.append(np.asarray(out)[keep])
+  return np.concatenate(labels), np.concatenate(preds)
+
+
+def confusion_matrix(
+  labels: np.ndarray, preds: np.ndarray, num_classes: int
+) -> np.ndarray:
+  """`[true, predicted]` counts."""
+  cm = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(cm, (labels, preds), 1)
+  return cm
