@@ -72,3 +72,99 @@ def image_grid(
       pad + q * (w + pad) : pad + q * (w + pad) + w,
     ] = images[i]
   return grid
+
+
+def _normalise(image: np.ndarray) -> np.ndarray:
+  lo, hi = float(image.min()), float(image.max())
+  return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+
+
+def save_images(
+  images: np.ndarray,
+  path: str,
+  *,
+  titles: list[str] | None = None,
+  cols: int = 8,
+  normalise: bool = False,
+  suptitle: str = '',
+) -> str:
+  """A titled grid of `[n, h, w, c]` images (c = 1 grey, 3 colour) -> PNG.
+
+  Args:
+    normalise: stretch each image to [0, 1] (for kernels and feature maps);
+      otherwise values are taken as [0, 1] intensities.
+  """
+  images = np.asarray(images, np.float32)
+  n = len(images)
+  rows = max(1, int(np.ceil(n / cols)))
+  cols = min(cols, max(n, 1))
+  fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.45 * rows), squeeze=False)
+  for ax in axes.flat:
+    ax.axis('off')
+  for i, (ax, img) in enumerate(zip(axes.flat, images, strict=False)):
+    img = _normalise(img) if normalise else np.clip(img, 0, 1)
+    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap='gray', vmin=0, vmax=1)
+    if titles:
+      ax.set_title(titles[i], fontsize=7)
+  if suptitle:
+    fig.suptitle(suptitle, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_confusion_matrix(cm: np.ndarray, path: str, *, title: str = '') -> str:
+  """Counts `[true, predicted]` as a heat map with the numbers written in."""
+  k = len(cm)
+  fig, ax = plt.subplots(figsize=(0.5 * k + 2, 0.5 * k + 1.6))
+  ax.imshow(cm, cmap='Blues')
+  for (i, j), v in np.ndenumerate(cm):
+    ax.text(
+      j,
+      i,
+      str(v),
+      ha='center',
+      va='center',
+      fontsize=7,
+      color='white' if v > cm.max() / 2 else 'black',
+    )
+  ax.set_xlabel('predicted')
+  ax.set_ylabel('true')
+  ax.set_xticks(range(k))
+  ax.set_yticks(range(k))
+  if title:
+    ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def save_feature_maps(
+  maps: list[tuple[str, np.ndarray]], path: str, *, channels: int = 8
+) -> str:
+  """One row per layer: its first `channels` feature maps `[h, w, c]` of one input."""
+  fig, axes = plt.subplots(
+    len(maps),
+    channels + 1,
+    figsize=(1.2 * (channels + 1), 1.3 * len(maps)),
+    squeeze=False,
+  )
+  for row, (name, fmap) in zip(axes, maps, strict=True):
+    for ax in row:
+      ax.axis('off')
+    row[0].text(
+      0.5,
+      0.5,
+      f'{name}\n{fmap.shape[0]}x{fmap.shape[1]}x{fmap.shape[2]}',
+      ha='center',
+      va='center',
+      fontsize=7,
+    )
+    for ax, c in zip(row[1:], range(min(channels, fmap.shape[-1])), strict=False):
+      ax.imshow(_normalise(fmap[..., c]), cmap='viridis')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
