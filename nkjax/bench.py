@@ -11,6 +11,7 @@ the Python runtime.
 """
 
 import argparse
+import dataclasses
 import json
 import resource
 import statistics
@@ -21,30 +22,63 @@ from collections.abc import Callable
 from nkjax import launch
 
 
-def _mlp(batch_size: int):
-  import jax
-  import jax.numpy as jnp
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+  """A model's train step on random data of one shape.
 
+  Attributes:
+    model: `() -> flax module` (imported lazily, after the launcher sets devices).
+    input_shape: one example's `[h, w, c]`.
+    batch_size: the default global batch size.
+    torch_model: `() -> torch.nn.Module`, the eager PyTorch equivalent, if any.
+  """
+
+  model: Callable
+  input_shape: tuple[int, ...]
+  num_classes: int
+  batch_size: int
+  torch_model: Callable | None = None
+
+
+def _cnn(name, **kwargs):
+  def build():
+    from nkjax.models import cnn
+
+    return cnn.create(name, **kwargs)
+
+  return build
+
+
+def _mlp():
   from nkjax.models.mlp import MLP
-  from nkjax.train import optim, steps
-  from nkjax.train import state as state_lib
 
-  # The default experiment's model on 28x28 inputs (MNIST-sized).
-  model = MLP(hidden=(256, 256), num_outputs=10, dropout_rate=0.1)
-  batch = {
-    'image': jax.random.uniform(jax.random.key(1), (batch_size, 28, 28, 1)),
-    'label': jax.random.randint(jax.random.key(2), (batch_size,), 0, 10),
-  }
-  tx = optim.make_optimizer(name='adam', learning_rate=1e-3)
-  state = state_lib.create(
-    model=model, tx=tx, rng=jax.random.key(0), inputs=jnp.zeros((1, 28, 28, 1))
-  )
-  return state, steps.classifier_train_step, batch
+  return MLP(hidden=(256, 256), num_outputs=10)
 
 
-# name -> (default batch size, batch_size -> (state, train_step, batch))
-BENCHMARKS: dict[str, tuple[int, Callable]] = {
-  'mlp': (256, _mlp),
+def _torch(name):
+  def build():
+    from nkjax import bench_torch
+
+    return bench_torch.MODELS[name]()
+
+  return build
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+  'mlp': Benchmark(_mlp, (28, 28, 1), 10, 256, _torch('mlp')),
+  'lenet5': Benchmark(_cnn('lenet5'), (28, 28, 1), 10, 256, _torch('lenet5')),
+  # VGG-11 for 32x32 inputs: 1x1 final map, a 512-512 classifier (as CIFAR VGGs do).
+  'vgg11': Benchmark(
+    _cnn('vgg11', num_classes=10, pool_to=1, classifier=(512, 512)),
+    (32, 32, 3),
+    10,
+    128,
+    _torch('vgg11'),
+  ),
+  'resnet20': Benchmark(
+    _cnn('resnet20', num_classes=10), (32, 32, 3), 10, 128, _torch('resnet20')
+  ),
+  'resnet50': Benchmark(_cnn('resnet50', num_classes=1000), (224, 224, 3), 1000, 64),
 }
 
 
@@ -54,7 +88,49 @@ def _peak_memory_bytes(devices) -> tuple[int, str]:
     return max(
       s['peak_bytes_in_use'] for s in stats
     ), 'device peak bytes in use (max over devices)'
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'host peak RSS'
+  return resource.getrusage(
+    resource.RUSAGE_SELF
+  ).ru_maxrss * 1024, 'host peak RSS (whole process)'
+
+
+def _time(
+  run_steps: Callable[[int], None], *, steps: int, repeats: int, warmup: int
+) -> list[float]:
+  """Seconds of each of `repeats` timed calls of `run_steps(steps)`, after a warm-up.
+
+  `run_steps` must block until its steps are done.
+  """
+  run_steps(warmup)
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    run_steps(steps)
+    times.append(time.perf_counter() - t0)
+  return times
+
+
+def _throughput(times: list[float], steps: int, batch_size: int) -> dict:
+  median = statistics.median(times)
+  return {
+    'step_ms_median': round(1e3 * median / steps, 3),
+    'examples_per_second': round(steps * batch_size / median, 1),
+    'examples_per_second_min_max': [
+      round(steps * batch_size / t, 1) for t in (max(times), min(times))
+    ],
+  }
+
+
+def _random_batch(bench: Benchmark, batch_size: int) -> dict:
+  import numpy as np
+
+  return {
+    'image': np.random.default_rng(1)
+    .uniform(size=(batch_size, *bench.input_shape))
+    .astype(np.float32),
+    'label': np.random.default_rng(2)
+    .integers(0, bench.num_classes, batch_size)
+    .astype(np.int32),
+  }
 
 
 def run(
@@ -64,55 +140,110 @@ def run(
   steps: int = 10,
   repeats: int = 5,
   warmup: int = 3,
+  dtype: str = 'float32',
 ) -> dict:
-  """Measures one benchmark; returns its figures as a dict."""
+  """Measures one benchmark's jitted, data-parallel train step (Adam); returns its figures."""
   import jax
+  import jax.numpy as jnp
 
   from nkjax.errors import choose
-  from nkjax.train import loop, sharding
+  from nkjax.train import loop, optim, sharding
+  from nkjax.train import state as state_lib
+  from nkjax.train import steps as steps_lib
 
   choose('benchmark', name, BENCHMARKS)
-  default_batch, build = BENCHMARKS[name]
-  batch_size = batch_size or default_batch
+  choose('dtype', dtype, ('float32', 'bfloat16'))
+  bench = BENCHMARKS[name]
+  batch_size = batch_size or bench.batch_size
   mesh = sharding.data_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  state, train_step, batch = build(batch_size)
+  model = bench.model()
+  if dtype == 'bfloat16':
+    model = model.clone(dtype=jnp.bfloat16)
+  tx = optim.make_optimizer(name='adam', learning_rate=1e-3)
+  state = state_lib.create(
+    model=model, tx=tx, rng=jax.random.key(0), inputs=jnp.zeros((1, *bench.input_shape))
+  )
   state = sharding.replicate(state, mesh)
-  batch = sharding.shard_batch(jax.device_get(batch), mesh)
+  batch = sharding.shard_batch(_random_batch(bench, batch_size), mesh)
   rng = sharding.replicate(jax.random.key(0), mesh)
 
   t0 = time.perf_counter()
-  compiled = loop.jit_train_step(train_step, mesh).lower(state, batch, rng).compile()
+  compiled = (
+    loop.jit_train_step(steps_lib.classifier_train_step, mesh)
+    .lower(state, batch, rng)
+    .compile()
+  )
   compile_seconds = time.perf_counter() - t0
 
-  def run_steps(state, n):
+  def run_steps(n):
+    nonlocal state
     for _ in range(n):
       state, metrics = compiled(state, batch, rng)
     jax.block_until_ready((state, metrics))
-    return state
 
-  state = run_steps(state, warmup)
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    state = run_steps(state, steps)
-    times.append(time.perf_counter() - t0)
-  median = statistics.median(times)
+  times = _time(run_steps, steps=steps, repeats=repeats, warmup=warmup)
   memory, memory_kind = _peak_memory_bytes(mesh.devices.flat)
   return {
     'benchmark': name,
+    'framework': f'jax {jax.__version__}',
     'batch_size': batch_size,
+    'dtype': dtype,
     'platform': jax.default_backend(),
     'devices': int(mesh.devices.size),
     'device_kind': jax.devices()[0].device_kind,
     'compile_seconds': round(compile_seconds, 3),
-    'step_ms_median': round(1e3 * median / steps, 3),
-    'examples_per_second': round(steps * batch_size / median, 1),
-    'examples_per_second_min_max': [
-      round(steps * batch_size / t, 1) for t in (max(times), min(times))
-    ],
+    **_throughput(times, steps, batch_size),
     'peak_memory_mb': round(memory / 2**20, 1),
     'peak_memory_kind': memory_kind,
+    'timing': f'median of {repeats} runs of {steps} steps after {warmup} warm-up steps',
+  }
+
+
+def run_torch(
+  name: str,
+  *,
+  batch_size: int | None = None,
+  steps: int = 10,
+  repeats: int = 5,
+  warmup: int = 3,
+) -> dict:
+  """The same step in eager PyTorch on the CPU (all cores), for comparison."""
+  import os
+
+  import torch
+
+  from nkjax.errors import UserError
+
+  bench = BENCHMARKS[name]
+  if bench.torch_model is None:
+    raise UserError(
+      f'benchmark {name} has no PyTorch equivalent; those with one: {", ".join(n for n, b in BENCHMARKS.items() if b.torch_model)}'
+    )
+  batch_size = batch_size or bench.batch_size
+  torch.set_num_threads(os.cpu_count() or 1)
+  torch.manual_seed(0)
+  model = bench.torch_model()
+  opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+  data = _random_batch(bench, batch_size)
+  x = (
+    torch.from_numpy(data['image']).permute(0, 3, 1, 2).contiguous()
+  )  # NCHW, PyTorch's fast layout
+  y = torch.from_numpy(data['label']).long()
+
+  def run_steps(n):
+    for _ in range(n):
+      opt.zero_grad(set_to_none=True)
+      torch.nn.functional.cross_entropy(model(x), y).backward()
+      opt.step()
+
+  times = _time(run_steps, steps=steps, repeats=repeats, warmup=warmup)
+  return {
+    'benchmark': name,
+    'framework': f'torch {torch.__version__} eager',
+    'batch_size': batch_size,
+    'threads': torch.get_num_threads(),
+    **_throughput(times, steps, batch_size),
     'timing': f'median of {repeats} runs of {steps} steps after {warmup} warm-up steps',
   }
 
@@ -132,19 +263,29 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument(
     '--repeats', type=int, default=5, help='timed runs; the median is reported'
   )
+  parser.add_argument(
+    '--dtype',
+    default='float32',
+    help='float32, or bfloat16 compute with float32 parameters',
+  )
+  parser.add_argument(
+    '--torch',
+    action='store_true',
+    help='also time the eager PyTorch equivalent (needs torch)',
+  )
   args = parser.parse_args(argv)
   launch.use_all_cpu_cores()
   from nkjax.errors import UserError
 
+  timing = {'batch_size': args.batch_size, 'steps': args.steps, 'repeats': args.repeats}
   for name in args.names:
     try:
-      figures = run(
-        name, batch_size=args.batch_size, steps=args.steps, repeats=args.repeats
-      )
+      print(json.dumps(run(name, dtype=args.dtype, **timing)), flush=True)
+      if args.torch:
+        print(json.dumps(run_torch(name, **timing)), flush=True)
     except UserError as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(1)
-    print(json.dumps(figures))
 
 
 if __name__ == '__main__':

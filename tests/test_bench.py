@@ -18,4 +18,35 @@ def test_mlp_benchmark_prints_its_figures(capsys):
 def test_unknown_benchmark_lists_the_valid_ones(capsys):
   with pytest.raises(SystemExit):
     bench.main(['resnet9000'])
-  assert 'valid choices: mlp' in capsys.readouterr().err
+  assert (
+    'valid choices: lenet5, mlp, resnet20, resnet50, vgg11' in capsys.readouterr().err
+  )
+
+
+def test_resnet_benchmark_in_bfloat16_runs(capsys):
+  bench.main(
+    [
+      'resnet20',
+      '--batch-size',
+      '8',
+      '--steps',
+      '1',
+      '--repeats',
+      '1',
+      '--dtype',
+      'bfloat16',
+    ]
+  )
+  figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert figures['dtype'] == 'bfloat16' and figures['examples_per_second'] > 0
+
+
+@pytest.mark.parametrize('name', ['mlp', 'lenet5', 'vgg11', 'resnet20'])
+def test_pytorch_equivalents_have_the_same_parameter_count(name):
+  pytest.importorskip('torch')
+  from nkjax import bench_torch
+  from nkjax.models.cnn import count_params
+
+  b = bench.BENCHMARKS[name]
+  torch_count = sum(p.numel() for p in bench_torch.MODELS[name]().parameters())
+  assert torch_count == count_params(b.model(), b.input_shape)

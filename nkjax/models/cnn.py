@@ -15,7 +15,11 @@ import jax
 import jax.numpy as jnp
 
 from nkjax.errors import choose
+from nkjax.ops import conv as conv_ops
 from nkjax.ops.conv import adaptive_avg_pool
+
+# flax's Conv with XLA:CPU's slow case for tiny maps avoided (see conv_ops).
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_ops.conv_general_dilated)
 
 ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'sigmoid': nn.sigmoid}
 
@@ -42,7 +46,7 @@ class LeNet5(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     act = ACTIVATIONS[self.activation]
-    pool = nn.max_pool if self.pool == 'max' else nn.avg_pool
+    pool = conv_ops.max_pool if self.pool == 'max' else nn.avg_pool
     norm = lambda y: (
       nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(y)
       if self.norm
@@ -51,10 +55,10 @@ class LeNet5(nn.Module):
     x = x.astype(self.dtype)
     pad = 'SAME' if x.shape[1] == 28 else 'VALID'
     x = pool(
-      act(norm(nn.Conv(6, (5, 5), padding=pad, dtype=self.dtype)(x))), (2, 2), (2, 2)
+      act(norm(Conv(6, (5, 5), padding=pad, dtype=self.dtype)(x))), (2, 2), (2, 2)
     )
     x = pool(
-      act(norm(nn.Conv(16, (5, 5), padding='VALID', dtype=self.dtype)(x))),
+      act(norm(Conv(16, (5, 5), padding='VALID', dtype=self.dtype)(x))),
       (2, 2),
       (2, 2),
     )
@@ -76,7 +80,7 @@ class AlexNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = functools.partial(nn.Conv, dtype=self.dtype)
+    conv = functools.partial(Conv, dtype=self.dtype)
     pool = lambda y: nn.max_pool(y, (3, 3), (2, 2))  # noqa: E731
     x = x.astype(self.dtype)
     x = pool(nn.relu(conv(64, (11, 11), (4, 4), padding=2)(x)))
@@ -126,15 +130,13 @@ class VGG(nn.Module):
     x = x.astype(self.dtype)
     for n, width in zip(self.convs_per_stage, self.widths, strict=True):
       for _ in range(n):
-        x = nn.Conv(width, (3, 3), padding=1, use_bias=not self.norm, dtype=self.dtype)(
-          x
-        )
+        x = Conv(width, (3, 3), padding=1, use_bias=not self.norm, dtype=self.dtype)(x)
         if self.norm:
           x = nn.BatchNorm(
             use_running_average=not train, momentum=0.9, dtype=self.dtype
           )(x)
         x = nn.relu(x)
-      x = nn.max_pool(x, (2, 2), (2, 2))
+      x = conv_ops.max_pool(x, (2, 2), (2, 2))
     x = adaptive_avg_pool(x, (self.pool_to, self.pool_to)).reshape(x.shape[0], -1)
     for width in self.classifier:
       x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
@@ -160,7 +162,7 @@ class BasicBlock(nn.Module):
     bn = functools.partial(
       nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
     )
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(bn()(conv(self.filters, (3, 3), self.strides, padding=1)(x)))
     # The last norm of a block starts at zero scale, so each block starts as the identity.
     y = bn(scale_init=nn.initializers.zeros)(conv(self.filters, (3, 3), padding=1)(y))
@@ -182,7 +184,7 @@ class Bottleneck(nn.Module):
     bn = functools.partial(
       nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
     )
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(bn()(conv(self.filters, (1, 1))(x)))
     y = nn.relu(bn()(conv(self.filters, (3, 3), self.strides, padding=1)(y)))
     y = bn(scale_init=nn.initializers.zeros)(conv(4 * self.filters, (1, 1))(y))
@@ -198,7 +200,7 @@ def _shortcut(x, filters, strides, kind, train, dtype):
     x = x[:, ::strides, ::strides, :]
     extra = filters - x.shape[-1]
     return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
-  x = nn.Conv(filters, (1, 1), strides, use_bias=False, dtype=dtype)(x)
+  x = Conv(filters, (1, 1), strides, use_bias=False, dtype=dtype)(x)
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=dtype)(x)
 
 
@@ -225,7 +227,7 @@ class ResNet(nn.Module):
   def __call__(self, x, *, train: bool):
     x = x.astype(self.dtype)
     if self.stem == 'imagenet':
-      x = nn.Conv(
+      x = Conv(
         self.num_filters, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype
       )(x)
       x = nn.relu(
@@ -233,9 +235,7 @@ class ResNet(nn.Module):
       )
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:
-      x = nn.Conv(
-        self.num_filters, (3, 3), padding=1, use_bias=False, dtype=self.dtype
-      )(x)
+      x = Conv(self.num_filters, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
       x = nn.relu(
         nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
       )

@@ -128,3 +128,42 @@ def test_bad_arguments_are_clear_errors():
     conv.conv2d(jnp.ones((1, 5, 5, 3)), jnp.ones((3, 3, 4, 1)))
   with pytest.raises(ValueError, match='valid choices: avg, max'):
     conv.pool2d(COURSE_MAP, window=2, kind='median')
+
+
+@pytest.mark.parametrize(
+  'hw, stride, padding',
+  [(2, 1, ((1, 1), (1, 1))), (4, 2, 'SAME'), (3, 1, 'VALID'), (8, 1, ((1, 1), (1, 1)))],
+)
+def test_conv_general_dilated_equals_lax_on_tiny_and_ordinary_maps(hw, stride, padding):
+  x = jax.random.normal(jax.random.key(0), (2, hw, hw, 5))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 5, 4))
+  dims = jax.lax.conv_dimension_numbers(x.shape, w.shape, ('NHWC', 'HWIO', 'NHWC'))
+  args = ((stride, stride), padding)
+  expected = jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dims)
+  np.testing.assert_allclose(
+    conv.conv_general_dilated(x, w, *args, dimension_numbers=dims),
+    expected,
+    rtol=1e-4,
+    atol=1e-4,
+  )
+  # And its gradient, which is what training runs.
+  loss = lambda f: lambda w: jnp.sum(f(x, w, *args, dimension_numbers=dims) ** 2)  # noqa: E731
+  np.testing.assert_allclose(
+    jax.grad(loss(conv.conv_general_dilated))(w),
+    jax.grad(loss(jax.lax.conv_general_dilated))(w),
+    rtol=1e-4,
+    atol=1e-3,
+  )
+
+
+@pytest.mark.parametrize('window, stride, hw', [(2, 2, 8), (3, 2, 9), (2, 2, 7)])
+def test_max_pool_equals_flax(window, stride, hw):
+  x = jax.random.normal(jax.random.key(2), (2, hw, hw, 3))
+  expected = nn.max_pool(x, (window, window), (stride, stride))
+  np.testing.assert_array_equal(
+    conv.max_pool(x, (window, window), (stride, stride)), expected
+  )
+  g = lambda f: jax.grad(
+    lambda x: jnp.sum(f(x, (window, window), (stride, stride)) ** 2)
+  )(x)  # noqa: E731
+  np.testing.assert_allclose(g(conv.max_pool), g(nn.max_pool), rtol=1e-6)
