@@ -162,7 +162,10 @@ def run(
     model = model.clone(dtype=jnp.bfloat16)
   tx = optim.make_optimizer(name='adam', learning_rate=1e-3)
   state = state_lib.create(
-    model=model, tx=tx, rng=jax.random.key(0), inputs=jnp.zeros((1, *bench.input_shape))
+    model=model,
+    tx=tx,
+    rng=jax.random.key(0),
+    inputs=(jnp.zeros((1, *bench.input_shape)),),
   )
   state = sharding.replicate(state, mesh)
   batch = sharding.shard_batch(_random_batch(bench, batch_size), mesh)

@@ -20,7 +20,12 @@ def _numpy_step(kind, p, carry, x):
     c, h = carry
     n = h.shape[-1]
     a = x @ w + h @ u + b
-    i, f, g, o = _sig(a[:, :n]), _sig(a[:, n : 2 * n]), np.tanh(a[:, 2 * n : 3 * n]), _sig(a[:, 3 * n :])
+    i, f, g, o = (
+      _sig(a[:, :n]),
+      _sig(a[:, n : 2 * n]),
+      np.tanh(a[:, 2 * n : 3 * n]),
+      _sig(a[:, 3 * n :]),
+    )
     c = f * c + i * g
     h = o * np.tanh(c)
     return (c, h), h
@@ -38,7 +43,9 @@ def test_cells_follow_their_equations_step_by_step(kind):
   cell = rnn.CELLS[kind](features=5)
   xs = np.asarray(jax.random.normal(jax.random.key(0), (6, 3, 4)), np.float64)
   carry = cell.initialize_carry(None, (3, 4))
-  params = cell.init(jax.random.key(1), carry, jnp.asarray(xs[0], jnp.float32))['params']
+  params = cell.init(jax.random.key(1), carry, jnp.asarray(xs[0], jnp.float32))[
+    'params'
+  ]
   # Non-zero biases, so each bias block is checked.
   params = dict(params, b=0.1 * jnp.arange(params['b'].size, dtype=jnp.float32) - 0.5)
   ref = jax.tree.map(lambda a: np.asarray(a, np.float64), carry)
@@ -52,14 +59,23 @@ def test_cells_follow_their_equations_step_by_step(kind):
 
 def test_lstm_forget_bias_starts_at_one():
   cell = rnn.LSTMCell(features=3)
-  b = cell.init(jax.random.key(0), cell.initialize_carry(None, (1, 2)), jnp.ones((1, 2)))['params']['b']
+  b = cell.init(
+    jax.random.key(0), cell.initialize_carry(None, (1, 2)), jnp.ones((1, 2))
+  )['params']['b']
   np.testing.assert_array_equal(b, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
 
 
 @pytest.mark.parametrize('kind', ['rnn', 'lstm', 'gru'])
 @pytest.mark.parametrize('bidirectional', [False, True])
 def test_padding_never_changes_a_result(kind, bidirectional):
-  model = rnn.SequenceClassifier(num_classes=3, vocab_size=20, cell=kind, features=6, num_layers=2, bidirectional=bidirectional)
+  model = rnn.SequenceClassifier(
+    num_classes=3,
+    vocab_size=20,
+    cell=kind,
+    features=6,
+    num_layers=2,
+    bidirectional=bidirectional,
+  )
   tokens = jax.random.randint(jax.random.key(0), (3, 9), 1, 20)
   lengths = jnp.array([9, 4, 6])
   variables = model.init(jax.random.key(1), tokens, lengths, train=False)
@@ -70,7 +86,12 @@ def test_padding_never_changes_a_result(kind, bidirectional):
   np.testing.assert_allclose(apply(garbage, lengths), batched, rtol=1e-5, atol=1e-6)
   # ...and whatever else is in the batch.
   i, n = 1, int(lengths[1])
-  np.testing.assert_allclose(apply(tokens[i : i + 1, :n], lengths[i : i + 1]), batched[i : i + 1], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    apply(tokens[i : i + 1, :n], lengths[i : i + 1]),
+    batched[i : i + 1],
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 @pytest.mark.parametrize('kind', ['rnn', 'lstm', 'gru'])
@@ -82,7 +103,9 @@ def test_carry_out_then_in_continues_the_sequence(kind):
   whole, _ = apply(tokens, None)
   first, carries = apply(tokens[:, :6], None)
   second, _ = apply(tokens[:, 6:], carries)
-  np.testing.assert_allclose(jnp.concatenate([first, second], 1), whole, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    jnp.concatenate([first, second], 1), whole, rtol=1e-5, atol=1e-5
+  )
 
 
 def test_unknown_cell_lists_the_valid_ones():

@@ -150,11 +150,17 @@ class Recurrent(nn.Module):
     carries = []
     for layer in range(self.num_layers):
       if self.bidirectional:
-        rnn = nn.Bidirectional(nn.RNN(cell(self.features)), nn.RNN(cell(self.features), reverse=True, keep_order=True), return_carry=True)
+        rnn = nn.Bidirectional(
+          nn.RNN(cell(self.features)),
+          nn.RNN(cell(self.features), reverse=True, keep_order=True),
+          return_carry=True,
+        )
         carry, x = rnn(x, seq_lengths=lengths)
       else:
         init = None if initial_carries is None else initial_carries[layer]
-        carry, x = nn.RNN(cell(self.features), return_carry=True)(x, initial_carry=init, seq_lengths=lengths)
+        carry, x = nn.RNN(cell(self.features), return_carry=True)(
+          x, initial_carry=init, seq_lengths=lengths
+        )
       carries.append(carry)
     return x, tuple(carries)
 
@@ -174,7 +180,9 @@ class CharLM(nn.Module):
     the final carries (pass them back in to continue the sequence)."""
     del train
     x = nn.Embed(self.vocab_size, self.embed)(tokens)
-    x, carries = Recurrent(self.cell, self.features, self.num_layers)(x, initial_carries=carries)
+    x, carries = Recurrent(self.cell, self.features, self.num_layers)(
+      x, initial_carries=carries
+    )
     return nn.Dense(self.vocab_size)(x), carries
 
 
@@ -200,14 +208,22 @@ class SequenceClassifier(nn.Module):
       x = nn.Embed(self.vocab_size, self.embed)(x)
     elif x.ndim == 4:  # images [b, h, w, 1]: rows are the time steps
       x = x.reshape(x.shape[0], x.shape[1], -1)
-    _, carries = Recurrent(self.cell, self.features, self.num_layers, self.bidirectional)(x, lengths=lengths)
+    _, carries = Recurrent(
+      self.cell, self.features, self.num_layers, self.bidirectional
+    )(x, lengths=lengths)
     last = carries[-1]
-    h = jnp.concatenate([hidden(c) for c in last], -1) if self.bidirectional else hidden(last)
+    h = (
+      jnp.concatenate([hidden(c) for c in last], -1)
+      if self.bidirectional
+      else hidden(last)
+    )
     h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
     return nn.Dense(self.num_classes)(h)
 
 
-def scan_cell(cell: nn.Module, params, xs: jax.Array, carry, perturb: Sequence | None = None):
+def scan_cell(
+  cell: nn.Module, params, xs: jax.Array, carry, perturb: Sequence | None = None
+):
   """Runs one cell over `xs [time, batch, features]` step by step, returning every carry.
 
   `perturb[t]` (shaped like h) is added to h after step t: the gradient of a
@@ -220,5 +236,7 @@ def scan_cell(cell: nn.Module, params, xs: jax.Array, carry, perturb: Sequence |
     carry = (carry[0], carry[1] + d) if isinstance(carry, tuple) else carry + d
     return carry, carry
 
-  deltas = jnp.zeros((xs.shape[0], *hidden(carry).shape)) if perturb is None else perturb
+  deltas = (
+    jnp.zeros((xs.shape[0], *hidden(carry).shape)) if perturb is None else perturb
+  )
   return jax.lax.scan(step, carry, (xs, deltas))

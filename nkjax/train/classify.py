@@ -10,7 +10,6 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from nkjax.data.images import ImageData
 from nkjax.train import loop, sharding, steps
 from nkjax.train import state as state_lib
 
@@ -18,7 +17,7 @@ from nkjax.train import state as state_lib
 def fit(
   *,
   model: nn.Module,
-  data: ImageData,
+  data,
   tx: optax.GradientTransformation,
   mesh: Mesh,
   workdir: str,
@@ -28,6 +27,7 @@ def fit(
   l1: float = 0.0,
   l2: float = 0.0,
   augment: Callable | None = None,
+  inputs: tuple[str, ...] = ('image',),
   log_every: int = 100,
   eval_every: int = 0,
   checkpoint_every: int = 0,
@@ -38,16 +38,19 @@ def fit(
   """Initialises `model` from `seed` and trains it on `data` with `loop.fit`.
 
   Keeps the best checkpoint by test accuracy; `augment(rng, images)` runs
-  inside the jitted step. See `steps.classifier_train_step` for `l1`, `l2`.
+  inside the jitted step. See `steps.classifier_train_step` for `l1`, `l2`
+  and `inputs`; `data` is any object with `train_batches(start_step)` and
+  `eval_batches()` (an `ImageData`, or the sentiment data).
   """
   params_rng, rng = jax.random.split(jax.random.key(seed))
+  example = next(iter(data.eval_batches()))
   state = state_lib.create(
-    model=model, tx=tx, rng=params_rng, inputs=jnp.zeros((1, *data.image_shape))
+    model=model, tx=tx, rng=params_rng, inputs=tuple(example[k][:1] for k in inputs)
   )
   return loop.fit(
     state=state,
     train_step=functools.partial(
-      steps.classifier_train_step, l1=l1, l2=l2, augment=augment
+      steps.classifier_train_step, l1=l1, l2=l2, augment=augment, inputs=inputs
     ),
     train_batches=data.train_batches,
     num_steps=num_steps,
@@ -56,7 +59,10 @@ def fit(
     mesh=mesh,
     examples_per_step=batch_size,
     eval_fn=loop.make_evaluator(
-      steps.classifier_eval_step, data.eval_batches, mesh=mesh, jit=jit
+      functools.partial(steps.classifier_eval_step, inputs=inputs),
+      data.eval_batches,
+      mesh=mesh,
+      jit=jit,
     ),
     eval_every=eval_every,
     log_every=log_every,

@@ -19,7 +19,7 @@ class TrainState(train_state.TrainState):
 
 
 def create(
-  *, model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, inputs: Any
+  *, model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, inputs: tuple
 ) -> TrainState:
   """Initialises `model` on example `inputs` and wraps it with optimizer `tx`.
 
@@ -27,9 +27,10 @@ def create(
     model: a linen module whose `__call__(inputs, train=...)` takes `train`.
     tx: the optimizer.
     rng: the `params` key.
-    inputs: an example batch of inputs (its values are not used, only shapes).
+    inputs: the model's positional inputs for an example batch (only their
+      shapes and dtypes matter), e.g. `(images,)` or `(tokens, lengths)`.
   """
-  variables = jax.jit(lambda r, x: model.init(r, x, train=False))(rng, inputs)
+  variables = jax.jit(lambda r, xs: model.init(r, *xs, train=False))(rng, tuple(inputs))
   return TrainState.create(
     apply_fn=model.apply,
     params=variables['params'],

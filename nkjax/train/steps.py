@@ -32,9 +32,19 @@ def model_variables(state, params) -> dict:
 
 
 def classifier_train_step(
-  state, batch, rng, *, l1: float = 0.0, l2: float = 0.0, augment=None
+  state,
+  batch,
+  rng,
+  *,
+  l1: float = 0.0,
+  l2: float = 0.0,
+  augment=None,
+  inputs: tuple[str, ...] = ('image',),
 ):
   """One update of a classifier on `batch` = `{'image', 'label'}`.
+
+  The model is called with `batch[k] for k in inputs`: ('image',) for images,
+  ('tokens', 'length') for padded token sequences.
 
   Minimises mean softmax cross-entropy + l1 * sum|w| + l2 * 0.5 * sum(w^2)
   (over every parameter); updates batch-norm statistics when the state has
@@ -46,15 +56,13 @@ def classifier_train_step(
   """
   mutable = ['batch_stats'] if state.batch_stats is not None else False
   rngs = {'dropout': step_key(rng, state.step, 'dropout')}
-  images = (
-    batch['image']
-    if augment is None
-    else augment(step_key(rng, state.step, 'augment'), batch['image'])
-  )
+  args = [batch[k] for k in inputs]
+  if augment is not None:
+    args[0] = augment(step_key(rng, state.step, 'augment'), args[0])
 
   def loss_fn(params):
     out = state.apply_fn(
-      model_variables(state, params), images, train=True, rngs=rngs, mutable=mutable
+      model_variables(state, params), *args, train=True, rngs=rngs, mutable=mutable
     )
     logits, updates = out if mutable else (out, {})
     per_example = losses.softmax_cross_entropy(logits=logits, labels=batch['label'])
@@ -76,15 +84,58 @@ def classifier_train_step(
   return state, metrics
 
 
-def classifier_eval_step(state, batch):
+def classifier_eval_step(state, batch, *, inputs: tuple[str, ...] = ('image',)):
   """Loss and accuracy `(sum, count)` pairs on a padded batch with a `mask`."""
   logits = state.apply_fn(
-    model_variables(state, state.params), batch['image'], train=False
+    model_variables(state, state.params), *[batch[k] for k in inputs], train=False
   )
   per_example = losses.softmax_cross_entropy(logits=logits, labels=batch['label'])
   return {
     'loss': metrics_lib.mean(per_example, batch['mask']),
     'accuracy': metrics_lib.accuracy(
       logits=logits, labels=batch['label'], mask=batch['mask']
+    ),
+  }
+
+
+def _lm_outputs(state, batch):
+  # Teacher forcing: the model reads tokens[:, :-1] and predicts tokens[:, 1:].
+  tokens = batch['tokens']
+  logits, _ = state.apply_fn({'params': state.params}, tokens[:, :-1], train=False)
+  return logits, tokens[:, 1:]
+
+
+def lm_train_step(state, batch, rng):
+  """One update of a language model on `batch['tokens'] [batch, time + 1]`.
+
+  Returns `(sum, count)` pairs over every predicted token: `loss` in nats
+  (perplexity = exp(loss), bits per token = loss / ln 2) and `accuracy`.
+  """
+  del rng  # no dropout in the language models
+
+  def loss_fn(params):
+    logits, targets = _lm_outputs(state.replace(params=params), batch)
+    per_token = losses.softmax_cross_entropy(logits=logits, labels=targets)
+    return jnp.mean(per_token), (per_token, logits, targets)
+
+  grads, (per_token, logits, targets) = jax.grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads)
+  return state, _lm_metrics(per_token, logits, targets)
+
+
+def lm_eval_step(state, batch):
+  """Per-token loss and accuracy pairs; `batch['mask']` `[batch]` drops padding rows."""
+  logits, targets = _lm_outputs(state, batch)
+  per_token = losses.softmax_cross_entropy(logits=logits, labels=targets)
+  return _lm_metrics(per_token, logits, targets, batch['mask'])
+
+
+def _lm_metrics(per_token, logits, targets, mask=None):
+  if mask is not None:
+    mask = jnp.broadcast_to(mask[:, None], targets.shape).reshape(-1)
+  return {
+    'loss': metrics_lib.mean(per_token.reshape(-1), mask),
+    'accuracy': metrics_lib.accuracy(
+      logits=logits.reshape(-1, logits.shape[-1]), labels=targets.reshape(-1), mask=mask
     ),
   }

@@ -18,7 +18,9 @@ def tiny_run(
   model = MLP(hidden=(16,), num_outputs=10, dropout_rate=0.1)
   tx = optim.make_optimizer(name='adam', learning_rate=learning_rate)
   rng = jax.random.key(seed)
-  state = state_lib.create(model=model, tx=tx, rng=rng, inputs=jnp.zeros((1, 8, 8, 1)))
+  state = state_lib.create(
+    model=model, tx=tx, rng=rng, inputs=(jnp.zeros((1, 8, 8, 1)),)
+  )
   kwargs = dict(
     state=state,
     train_step=functools.partial(steps.classifier_train_step),

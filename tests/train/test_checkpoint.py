@@ -12,7 +12,7 @@ def _state(width):
   tx = optim.make_optimizer(name='adam', learning_rate=1e-3)
   model = MLP(hidden=(width,), num_outputs=3)
   return state_lib.create(
-    model=model, tx=tx, rng=jax.random.key(0), inputs=jnp.zeros((1, 4))
+    model=model, tx=tx, rng=jax.random.key(0), inputs=(jnp.zeros((1, 4)),)
   )
 
 

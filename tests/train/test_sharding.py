@@ -13,7 +13,7 @@ def _state():
   tx = optim.make_optimizer(name='momentum', learning_rate=0.1)
   model = MLP(hidden=(32,), num_outputs=10)  # no dropout: the two runs draw no keys
   return state_lib.create(
-    model=model, tx=tx, rng=jax.random.key(0), inputs=jnp.zeros((1, 8, 8, 1))
+    model=model, tx=tx, rng=jax.random.key(0), inputs=(jnp.zeros((1, 8, 8, 1)),)
   )
 
 
