@@ -240,3 +240,37 @@ def scan_cell(
     jnp.zeros((xs.shape[0], *hidden(carry).shape)) if perturb is None else perturb
   )
   return jax.lax.scan(step, carry, (xs, deltas))
+
+
+def generate(
+  model: CharLM,
+  params,
+  prompt: jax.Array,
+  *,
+  length: int,
+  temperature: float,
+  rng: jax.Array,
+) -> jax.Array:
+  """Continues `prompt` `[time]` by `length` tokens sampled one at a time.
+
+  Each sampled token is fed back with the carries: the model never re-reads
+  the prompt. `temperature` divides the logits (0: always the likeliest token).
+  Returns the `[length]` new tokens. Jit-compatible: one `lax.scan`.
+  """
+  logits, carries = model.apply({'params': params}, prompt[None])
+
+  def pick(logits, key):
+    if temperature == 0:
+      return jnp.argmax(logits, -1)
+    return jax.random.categorical(key, logits / temperature)
+
+  def step(state, key):
+    last_logits, carries = state
+    token = pick(last_logits, key)
+    logits, carries = model.apply({'params': params}, token[:, None], carries=carries)
+    return (logits[:, -1], carries), token[0]
+
+  _, tokens = jax.lax.scan(
+    step, (logits[:, -1], carries), jax.random.split(rng, length)
+  )
+  return tokens
