@@ -28,7 +28,7 @@ class Benchmark:
 
   Attributes:
     model: `() -> flax module` (imported lazily, after the launcher sets devices).
-    input_shape: one example's `[h, w, c]`.
+    input_shape: one example's `[h, w, c]` (images) or `[seq_len]` (tokens).
     batch_size: the default global batch size.
     torch_model: `() -> torch.nn.Module`, the eager PyTorch equivalent, if any.
   """
@@ -38,6 +38,9 @@ class Benchmark:
   num_classes: int
   batch_size: int
   torch_model: Callable | None = None
+  seq_len: int = (
+    0  # > 0: a language model on [batch, seq_len + 1] tokens of num_classes
+  )
 
 
 def _cnn(name, **kwargs):
@@ -64,6 +67,12 @@ def _torch(name):
   return build
 
 
+def _lstm_lm():
+  from nkjax.models.rnn import CharLM
+
+  return CharLM(vocab_size=100, embed=64, cell='lstm', features=256)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
   'mlp': Benchmark(_mlp, (28, 28, 1), 10, 256, _torch('mlp')),
   'lenet5': Benchmark(_cnn('lenet5'), (28, 28, 1), 10, 256, _torch('lenet5')),
@@ -79,6 +88,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     _cnn('resnet20', num_classes=10), (32, 32, 3), 10, 128, _torch('resnet20')
   ),
   'resnet50': Benchmark(_cnn('resnet50', num_classes=1000), (224, 224, 3), 1000, 64),
+  # The char_lm experiment's model: 100 characters, one LSTM layer of 256, 128 steps.
+  'lstm_lm': Benchmark(_lstm_lm, (128,), 100, 64, seq_len=128),
 }
 
 
@@ -109,9 +120,17 @@ def _time(
   return times
 
 
-def _throughput(times: list[float], steps: int, batch_size: int) -> dict:
+def _throughput(
+  times: list[float], steps: int, batch_size: int, seq_len: int = 0
+) -> dict:
   median = statistics.median(times)
+  tokens = (
+    {'tokens_per_second': round(steps * batch_size * seq_len / median, 1)}
+    if seq_len
+    else {}
+  )
   return {
+    **tokens,
     'step_ms_median': round(1e3 * median / steps, 3),
     'examples_per_second': round(steps * batch_size / median, 1),
     'examples_per_second_min_max': [
@@ -123,6 +142,12 @@ def _throughput(times: list[float], steps: int, batch_size: int) -> dict:
 def _random_batch(bench: Benchmark, batch_size: int) -> dict:
   import numpy as np
 
+  if bench.seq_len:
+    return {
+      'tokens': np.random.default_rng(1)
+      .integers(0, bench.num_classes, (batch_size, bench.seq_len + 1))
+      .astype(np.int32)
+    }
   return {
     'image': np.random.default_rng(1)
     .uniform(size=(batch_size, *bench.input_shape))
@@ -146,7 +171,7 @@ def run(
   import jax
   import jax.numpy as jnp
 
-  from nkjax.errors import choose
+  from nkjax.errors import UserError, choose
   from nkjax.train import loop, optim, sharding
   from nkjax.train import state as state_lib
   from nkjax.train import steps as steps_lib
@@ -159,24 +184,29 @@ def run(
   sharding.check_batch_size(batch_size, mesh)
   model = bench.model()
   if dtype == 'bfloat16':
+    if not hasattr(model, 'dtype'):
+      raise UserError(
+        f'benchmark {name} has no bfloat16 variant; those with one: lenet5, vgg11, resnet20, resnet50'
+      )
     model = model.clone(dtype=jnp.bfloat16)
   tx = optim.make_optimizer(name='adam', learning_rate=1e-3)
   state = state_lib.create(
     model=model,
     tx=tx,
     rng=jax.random.key(0),
-    inputs=(jnp.zeros((1, *bench.input_shape)),),
+    inputs=(
+      jnp.zeros((1, *bench.input_shape), jnp.int32 if bench.seq_len else jnp.float32),
+    ),
   )
   state = sharding.replicate(state, mesh)
   batch = sharding.shard_batch(_random_batch(bench, batch_size), mesh)
   rng = sharding.replicate(jax.random.key(0), mesh)
 
   t0 = time.perf_counter()
-  compiled = (
-    loop.jit_train_step(steps_lib.classifier_train_step, mesh)
-    .lower(state, batch, rng)
-    .compile()
+  train_step = (
+    steps_lib.lm_train_step if bench.seq_len else steps_lib.classifier_train_step
   )
+  compiled = loop.jit_train_step(train_step, mesh).lower(state, batch, rng).compile()
   compile_seconds = time.perf_counter() - t0
 
   def run_steps(n):
@@ -196,7 +226,7 @@ def run(
     'devices': int(mesh.devices.size),
     'device_kind': jax.devices()[0].device_kind,
     'compile_seconds': round(compile_seconds, 3),
-    **_throughput(times, steps, batch_size),
+    **_throughput(times, steps, batch_size, bench.seq_len),
     'peak_memory_mb': round(memory / 2**20, 1),
     'peak_memory_kind': memory_kind,
     'timing': f'median of {repeats} runs of {steps} steps after {warmup} warm-up steps',

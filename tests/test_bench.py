@@ -19,7 +19,8 @@ def test_unknown_benchmark_lists_the_valid_ones(capsys):
   with pytest.raises(SystemExit):
     bench.main(['resnet9000'])
   assert (
-    'valid choices: lenet5, mlp, resnet20, resnet50, vgg11' in capsys.readouterr().err
+    'valid choices: lenet5, lstm_lm, mlp, resnet20, resnet50, vgg11'
+    in capsys.readouterr().err
   )
 
 
@@ -50,3 +51,14 @@ def test_pytorch_equivalents_have_the_same_parameter_count(name):
   b = bench.BENCHMARKS[name]
   torch_count = sum(p.numel() for p in bench_torch.MODELS[name]().parameters())
   assert torch_count == count_params(b.model(), b.input_shape)
+
+
+def test_lstm_language_model_benchmark_reports_tokens_per_second(capsys):
+  bench.main(['lstm_lm', '--batch-size', '8', '--steps', '1', '--repeats', '1'])
+  figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert figures['tokens_per_second'] == pytest.approx(
+    128 * figures['examples_per_second'], rel=1e-3
+  )
+  with pytest.raises(SystemExit):
+    bench.main(['lstm_lm', '--dtype', 'bfloat16'])
+  assert 'has no bfloat16 variant' in capsys.readouterr().err
