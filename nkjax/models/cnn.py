@@ -21,6 +21,15 @@ from nkjax.ops.conv import adaptive_avg_pool
 # flax's Conv with XLA:CPU's slow case for tiny maps avoided (see conv_ops).
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_ops.conv_general_dilated)
 
+
+def batch_norm(train: bool, dtype, **kwargs) -> nn.BatchNorm:
+  """Batch norm as torchvision has it: running averages with momentum 0.9
+  (PyTorch's 0.1), epsilon 1e-5; batch statistics in training, running ones in eval."""
+  return nn.BatchNorm(
+    use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, **kwargs
+  )
+
+
 ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'sigmoid': nn.sigmoid}
 
 
@@ -47,11 +56,7 @@ class LeNet5(nn.Module):
   def __call__(self, x, *, train: bool):
     act = ACTIVATIONS[self.activation]
     pool = conv_ops.max_pool if self.pool == 'max' else nn.avg_pool
-    norm = lambda y: (
-      nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(y)
-      if self.norm
-      else y
-    )  # noqa: E731
+    norm = lambda y: batch_norm(train, self.dtype)(y) if self.norm else y  # noqa: E731
     x = x.astype(self.dtype)
     pad = 'SAME' if x.shape[1] == 28 else 'VALID'
     x = pool(
@@ -132,9 +137,7 @@ class VGG(nn.Module):
       for _ in range(n):
         x = Conv(width, (3, 3), padding=1, use_bias=not self.norm, dtype=self.dtype)(x)
         if self.norm:
-          x = nn.BatchNorm(
-            use_running_average=not train, momentum=0.9, dtype=self.dtype
-          )(x)
+          x = batch_norm(train, self.dtype)(x)
         x = nn.relu(x)
       x = conv_ops.max_pool(x, (2, 2), (2, 2))
     x = adaptive_avg_pool(x, (self.pool_to, self.pool_to)).reshape(x.shape[0], -1)
@@ -159,9 +162,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    bn = functools.partial(
-      nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
-    )
+    bn = functools.partial(batch_norm, train, self.dtype)
     conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(bn()(conv(self.filters, (3, 3), self.strides, padding=1)(x)))
     # The last norm of a block starts at zero scale, so each block starts as the identity.
@@ -181,9 +182,7 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    bn = functools.partial(
-      nn.BatchNorm, use_running_average=not train, momentum=0.9, dtype=self.dtype
-    )
+    bn = functools.partial(batch_norm, train, self.dtype)
     conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(bn()(conv(self.filters, (1, 1))(x)))
     y = nn.relu(bn()(conv(self.filters, (3, 3), self.strides, padding=1)(y)))
@@ -201,7 +200,7 @@ def _shortcut(x, filters, strides, kind, train, dtype):
     extra = filters - x.shape[-1]
     return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
   x = Conv(filters, (1, 1), strides, use_bias=False, dtype=dtype)(x)
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=dtype)(x)
+  return batch_norm(train, dtype)(x)
 
 
 class ResNet(nn.Module):
@@ -230,15 +229,11 @@ class ResNet(nn.Module):
       x = Conv(
         self.num_filters, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype
       )(x)
-      x = nn.relu(
-        nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
-      )
+      x = nn.relu(batch_norm(train, self.dtype)(x))
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:
       x = Conv(self.num_filters, (3, 3), padding=1, use_bias=False, dtype=self.dtype)(x)
-      x = nn.relu(
-        nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
-      )
+      x = nn.relu(batch_norm(train, self.dtype)(x))
     for i, n in enumerate(self.stage_sizes):
       for j in range(n):
         strides = 2 if i > 0 and j == 0 else 1
