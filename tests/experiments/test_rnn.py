@@ -117,3 +117,25 @@ def test_sentiment_pipeline_on_mocked_imdb(tmp_path):
   assert 0.0 <= summary['eval']['accuracy'] <= 1.0
   assert summary['vocab_size'] > 2 and summary['train_reviews'] == 24
   assert json.loads((tmp_path / 'summary.json').read_text())['test_reviews'] == 24
+
+
+def test_tiny_shakespeare_is_read_through_tfds(tmp_path, monkeypatch):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  pytest.importorskip('tensorflow')
+  from nkjax.data import text
+
+  with tfds.testing.mock_data(num_examples=1):
+    train = text.tfds_text('tiny_shakespeare', 'train', data_dir=None)
+  assert isinstance(train, str) and train
+  # The experiment takes whatever text the loader returns, train and validation.
+  corpus = {
+    'train': 'to be or not to be, that is the question. ' * 20,
+    'validation': 'whether tis nobler in the mind. ' * 10,
+  }
+  monkeypatch.setattr(text, 'tfds_text', lambda name, split, data_dir: corpus[split])
+  config = rnn_experiment.get_config('smoke')
+  config.update({'corpus': 'tiny_shakespeare', 'prompt': 'to be', 'seq_len': 16})
+  summary = rnn_experiment.main(config, str(tmp_path))
+  assert summary['corpus'] == 'tiny_shakespeare' and summary['vocab_size'] == len(
+    set(corpus['train'] + corpus['validation'])
+  )
