@@ -30,3 +30,59 @@ def l2_penalty(params) -> jax.Array:
 def l1_penalty(params) -> jax.Array:
   """Sum of absolute weights, sum(|w|), over every leaf."""
   return sum(jnp.sum(jnp.abs(p)) for p in jax.tree.leaves(params))
+
+
+# ---------------------------------------------------------------- GANs
+#
+# D(x) = sigmoid(logit). Written with log_sigmoid so that confident
+# discriminators (|logit| of 20 or more) give exact, finite values:
+# log D = log_sigmoid(l), log(1 - D) = log_sigmoid(-l).
+
+
+def gan_value(*, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))]: D ascends it, G descends it."""
+  return jnp.mean(jax.nn.log_sigmoid(real_logits)) + jnp.mean(
+    jax.nn.log_sigmoid(-fake_logits)
+  )
+
+
+def discriminator_loss(*, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """-V(D, G): minimising it is the discriminator's ascent of V."""
+  return -gan_value(real_logits=real_logits, fake_logits=fake_logits)
+
+
+def generator_loss(*, fake_logits: jax.Array, saturating: bool = False) -> jax.Array:
+  """The generator's loss on `fake_logits = logit D(G(z))`, `[batch]` -> scalar.
+
+  saturating=True is the minimax game's E[log(1 - D(G(z)))], whose gradient
+  vanishes when D rejects the fakes confidently (D(G(z)) -> 0, early in
+  training); False is the non-saturating -E[log D(G(z))] that the course
+  recommends instead, with the same fixed point and strong gradients there.
+  """
+  if saturating:
+    return jnp.mean(jax.nn.log_sigmoid(-fake_logits))
+  return -jnp.mean(jax.nn.log_sigmoid(fake_logits))
+
+
+def wasserstein_critic_loss(
+  *, real_scores: jax.Array, fake_scores: jax.Array
+) -> jax.Array:
+  """-(E[D(x)] - E[D(G(z))]): the critic maximises the difference (no sigmoid, no log)."""
+  return -(jnp.mean(real_scores) - jnp.mean(fake_scores))
+
+
+def wasserstein_generator_loss(*, fake_scores: jax.Array) -> jax.Array:
+  """-E[D(G(z))]."""
+  return -jnp.mean(fake_scores)
+
+
+def gradient_penalty(
+  critic, real: jax.Array, fake: jax.Array, key: jax.Array
+) -> jax.Array:
+  """E[(||grad_x critic(x_hat)||_2 - 1)^2] at x_hat = e x + (1 - e) G(z), e ~ U[0, 1]
+  per example (Gulrajani et al., 2017). `critic` maps one batch to `[batch]` scores."""
+  eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1))
+  x_hat = eps * real + (1 - eps) * fake
+  grads = jax.grad(lambda x: jnp.sum(critic(x)))(x_hat)
+  norms = jnp.sqrt(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=-1) + 1e-12)
+  return jnp.mean((norms - 1.0) ** 2)

@@ -50,3 +50,19 @@ def merge(metrics: Iterable[Mapping]) -> dict[str, tuple[float, float]]:
 def compute(merged: Mapping[str, tuple[float, float]]) -> dict[str, float]:
   """Means from merged pairs; a metric with zero count is NaN."""
   return {name: (s / c if c else float('nan')) for name, (s, c) in merged.items()}
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+  """Frechet distance between Gaussians fitted to feature sets `[n, d]` and `[m, d]`.
+
+  ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al., 2017, with
+  whatever features are given: this is FID only on Inception features).
+  """
+  import scipy.linalg
+
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  mu_a, mu_b = a.mean(0), b.mean(0)
+  s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  root = scipy.linalg.sqrtm(s_a @ s_b)
+  root = root.real  # sqrtm returns tiny imaginary parts from rounding
+  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a + s_b - 2 * root))

@@ -81,6 +81,23 @@ def make_evaluator(
   return evaluate
 
 
+def _unaliased(tree):
+  """Copies any array that appears twice in `tree`.
+
+  The jitted step donates the state's buffers, and XLA refuses to donate one
+  buffer twice (an EMA initialised to the very parameter arrays, say).
+  """
+  seen = set()
+
+  def fresh(x):
+    if isinstance(x, jax.Array) and id(x) in seen:
+      return x.copy()
+    seen.add(id(x))
+    return x
+
+  return jax.tree.map(fresh, tree)
+
+
 def _due(step: int, every: int, last: int) -> bool:
   return step == last or (every > 0 and step % every == 0)
 
@@ -144,7 +161,7 @@ def fit(
     best_metric=best_metric,
     best_mode=best_mode,
   )
-  state = ckpt.restore(sharding.replicate(state, mesh))
+  state = ckpt.restore(_unaliased(sharding.replicate(state, mesh)))
   start = int(state.step)
   if start:
     logging.info(

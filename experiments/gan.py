@@ -1,0 +1,297 @@
+"""Generative adversarial nets: GAN, DCGAN, conditional GAN, WGAN and WGAN-GP.
+
+  python experiments/gan.py                                  # cgan on the embedded digits
+  python experiments/gan.py --config=experiments/gan.py:dcgan
+  python experiments/gan.py --config=experiments/gan.py:wgan --config.k=5
+  python experiments/gan.py --config=experiments/gan.py:compare   # every variant, side by side
+
+Every variant trains by the course's Algorithm 6.5.1 (k discriminator updates on m
+real and m generated images, then one generator update), writes sample grids
+from a fixed noise batch (samples/step_*.png; a row per class for the cGAN),
+D and G loss curves (curves.png) and its quality figures (summary.json): a
+Frechet distance on the features of a classifier nkjax trains on the same
+digits (not Inception FID), beside the real-vs-real floor, the class histogram
+of the samples and, for the cGAN, the share classified as their condition.
+"""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+import optax
+
+from nkjax import backprop, launch, metrics, viz
+from nkjax.data import images
+from nkjax.errors import choose
+from nkjax.models import gan as gan_models
+from nkjax.train import gan, loop, optim, scan, sharding, writers
+from nkjax.train import state as state_lib
+
+VARIANTS = ('gan', 'dcgan', 'cgan', 'wgan', 'wgan_gp')
+PRESETS = (*VARIANTS, 'compare', 'smoke')
+
+
+def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
+  choose('preset', preset, PRESETS)
+  c = ml_collections.ConfigDict()
+  c.variant = 'gan' if preset in ('compare', 'smoke') else preset
+  c.compare = preset == 'compare'
+  c.dataset = 'digits'
+  c.data_dir = ml_collections.config_dict.placeholder(str)
+  c.latent_dim = 32
+  c.m = 64  # real and noise samples per discriminator update
+  c.k = 1  # discriminator updates per generator update
+  c.saturating = False  # True: the minimax generator loss log(1 - D(G(z)))
+  c.optimizer = 'adam'
+  c.learning_rate = 2e-4
+  c.b1 = 0.5
+  c.b2 = 0.999
+  c.clip = ml_collections.config_dict.placeholder(float)
+  c.gp_weight = 10.0
+  c.ema = True
+  c.num_rounds = 3000
+  c.log_every = 250
+  c.eval_every = 1000
+  c.eval_samples = 1000
+  c.seed = 0
+  if c.variant == 'wgan':
+    c.k, c.optimizer, c.learning_rate, c.clip, c.num_rounds = (
+      5,
+      'rmsprop',
+      5e-5,
+      0.01,
+      2000,
+    )
+  elif c.variant == 'wgan_gp':
+    c.k, c.learning_rate, c.b1, c.b2, c.num_rounds = 5, 1e-4, 0.5, 0.9, 2000
+  if preset == 'compare':
+    c.variants = VARIANTS
+    c.num_rounds = 1500
+    c.eval_every = 1500
+  elif preset == 'smoke':
+    c.num_rounds = 6
+    c.log_every = 3
+    c.eval_every = 6
+    c.eval_samples = 200
+  return c
+
+
+def _networks(variant: str, image_shape, num_classes: int):
+  if variant in ('gan', 'cgan'):
+    return gan_models.MLPGenerator(
+      image_shape=image_shape, num_classes=num_classes
+    ), gan_models.MLPDiscriminator(num_classes=num_classes)
+  norm = (
+    variant != 'wgan_gp'
+  )  # the gradient penalty is per example: no batch norm in that critic
+  return gan_models.DCGANGenerator(
+    image_shape=image_shape, num_classes=num_classes
+  ), gan_models.DCGANDiscriminator(num_classes=num_classes, norm=norm)
+
+
+def _objective(variant: str) -> str:
+  return {'wgan': 'wgan', 'wgan_gp': 'wgan_gp'}.get(variant, 'minimax')
+
+
+def feature_classifier(train, *, seed: int):
+  """A 64-128-64-10 relu MLP trained on the real training images; its last hidden
+  layer gives the features for the Frechet distance. Returns `features(x [0, 1])`."""
+  x = train['image'].reshape(len(train['image']), -1)
+  data = {'x': x, 'y': np.eye(10, dtype=np.float32)[train['label']]}
+  params = backprop.init(jax.random.key(seed), [x.shape[1], 128, 64, 10])
+  vg = lambda p, b: jax.value_and_grad(backprop.objective)(
+    p, b['x'], b['y'], activation='relu', loss='softmax_ce'
+  )  # noqa: E731
+  params, _ = scan.train(
+    value_and_grad=vg,
+    params=params,
+    tx=optax.adam(1e-3),
+    data=data,
+    batch_size=64,
+    num_steps=2000,
+    seed=seed,
+  )
+
+  @jax.jit
+  def features_and_classes(images):
+    out, cache = backprop.forward(
+      params, images.reshape(images.shape[0], -1), activation='relu', loss='softmax_ce'
+    )
+    return cache[-1][0], jnp.argmax(out, -1)  # the last layer's input: hidden features
+
+  return features_and_classes
+
+
+def run_variant(config, workdir, variant: str) -> dict:
+  choose('variant', variant, VARIANTS)
+  mesh = sharding.data_mesh()
+  round_batch = config.k * config.m
+  sharding.check_batch_size(round_batch, mesh)
+  data = images.load(
+    config.dataset,
+    batch_size=round_batch,
+    eval_batch_size=config.m,
+    seed=config.seed,
+    data_dir=config.data_dir,
+  )
+  conditional = variant == 'cgan'
+  g_model, d_model = _networks(variant, data.image_shape, data.num_classes)
+
+  def make_tx():
+    return optim.make_optimizer(
+      name=config.optimizer,
+      learning_rate=config.learning_rate,
+      b1=config.b1,
+      b2=config.b2,
+    )
+
+  k_g, k_d, rng = jax.random.split(jax.random.key(config.seed), 3)
+  labels = (jnp.zeros((1,), jnp.int32),) if conditional else ()
+  g = state_lib.create(
+    model=g_model,
+    tx=make_tx(),
+    rng=k_g,
+    inputs=(jnp.zeros((1, config.latent_dim)), *labels),
+  )
+  d = state_lib.create(
+    model=d_model,
+    tx=make_tx(),
+    rng=k_d,
+    inputs=(jnp.zeros((1, *data.image_shape)), *labels),
+  )
+  state = gan.create(g, d, ema=config.ema)
+
+  # Quality: features of a classifier trained on the same real digits.
+  from nkjax.data import digits as digits_data
+
+  real_train, real_test = (
+    (digits_data.load(s) for s in ('train', 'test'))
+    if config.dataset == 'digits'
+    else (None, None)
+  )
+  features = (
+    feature_classifier(real_train, seed=config.seed) if real_train is not None else None
+  )
+  floor = (
+    metrics.frechet_distance(
+      np.asarray(features(real_train['image'])[0]),
+      np.asarray(features(real_test['image'])[0]),
+    )
+    if features
+    else None
+  )
+
+  fixed_z = jax.random.normal(jax.random.key(1234), (100, config.latent_dim))
+  fixed_labels = jnp.repeat(jnp.arange(10), 10)  # row r of the grid: class r
+
+  @jax.jit
+  def generate(state, z, y):
+    params = state.ema if state.ema is not None else state.g.params
+    variables = (
+      {'params': params}
+      if state.g.batch_stats is None
+      else {'params': params, 'batch_stats': state.g.batch_stats}
+    )
+    return state.g.apply_fn(variables, z, *((y,) if conditional else ()), train=False)
+
+  def evaluate(state) -> dict:
+    step = int(state.step)
+    grid = (np.asarray(generate(state, fixed_z, fixed_labels)) + 1) / 2
+    os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+    title = f'{variant}, round {step}' + (' (row = class)' if conditional else '')
+    viz.save_images(
+      grid,
+      os.path.join(workdir, 'samples', f'step_{step:06d}.png'),
+      cols=10,
+      suptitle=title,
+    )
+    out = {}
+    if features is not None:
+      z = jax.random.normal(
+        jax.random.key(99), (config.eval_samples, config.latent_dim)
+      )
+      y = jax.random.randint(jax.random.key(98), (config.eval_samples,), 0, 10)
+      fake = (generate(state, z, y) + 1) / 2
+      feats, classes = features(fake)
+      out['frechet'] = metrics.frechet_distance(
+        np.asarray(feats), np.asarray(features(real_test['image'])[0])
+      )
+      hist = np.bincount(np.asarray(classes), minlength=10) / config.eval_samples
+      out['classes_covered'] = float(np.sum(hist > 0.02))
+      out['class_share_max'] = float(hist.max())
+      if conditional:
+        out['condition_accuracy'] = float(np.mean(np.asarray(classes) == np.asarray(y)))
+    return out
+
+  def batches(start):
+    for b in data.train_batches(start):
+      yield {'image': b['image'] * 2.0 - 1.0, 'label': b['label']}
+
+  step_fn = functools.partial(
+    gan.gan_round, k=config.k, latent_dim=config.latent_dim, objective=_objective(variant),
+    saturating=config.saturating, conditional=conditional, num_classes=data.num_classes,
+    clip=config.clip if variant == 'wgan' else None, gp_weight=config.gp_weight,
+  )  # fmt: skip
+  result = loop.fit(
+    state=state, train_step=step_fn, train_batches=batches, num_steps=config.num_rounds,
+    workdir=workdir, rng=rng, mesh=mesh, examples_per_step=round_batch, eval_fn=evaluate,
+    eval_every=config.eval_every, log_every=config.log_every, checkpoint_every=config.eval_every,
+    loss_key='d_loss', config={**config.to_dict(), 'variant': variant},
+  )  # fmt: skip
+  summary = {**result.summary, 'variant': variant, 'real_vs_real_frechet_floor': floor}
+  if result.state is not None and features is not None:
+    z = jax.random.normal(jax.random.key(99), (config.eval_samples, config.latent_dim))
+    y = jax.random.randint(jax.random.key(98), (config.eval_samples,), 0, 10)
+    classes = np.asarray(features((generate(result.state, z, y) + 1) / 2)[1])
+    summary['class_histogram'] = np.bincount(classes, minlength=10).tolist()
+  writers.write_summary(workdir, summary)
+  return summary
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  if not config.compare:
+    return run_variant(config, workdir, config.variant)
+  for v in config.variants:
+    choose('variant', v, VARIANTS)
+  table, grids = {}, {}
+  for v in config.variants:
+    c = get_config(v)
+    c.update(
+      {
+        'num_rounds': config.num_rounds,
+        'eval_every': config.eval_every,
+        'seed': config.seed,
+        'dataset': config.dataset,
+      }
+    )
+    s = run_variant(c, os.path.join(workdir, v), v)
+    table[v] = {
+      'frechet': s['eval'].get('frechet'),
+      'floor': s['real_vs_real_frechet_floor'],
+      'condition_accuracy': s['eval'].get('condition_accuracy'),
+      'class_histogram': s.get('class_histogram'),
+    }
+    grids[v] = os.path.join(workdir, v, 'samples', f'step_{config.num_rounds:06d}.png')
+  print(f'\n{"variant":>8} {"Frechet":>9} {"floor":>7} {"cond acc":>9}')
+  for v, r in table.items():
+    ca = '' if r['condition_accuracy'] is None else f'{r["condition_accuracy"]:.3f}'
+    print(f'{v:>8} {r["frechet"]:9.3f} {r["floor"]:7.3f} {ca:>9}')
+  fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.6))
+  for ax, (v, path) in zip(np.atleast_1d(axes), grids.items(), strict=True):
+    ax.imshow(plt.imread(path))
+    ax.set_title(f'{v}: Frechet {table[v]["frechet"]:.2f}')
+    ax.axis('off')
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, 'compare.png'), dpi=110)
+  plt.close(fig)
+  summary = {'task': 'compare', 'results': table}
+  writers.write_summary(workdir, summary)
+  return summary
+
+
+if __name__ == '__main__':
+  launch.run(main)

@@ -1,0 +1,110 @@
+"""Generators and discriminators: the 2014 MLP GAN, DCGAN, their conditional
+versions and the WGAN critic (a discriminator without the sigmoid).
+
+Images are `[batch, h, w, c]` in [-1, 1] (the generator ends in tanh);
+discriminators return one logit per image (D(x) = sigmoid(logit)); a critic's
+output is used as is. A conditional network reads the label as a one-hot
+vector: concatenated to the noise (G) and to the input (D), as in Mirza &
+Osindero (2014).
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nkjax.models.cnn import batch_norm
+
+
+def _condition(x, labels, num_classes):
+  if labels is None:
+    return x
+  onehot = jax.nn.one_hot(labels, num_classes, dtype=x.dtype)
+  if x.ndim == 2:
+    return jnp.concatenate([x, onehot], -1)
+  # Images: the one-hot as extra constant channels.
+  planes = jnp.broadcast_to(onehot[:, None, None, :], (*x.shape[:3], num_classes))
+  return jnp.concatenate([x, planes], -1)
+
+
+class MLPGenerator(nn.Module):
+  """z (and a label) -> Dense/relu layers -> tanh image (Goodfellow et al., 2014)."""
+
+  image_shape: Sequence[int] = (8, 8, 1)
+  hidden: Sequence[int] = (128, 256)
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, z, labels=None, *, train: bool):
+    del train
+    x = _condition(z, labels, self.num_classes)
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width)(x))
+    size = 1
+    for d in self.image_shape:
+      size *= d
+    return jnp.tanh(nn.Dense(size)(x)).reshape(z.shape[0], *self.image_shape)
+
+
+class MLPDiscriminator(nn.Module):
+  """Image (and a label) -> Dense/leaky-relu layers -> one logit."""
+
+  hidden: Sequence[int] = (256, 128)
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x, labels=None, *, train: bool):
+    del train
+    x = _condition(x.reshape(x.shape[0], -1), labels, self.num_classes)
+    for width in self.hidden:
+      x = nn.leaky_relu(nn.Dense(width)(x), 0.2)
+    return nn.Dense(1)(x)[:, 0]
+
+
+class DCGANGenerator(nn.Module):
+  """Radford et al. (2016): project z to a small map, then stride-2 transposed
+  convolutions with batch norm and relu, doubling the size, tanh at the end.
+
+  Attributes:
+    image_shape: output `[h, w, c]`; h and w divisible by 2 ** len(widths).
+    widths: channels of the projected map and of each upsampling but the last.
+  """
+
+  image_shape: Sequence[int] = (8, 8, 1)
+  widths: Sequence[int] = (128, 64)
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, z, labels=None, *, train: bool):
+    h, w, c = self.image_shape
+    scale = 2 ** len(self.widths)
+    x = _condition(z, labels, self.num_classes)
+    x = nn.Dense((h // scale) * (w // scale) * self.widths[0], use_bias=False)(x)
+    x = nn.relu(batch_norm(train, jnp.float32)(x)).reshape(
+      z.shape[0], h // scale, w // scale, self.widths[0]
+    )
+    for width in self.widths[1:]:
+      x = nn.ConvTranspose(width, (4, 4), (2, 2), padding='SAME', use_bias=False)(x)
+      x = nn.relu(batch_norm(train, jnp.float32)(x))
+    return jnp.tanh(nn.ConvTranspose(c, (4, 4), (2, 2), padding='SAME')(x))
+
+
+class DCGANDiscriminator(nn.Module):
+  """Stride-2 convolutions with leaky relu (0.2), batch norm after the first,
+  then one logit. `norm=False` for a WGAN-GP critic: the penalty is per example,
+  which batch norm would couple across the batch (Gulrajani et al., 2017)."""
+
+  widths: Sequence[int] = (64, 128)
+  num_classes: int = 10
+  norm: bool = True
+
+  @nn.compact
+  def __call__(self, x, labels=None, *, train: bool):
+    x = _condition(x, labels, self.num_classes)
+    for i, width in enumerate(self.widths):
+      x = nn.Conv(width, (4, 4), (2, 2), padding='SAME')(x)
+      if i > 0 and self.norm:
+        x = batch_norm(train, jnp.float32)(x)
+      x = nn.leaky_relu(x, 0.2)
+    return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
