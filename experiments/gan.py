@@ -38,7 +38,7 @@ PRESETS = (*VARIANTS, 'compare', 'smoke')
 def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)
   c = ml_collections.ConfigDict()
-  c.variant = 'gan' if preset in ('compare', 'smoke') else preset
+  c.variant = {'compare': 'gan', 'smoke': 'cgan'}.get(preset, preset)
   c.compare = preset == 'compare'
   c.dataset = 'digits'
   c.data_dir = ml_collections.config_dict.placeholder(str)
@@ -53,10 +53,11 @@ def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
   c.clip = ml_collections.config_dict.placeholder(float)
   c.gp_weight = 10.0
   c.ema = True
-  c.num_rounds = 3000
-  c.log_every = 250
-  c.eval_every = 1000
+  c.num_rounds = 10_000
+  c.log_every = 500
+  c.eval_every = 2500
   c.eval_samples = 1000
+  c.feature_steps = 2000  # training steps of the feature classifier
   c.seed = 0
   if c.variant == 'wgan':
     c.k, c.optimizer, c.learning_rate, c.clip, c.num_rounds = (
@@ -77,6 +78,7 @@ def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
     c.log_every = 3
     c.eval_every = 6
     c.eval_samples = 200
+    c.feature_steps = 200
   return c
 
 
@@ -97,7 +99,7 @@ def _objective(variant: str) -> str:
   return {'wgan': 'wgan', 'wgan_gp': 'wgan_gp'}.get(variant, 'minimax')
 
 
-def feature_classifier(train, *, seed: int):
+def feature_classifier(train, *, seed: int, steps: int):
   """A 64-128-64-10 relu MLP trained on the real training images; its last hidden
   layer gives the features for the Frechet distance. Returns `features(x [0, 1])`."""
   x = train['image'].reshape(len(train['image']), -1)
@@ -174,7 +176,9 @@ def run_variant(config, workdir, variant: str) -> dict:
     else (None, None)
   )
   features = (
-    feature_classifier(real_train, seed=config.seed) if real_train is not None else None
+    feature_classifier(real_train, seed=config.seed, steps=config.feature_steps)
+    if real_train is not None
+    else None
   )
   floor = (
     metrics.frechet_distance(

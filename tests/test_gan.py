@@ -1,0 +1,145 @@
+import functools
+import math
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nkjax import losses, metrics
+from nkjax.models import gan as gan_models
+from nkjax.train import gan, optim
+from nkjax.train import state as state_lib
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
+import gan as gan_experiment  # noqa: E402
+
+
+def test_value_is_minus_two_log_two_when_d_is_one_half_everywhere():
+  half = jnp.zeros(16)  # logit 0: D = 1/2
+  assert float(losses.gan_value(real_logits=half, fake_logits=half)) == pytest.approx(
+    -2 * math.log(2)
+  )
+  assert float(
+    losses.discriminator_loss(real_logits=half, fake_logits=half)
+  ) == pytest.approx(2 * math.log(2))
+
+
+def test_saturating_generator_gradient_vanishes_when_d_rejects_fakes():
+  logit = -10.0  # D(G(z)) = sigmoid(-10) ~ 4.5e-5: confidently fake
+  sat = jax.grad(
+    lambda z: losses.generator_loss(fake_logits=jnp.array([z]), saturating=True)
+  )(logit)
+  non = jax.grad(lambda z: losses.generator_loss(fake_logits=jnp.array([z])))(logit)
+  d = 1 / (1 + math.exp(10))
+  assert float(sat) == pytest.approx(-d, rel=1e-4)  # d/dl log(1 - s(l)) = -s(l)
+  assert float(non) == pytest.approx(-(1 - d), rel=1e-4)  # d/dl -log s(l) = -(1 - s(l))
+  assert abs(float(non)) > 10_000 * abs(float(sat))
+
+
+def test_wasserstein_losses_are_differences_of_means():
+  real, fake = jnp.array([1.0, 3.0]), jnp.array([-1.0, 0.0, 1.0])
+  assert float(
+    losses.wasserstein_critic_loss(real_scores=real, fake_scores=fake)
+  ) == pytest.approx(-(2.0 - 0.0))
+  assert float(losses.wasserstein_generator_loss(fake_scores=fake)) == pytest.approx(
+    0.0
+  )
+
+
+def test_gradient_penalty_matches_finite_differences():
+  key = jax.random.key(0)
+  real = jax.random.normal(jax.random.key(1), (3, 2, 2, 1))
+  fake = jax.random.normal(jax.random.key(2), (3, 2, 2, 1))
+  critic = lambda x: jnp.sum(jnp.sin(2 * x) + x**2, axis=(1, 2, 3))  # noqa: E731
+  got = float(losses.gradient_penalty(critic, real, fake, key))
+  eps = np.asarray(jax.random.uniform(key, (3, 1, 1, 1)), np.float64)
+  x_hat = eps * np.asarray(real, np.float64) + (1 - eps) * np.asarray(fake, np.float64)
+  f = lambda x: np.sum(np.sin(2 * x) + x**2, axis=(1, 2, 3))  # noqa: E731
+  h = 1e-6
+  grads = np.zeros_like(x_hat)
+  for idx in np.ndindex(*x_hat.shape[1:]):
+    e = np.zeros_like(x_hat)
+    e[(slice(None), *idx)] = h
+    grads[(slice(None), *idx)] = (f(x_hat + e) - f(x_hat - e)) / (2 * h)
+  expected = np.mean((np.linalg.norm(grads.reshape(3, -1), axis=1) - 1) ** 2)
+  assert got == pytest.approx(expected, rel=1e-4)
+
+
+def test_frechet_distance_closed_forms():
+  a = np.random.default_rng(0).normal(size=(500, 3))
+  assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+  shift = np.array([1.0, -2.0, 0.5])  # equal covariances: the distance is ||shift||^2
+  assert metrics.frechet_distance(a, a + shift) == pytest.approx(
+    np.sum(shift**2), rel=1e-6
+  )
+  # Scaled by 2: ||mu||^2 + Tr(S + 4S - 2 (4 S^2)^(1/2)) = ||mu||^2 + Tr(S).
+  expected = np.sum(a.mean(0) ** 2) + np.trace(np.cov(a, rowvar=False))
+  assert metrics.frechet_distance(a, 2 * a) == pytest.approx(expected, rel=1e-6)
+
+
+def _state(discriminator, *, image_shape=(8, 8, 1), lr=1e-3, name='adam'):
+  tx = optim.make_optimizer(name=name, learning_rate=lr)
+  g = state_lib.create(
+    model=gan_models.DCGANGenerator(image_shape=image_shape),
+    tx=tx,
+    rng=jax.random.key(0),
+    inputs=(jnp.zeros((1, 16)),),
+  )
+  d = state_lib.create(
+    model=discriminator,
+    tx=tx,
+    rng=jax.random.key(1),
+    inputs=(jnp.zeros((1, *image_shape)),),
+  )
+  return gan.create(g, d, ema=True)
+
+
+@pytest.mark.parametrize(
+  'objective, clip', [('minimax', None), ('wgan', 0.01), ('wgan_gp', None)]
+)
+def test_a_round_is_k_discriminator_updates_then_one_generator_update(objective, clip):
+  k, m = 3, 4
+  state = _state(
+    gan_models.DCGANDiscriminator(norm=objective != 'wgan_gp'),
+    name='rmsprop' if clip else 'adam',
+  )
+  batch = {
+    'image': jax.random.uniform(
+      jax.random.key(3), (k * m, 8, 8, 1), minval=-1, maxval=1
+    ),
+    'label': jnp.zeros(k * m, jnp.int32),
+  }
+  step = jax.jit(
+    functools.partial(gan.gan_round, k=k, latent_dim=16, objective=objective, clip=clip)
+  )
+  new, out = step(state, batch, jax.random.key(4))
+  assert int(new.step) == 1 and int(new.d.step) == k and int(new.g.step) == 1
+  assert all(np.isfinite(float(v[0])) for v in out.values())
+  if clip:
+    assert (
+      max(float(jnp.max(jnp.abs(p))) for p in jax.tree.leaves(new.d.params)) <= clip
+    )
+  # The EMA moved towards the new generator weights, not onto them.
+  moved = jax.tree.leaves(
+    jax.tree.map(lambda e, o: float(jnp.max(jnp.abs(e - o))), new.ema, state.g.params)
+  )
+  assert max(moved) > 0
+
+
+@pytest.mark.parametrize('preset', ['smoke'])
+def test_gan_experiment_smoke_writes_samples_curves_and_quality(tmp_path, preset):
+  config = gan_experiment.get_config(preset)
+  summary = gan_experiment.main(config, str(tmp_path))
+  assert (
+    summary['real_vs_real_frechet_floor'] >= 0
+    and summary['eval']['frechet'] > summary['real_vs_real_frechet_floor']
+  )
+  assert sum(summary['class_histogram']) == config.eval_samples
+  assert (tmp_path / 'samples' / f'step_{config.num_rounds:06d}.png').exists()
+  assert (tmp_path / 'curves.png').exists()
+  assert (
+    0.0 <= summary['eval']['condition_accuracy'] <= 1.0
+  )  # the smoke preset is a cGAN
