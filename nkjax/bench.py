@@ -38,9 +38,10 @@ class Benchmark:
   num_classes: int
   batch_size: int
   torch_model: Callable | None = None
-  seq_len: int = (
-    0  # > 0: a language model on [batch, seq_len + 1] tokens of num_classes
-  )
+  # > 0: a language model on [batch, seq_len + 1] tokens of num_classes.
+  seq_len: int = 0
+  # batch_size -> (state, train_step, host batch), for steps other than a classifier's.
+  setup: Callable | None = None
 
 
 def _cnn(name, **kwargs):
@@ -73,6 +74,41 @@ def _lstm_lm():
   return CharLM(vocab_size=100, embed=64, cell='lstm', features=256)
 
 
+def _dcgan_round(batch_size: int):
+  """One DCGAN round, k = 1: a discriminator update on m real and m generated
+  32x32x3 images, then a generator update; m = batch_size."""
+  import functools
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from nkjax.models import gan as gan_models
+  from nkjax.train import gan, optim
+  from nkjax.train import state as state_lib
+
+  tx = optim.make_optimizer(name='adam', learning_rate=2e-4, b1=0.5)
+  g_model = gan_models.DCGANGenerator(image_shape=(32, 32, 3), widths=(256, 128, 64))
+  d_model = gan_models.DCGANDiscriminator(widths=(64, 128, 256))
+  g = state_lib.create(
+    model=g_model, tx=tx, rng=jax.random.key(0), inputs=(jnp.zeros((1, 100)),)
+  )
+  d = state_lib.create(
+    model=d_model, tx=tx, rng=jax.random.key(1), inputs=(jnp.zeros((1, 32, 32, 3)),)
+  )
+  batch = {
+    'image': np.random.default_rng(1)
+    .uniform(-1, 1, (batch_size, 32, 32, 3))
+    .astype(np.float32),
+    'label': np.zeros(batch_size, np.int32),
+  }
+  return (
+    gan.create(g, d, ema=False),
+    functools.partial(gan.gan_round, k=1, latent_dim=100),
+    batch,
+  )
+
+
 BENCHMARKS: dict[str, Benchmark] = {
   'mlp': Benchmark(_mlp, (28, 28, 1), 10, 256, _torch('mlp')),
   'lenet5': Benchmark(_cnn('lenet5'), (28, 28, 1), 10, 256, _torch('lenet5')),
@@ -90,6 +126,8 @@ BENCHMARKS: dict[str, Benchmark] = {
   'resnet50': Benchmark(_cnn('resnet50', num_classes=1000), (224, 224, 3), 1000, 64),
   # The char_lm experiment's model: 100 characters, one LSTM layer of 256, 128 steps.
   'lstm_lm': Benchmark(_lstm_lm, (128,), 100, 64, seq_len=128),
+  # A DCGAN round (k = 1) on 32x32x3 images; examples/s counts real images.
+  'dcgan': Benchmark(None, (32, 32, 3), 0, 128, setup=_dcgan_round),
 }
 
 
@@ -182,30 +220,34 @@ def run(
   batch_size = batch_size or bench.batch_size
   mesh = sharding.data_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  model = bench.model()
-  if dtype == 'bfloat16':
-    if not hasattr(model, 'dtype'):
-      raise UserError(
-        f'benchmark {name} has no bfloat16 variant; those with one: lenet5, vgg11, resnet20, resnet50'
-      )
-    model = model.clone(dtype=jnp.bfloat16)
-  tx = optim.make_optimizer(name='adam', learning_rate=1e-3)
-  state = state_lib.create(
-    model=model,
-    tx=tx,
-    rng=jax.random.key(0),
-    inputs=(
-      jnp.zeros((1, *bench.input_shape), jnp.int32 if bench.seq_len else jnp.float32),
-    ),
-  )
+  if bench.setup is not None:
+    if dtype != 'float32':
+      raise UserError(f'benchmark {name} has no bfloat16 variant')
+    state, train_step, host_batch = bench.setup(batch_size)
+  else:
+    model = bench.model()
+    if dtype == 'bfloat16':
+      if not hasattr(model, 'dtype'):
+        raise UserError(
+          f'benchmark {name} has no bfloat16 variant; those with one: lenet5, vgg11, resnet20, resnet50'
+        )
+      model = model.clone(dtype=jnp.bfloat16)
+    tx = optim.make_optimizer(name='adam', learning_rate=1e-3)
+    example = jnp.zeros(
+      (1, *bench.input_shape), jnp.int32 if bench.seq_len else jnp.float32
+    )
+    state = state_lib.create(
+      model=model, tx=tx, rng=jax.random.key(0), inputs=(example,)
+    )
+    train_step = (
+      steps_lib.lm_train_step if bench.seq_len else steps_lib.classifier_train_step
+    )
+    host_batch = _random_batch(bench, batch_size)
   state = sharding.replicate(state, mesh)
-  batch = sharding.shard_batch(_random_batch(bench, batch_size), mesh)
+  batch = sharding.shard_batch(host_batch, mesh)
   rng = sharding.replicate(jax.random.key(0), mesh)
 
   t0 = time.perf_counter()
-  train_step = (
-    steps_lib.lm_train_step if bench.seq_len else steps_lib.classifier_train_step
-  )
   compiled = loop.jit_train_step(train_step, mesh).lower(state, batch, rng).compile()
   compile_seconds = time.perf_counter() - t0
 

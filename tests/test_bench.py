@@ -19,7 +19,7 @@ def test_unknown_benchmark_lists_the_valid_ones(capsys):
   with pytest.raises(SystemExit):
     bench.main(['resnet9000'])
   assert (
-    'valid choices: lenet5, lstm_lm, mlp, resnet20, resnet50, vgg11'
+    'valid choices: dcgan, lenet5, lstm_lm, mlp, resnet20, resnet50, vgg11'
     in capsys.readouterr().err
   )
 
@@ -63,3 +63,9 @@ def test_lstm_language_model_benchmark_reports_tokens_per_second(capsys):
   with pytest.raises(SystemExit):
     bench.main(['lstm_lm', '--dtype', 'bfloat16'])
   assert 'has no bfloat16 variant' in capsys.readouterr().err
+
+
+def test_dcgan_round_benchmark_runs(capsys):
+  bench.main(['dcgan', '--batch-size', '8', '--steps', '1', '--repeats', '1'])
+  figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert figures['benchmark'] == 'dcgan' and figures['examples_per_second'] > 0
