@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from nkjax.models.cnn import batch_norm
+from nkjax.models.cnn import Conv, batch_norm
 
 
 def _condition(x, labels, num_classes):
@@ -103,7 +103,7 @@ class DCGANDiscriminator(nn.Module):
   def __call__(self, x, labels=None, *, train: bool):
     x = _condition(x, labels, self.num_classes)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (4, 4), (2, 2), padding='SAME')(x)
+      x = Conv(width, (4, 4), (2, 2), padding='SAME')(x)
       if i > 0 and self.norm:
         x = batch_norm(train, jnp.float32)(x)
       x = nn.leaky_relu(x, 0.2)
