@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from nkjax import backprop, launch, metrics, viz
+from nkjax.data import digits as digits_data
 from nkjax.data import images
 from nkjax.errors import choose
 from nkjax.models import gan as gan_models
@@ -168,8 +169,6 @@ def run_variant(config, workdir, variant: str) -> dict:
   state = gan.create(g, d, ema=config.ema)
 
   # Quality: features of a classifier trained on the same real digits.
-  from nkjax.data import digits as digits_data
-
   real_train, real_test = (
     (digits_data.load(s) for s in ('train', 'test'))
     if config.dataset == 'digits'

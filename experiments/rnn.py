@@ -319,7 +319,6 @@ def run_sentiment(config, workdir):
 
 
 def run_seq_digits(config, workdir):
-  mesh = sharding.data_mesh()
   data = images.load(
     'digits',
     batch_size=config.batch_size,
@@ -340,7 +339,6 @@ def run_seq_digits(config, workdir):
       'test_accuracy': result.summary['eval']['accuracy'],
       'params': state_lib.num_params(result.state.params),
     }
-  del mesh
   print(
     f'\nthe digits read row by row (8 steps of 8 pixels), {config.features} hidden units, {config.num_steps} steps'
   )

@@ -86,3 +86,13 @@ def test_many_sharded_steps_do_not_hang(mesh, tmp_path):
     mesh, tmp_path, num_steps=150, log_every=0, checkpoint_every=0, eval_fn=None
   )
   assert int(result.state.step) == 150
+
+
+def test_arrays_shared_within_the_state_are_copied_before_donation():
+  from nkjax.train import loop
+
+  a = jax.numpy.arange(3.0)
+  tree = {'params': a, 'ema': a, 'other': jax.numpy.ones(2)}
+  out = loop._unaliased(tree)
+  assert out['params'] is a and out['ema'] is not a
+  np.testing.assert_array_equal(out['ema'], a)
