@@ -155,10 +155,13 @@ def gan_round(
 
   (g_loss, stats), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g.params)
   g = _update(g, grads, stats)
+  # The average warms up: decay (1 + t) / (10 + t) until it reaches ema_decay, so
+  # that a short run's average is not mostly the initial weights.
+  decay = jnp.minimum(ema_decay, (1.0 + state.step) / (10.0 + state.step))
   ema = (
     None
     if state.ema is None
-    else optax.incremental_update(g.params, state.ema, 1.0 - ema_decay)
+    else optax.incremental_update(g.params, state.ema, 1.0 - decay)
   )
   one = jnp.ones(())
   metrics = {
