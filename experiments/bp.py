@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from nkjax import backprop, launch
+from nkjax import backprop, launch, viz
 from nkjax.data import digits
 from nkjax.errors import UserError, choose
 from nkjax.train import scan, writers
@@ -306,9 +306,7 @@ def run_xor(config, workdir):
     )
     ax.scatter(XOR_X[:, 0], XOR_X[:, 1], c=XOR_Y, cmap='RdBu_r', edgecolors='k', s=120)
     ax.set_title(title)
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'xor_boundaries.png'), dpi=100)
-  plt.close(fig)
+  viz.save_figure(fig, os.path.join(workdir, 'xor_boundaries.png'))
   return {
     'perceptron': {
       'best_accuracy': max(accuracies),
@@ -467,9 +465,7 @@ def run_sigmoid_saturation(config, workdir):
   ax2.set_xlabel('layer (1 = input side)')
   ax2.set_ylabel('||dL/dW||')
   ax2.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'sigmoid_saturation.png'), dpi=100)
-  plt.close(fig)
+  viz.save_figure(fig, os.path.join(workdir, 'sigmoid_saturation.png'))
   return {
     'sigmoid_grad_max': float(slope.max()),
     'sigmoid_grad_at': at,
@@ -539,9 +535,7 @@ def run_gd_variants(config, workdir):
     ax.set_ylabel('loss on the whole training set')
     ax.set_yscale('log')
     ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'gd_variants.png'), dpi=100)
-  plt.close(fig)
+  viz.save_figure(fig, os.path.join(workdir, 'gd_variants.png'))
   return {
     name(bs): {
       'batch_size': bs,
@@ -605,9 +599,7 @@ def run_mlp(config, workdir):
   ax.set_xlabel('hidden width')
   ax.set_ylabel('test accuracy')
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'mlp_width_depth.png'), dpi=100)
-  plt.close(fig)
+  viz.save_figure(fig, os.path.join(workdir, 'mlp_width_depth.png'))
   return {
     'results': [{'hidden_layers': d, 'width': w, **r} for (d, w), r in table.items()]
   }

@@ -309,9 +309,7 @@ def run_regularization(config, workdir):
   ax.set_ylim(min(r['test_accuracy'] for r in rows.values()) - 0.05, 1.0)
   ax.set_ylabel('accuracy')
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'regularization.png'), dpi=100)
-  plt.close(fig)
+  viz.save_figure(fig, os.path.join(workdir, 'regularization.png'))
   summary = {
     'task': 'regularization',
     'train_examples': data.num_train,
@@ -344,9 +342,7 @@ def run_gaussian(config, workdir):
   axes[2].set_title('filtered')
   for ax in axes:
     ax.axis('off')
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'gaussian.png'), dpi=100)
-  plt.close(fig)
+  viz.save_figure(fig, os.path.join(workdir, 'gaussian.png'))
   # High frequencies fall: the mean squared difference between neighbouring pixels.
   roughness = lambda im: float(jnp.mean(jnp.diff(im, axis=2) ** 2))  # noqa: E731
   summary = {

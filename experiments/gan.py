@@ -288,9 +288,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ax.imshow(plt.imread(path))
     ax.set_title(f'{v}: Frechet {table[v]["frechet"]:.2f}')
     ax.axis('off')
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'compare.png'), dpi=110)
-  plt.close(fig)
+  viz.save_figure(fig, os.path.join(workdir, 'compare.png'), dpi=110)
   summary = {'task': 'compare', 'results': table}
   writers.write_summary(workdir, summary)
   return summary

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nkjax import launch
+from nkjax import launch, viz
 from nkjax.data import batching, images, text
 from nkjax.errors import UserError, choose
 from nkjax.models import rnn
@@ -401,9 +401,7 @@ def run_vanishing(config, workdir):
   ax.set_ylabel('||dL/dh_(T-k)||')
   ax.set_title('gradient through time at initialisation')
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(workdir, 'vanishing.png'), dpi=100)
-  plt.close(fig)
+  viz.save_figure(fig, os.path.join(workdir, 'vanishing.png'))
   summary = {
     'task': 'vanishing',
     'gradient_norms': {c: n.tolist() for c, n in norms.items()},

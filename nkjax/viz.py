@@ -14,6 +14,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_figure(fig, path: str, *, dpi: int = 100) -> str:
+  """Lays out, writes and closes a matplotlib figure; creates the folder if needed."""
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
+  return path
+
+
 def plot_curves(rows: list[dict], path: str, *, title: str = '') -> str:
   """One panel per metric name, train and eval of the same name overlaid.
 
@@ -44,11 +53,7 @@ def plot_curves(rows: list[dict], path: str, *, title: str = '') -> str:
     ax.grid(alpha=0.3)
   if title:
     fig.suptitle(title)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path)
 
 
 def image_grid(
@@ -108,10 +113,7 @@ def save_images(
       ax.set_title(titles[i], fontsize=7)
   if suptitle:
     fig.suptitle(suptitle, fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path)
 
 
 def plot_confusion_matrix(cm: np.ndarray, path: str, *, title: str = '') -> str:
@@ -135,10 +137,7 @@ def plot_confusion_matrix(cm: np.ndarray, path: str, *, title: str = '') -> str:
   ax.set_yticks(range(k))
   if title:
     ax.set_title(title, fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path)
 
 
 def save_feature_maps(
@@ -164,7 +163,4 @@ def save_feature_maps(
     )
     for ax, c in zip(row[1:], range(min(channels, fmap.shape[-1])), strict=False):
       ax.imshow(_normalise(fmap[..., c]), cmap='viridis')
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return save_figure(fig, path)
