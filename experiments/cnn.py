@@ -13,6 +13,7 @@ matrix, first-layer kernels, feature maps, misclassified test images) into
 
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -188,7 +189,9 @@ def _fit(config, model, data, mesh, workdir, **overrides):
 
 def write_pictures(state, data, mesh, workdir: str) -> dict:
   """Confusion matrix, first-layer kernels, feature maps and misclassified images."""
-  labels, preds = classify.predict(state, data.eval_batches(), mesh=mesh)
+  # One pass over the test set gives the confusion matrix, the feature-map input
+  # and the misclassified images.
+  labels, preds, test_images = classify.predict(state, data.eval_batches(), mesh=mesh)
   cm = classify.confusion_matrix(labels, preds, data.num_classes)
   viz.plot_confusion_matrix(
     cm,
@@ -210,14 +213,13 @@ def write_pictures(state, data, mesh, workdir: str) -> dict:
     suptitle='first-layer kernels',
   )
 
-  test = next(iter(data.eval_batches()))
-  x = jnp.asarray(test['image'][:1])
+  x = jnp.asarray(test_images[:1])
   variables = jax.device_get(steps.model_variables(state, state.params))
   _, inter = state.apply_fn(
     variables,
     x,
     train=False,
-    capture_intermediates=lambda m, _: isinstance(m, __import__('flax').linen.Conv),
+    capture_intermediates=lambda m, _: isinstance(m, nn.Conv),
   )
   maps = [('input', np.asarray(x[0]))]
   maps += [
@@ -226,14 +228,10 @@ def write_pictures(state, data, mesh, workdir: str) -> dict:
   ]
   viz.save_feature_maps(maps[:8], os.path.join(workdir, 'feature_maps.png'))
 
-  wrong = []
-  for batch in data.eval_batches():
-    keep = batch['mask'] > 0
-    wrong.extend(zip(batch['image'][keep], batch['label'][keep], strict=True))
   wrong_idx = np.flatnonzero(labels != preds)[:24]
   if len(wrong_idx):
     viz.save_images(
-      np.stack([wrong[i][0] for i in wrong_idx]),
+      test_images[wrong_idx],
       os.path.join(workdir, 'misclassified.png'),
       titles=[f'true {labels[i]}, said {preds[i]}' for i in wrong_idx],
     )

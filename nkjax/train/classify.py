@@ -74,8 +74,8 @@ def fit(
   )
 
 
-def predict(state, batches, *, mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
-  """`(labels, predicted classes)` over one padded pass of `batches`, padding dropped."""
+def predict(state, batches, *, mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`(labels, predicted classes, images)` over one padded pass of `batches`, padding dropped."""
 
   @jax.jit
   def classes(state, images):
@@ -84,13 +84,14 @@ def predict(state, batches, *, mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
     )
     return jnp.argmax(logits, axis=-1)
 
-  labels, preds = [], []
+  labels, preds, images = [], [], []
   for batch in batches:
     keep = batch['mask'] > 0
     out = classes(state, sharding.shard_batch(batch['image'], mesh))
     labels.append(batch['label'][keep])
     preds.append(np.asarray(out)[keep])
-  return np.concatenate(labels), np.concatenate(preds)
+    images.append(batch['image'][keep])
+  return np.concatenate(labels), np.concatenate(preds), np.concatenate(images)
 
 
 def confusion_matrix(
