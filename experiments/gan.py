@@ -4,15 +4,18 @@
   python experiments/gan.py --config=experiments/gan.py:dcgan
   python experiments/gan.py --config=experiments/gan.py:wgan --config.k=5
   python experiments/gan.py --config=experiments/gan.py:compare   # every variant, side by side
+  python experiments/gan.py --config=experiments/gan.py:dcgan --config.dataset=celeb_a
+  python experiments/gan.py --config.dataset=celeb_a --config.attribute=Smiling  # cGAN
 
 Every variant trains by the course's Algorithm 6.5.1 (k discriminator updates on m
 real and m generated images, then one generator update), writes sample grids
 from a fixed noise batch (samples/step_*.png; a row per class for the cGAN),
 D and G loss curves (curves.png) and its quality figures (summary.json): a
 Frechet distance on the features of a classifier nkjax trains on the same
-digits (not Inception FID), beside the real-vs-real floor, the class histogram
+dataset (not Inception FID), beside the real-vs-real floor, the class histogram
 of the samples and, for the cGAN, the share classified as their condition.
-"""
+The datasets: the embedded digits, or MNIST, Fashion-MNIST, CIFAR-10 and CelebA
+(64x64 centre crops, labelled by one binary attribute) through TFDS."""
 
 import functools
 import os
@@ -25,8 +28,7 @@ import numpy as np
 import optax
 
 from nkjax import backprop, launch, metrics, viz
-from nkjax.data import digits as digits_data
-from nkjax.data import images
+from nkjax.data import batching, images
 from nkjax.errors import choose
 from nkjax.models import gan as gan_models
 from nkjax.train import gan, loop, optim, scan, sharding, writers
@@ -41,8 +43,11 @@ def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.variant = {'compare': 'gan', 'smoke': 'cgan'}.get(preset, preset)
   c.compare = preset == 'compare'
-  c.dataset = 'digits'
+  c.dataset = 'digits'  # or mnist, fashion_mnist, cifar10, celeb_a (TFDS)
   c.data_dir = ml_collections.config_dict.placeholder(str)
+  c.image_size = ml_collections.config_dict.placeholder(int)  # resize (celeb_a: 64)
+  # celeb_a's label for the cGAN and the class histogram (default Male).
+  c.attribute = ml_collections.config_dict.placeholder(str)
   c.latent_dim = 32
   c.m = 64  # real and noise samples per discriminator update
   c.k = 1  # discriminator updates per generator update
@@ -59,6 +64,7 @@ def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
   c.eval_every = 2500
   c.eval_samples = 1000
   c.feature_steps = 2000  # training steps of the feature classifier
+  c.feature_examples = 10_000  # real images it trains on, and real test images
   c.seed = 0
   if c.variant == 'wgan':
     c.k, c.optimizer, c.learning_rate, c.clip, c.num_rounds = (
@@ -88,24 +94,27 @@ def _networks(variant: str, image_shape, num_classes: int):
     return gan_models.MLPGenerator(
       image_shape=image_shape, num_classes=num_classes
     ), gan_models.MLPDiscriminator(num_classes=num_classes)
-  norm = (
-    variant != 'wgan_gp'
-  )  # the gradient penalty is per example: no batch norm in that critic
+  g_widths, d_widths = gan_models.dcgan_widths(image_shape[0])
+  # The gradient penalty is per example: no batch norm in that critic.
+  norm = variant != 'wgan_gp'
   return gan_models.DCGANGenerator(
-    image_shape=image_shape, num_classes=num_classes
-  ), gan_models.DCGANDiscriminator(num_classes=num_classes, norm=norm)
+    image_shape=image_shape, widths=g_widths, num_classes=num_classes
+  ), gan_models.DCGANDiscriminator(widths=d_widths, num_classes=num_classes, norm=norm)
 
 
 def _objective(variant: str) -> str:
   return {'wgan': 'wgan', 'wgan_gp': 'wgan_gp'}.get(variant, 'minimax')
 
 
-def feature_classifier(train, *, seed: int, steps: int):
-  """A 64-128-64-10 relu MLP trained on the real training images; its last hidden
-  layer gives the features for the Frechet distance. Returns `features(x [0, 1])`."""
+def feature_classifier(train, *, num_classes: int, seed: int, steps: int):
+  """A pixels-128-64-classes relu MLP trained on real training images; its last
+  hidden layer gives the features for the Frechet distance.
+
+  Returns `features_and_classes(images in [0, 1]) -> (features, predicted classes)`.
+  """
   x = train['image'].reshape(len(train['image']), -1)
-  data = {'x': x, 'y': np.eye(10, dtype=np.float32)[train['label']]}
-  params = backprop.init(jax.random.key(seed), [x.shape[1], 128, 64, 10])
+  data = {'x': x, 'y': np.eye(num_classes, dtype=np.float32)[train['label']]}
+  params = backprop.init(jax.random.key(seed), [x.shape[1], 128, 64, num_classes])
   vg = lambda p, b: jax.value_and_grad(backprop.objective)(
     p, b['x'], b['y'], activation='relu', loss='softmax_ce'
   )  # noqa: E731
@@ -114,8 +123,8 @@ def feature_classifier(train, *, seed: int, steps: int):
     params=params,
     tx=optax.adam(1e-3),
     data=data,
-    batch_size=64,
-    num_steps=2000,
+    batch_size=min(64, len(x)),
+    num_steps=steps,
     seed=seed,
   )
 
@@ -139,7 +148,9 @@ def run_variant(config, workdir, variant: str) -> dict:
     batch_size=round_batch,
     eval_batch_size=config.m,
     seed=config.seed,
+    image_size=config.image_size,
     data_dir=config.data_dir,
+    attribute=config.attribute,
   )
   conditional = variant == 'cgan'
   g_model, d_model = _networks(variant, data.image_shape, data.num_classes)
@@ -168,35 +179,32 @@ def run_variant(config, workdir, variant: str) -> dict:
   )
   state = gan.create(g, d, ema=config.ema)
 
-  # Quality: features of a classifier trained on the same real digits.
-  real_train, real_test = (
-    (digits_data.load(s) for s in ('train', 'test'))
-    if config.dataset == 'digits'
-    else (None, None)
-  )
-  features = (
-    feature_classifier(real_train, seed=config.seed, steps=config.feature_steps)
-    if real_train is not None
-    else None
+  # Quality: features of a classifier trained on real images of the same dataset.
+  num_classes = data.num_classes
+  real_train = batching.collect(data.train_eval_batches(), config.feature_examples)
+  real_test = batching.collect(data.eval_batches(), config.feature_examples)
+  features = feature_classifier(
+    real_train, num_classes=num_classes, seed=config.seed, steps=config.feature_steps
   )
   # Real-image features, computed once: the floor and every eval compare against them.
-  real_test_feats = np.asarray(features(real_test['image'])[0]) if features else None
-  floor = (
-    metrics.frechet_distance(
-      np.asarray(features(real_train['image'])[0]), real_test_feats
-    )
-    if features
-    else None
+  real_test_feats, real_test_classes = map(np.asarray, features(real_test['image']))
+  floor = metrics.frechet_distance(
+    np.asarray(features(real_train['image'])[0]), real_test_feats
   )
+  feature_accuracy = float(np.mean(real_test_classes == real_test['label']))
   # One fixed batch of noise and labels for the quality figures of every eval.
   eval_z = jax.random.normal(
     jax.random.key(99), (config.eval_samples, config.latent_dim)
   )
-  eval_y = jax.random.randint(jax.random.key(98), (config.eval_samples,), 0, 10)
+  eval_y = jax.random.randint(
+    jax.random.key(98), (config.eval_samples,), 0, num_classes
+  )
   last_histogram = {}
 
-  fixed_z = jax.random.normal(jax.random.key(1234), (100, config.latent_dim))
-  fixed_labels = jnp.repeat(jnp.arange(10), 10)  # row r of the grid: class r
+  # The sample grid: 10 columns; for the cGAN one row per class (at most 10).
+  rows = min(num_classes, 10) if conditional else 10
+  fixed_z = jax.random.normal(jax.random.key(1234), (10 * rows, config.latent_dim))
+  fixed_labels = jnp.repeat(jnp.arange(rows), 10)
 
   @jax.jit
   def generate(state, z, y):
@@ -219,18 +227,18 @@ def run_variant(config, workdir, variant: str) -> dict:
       cols=10,
       suptitle=title,
     )
-    out = {}
-    if features is not None:
-      feats, classes = features((generate(state, eval_z, eval_y) + 1) / 2)
-      classes = np.asarray(classes)
-      out['frechet'] = metrics.frechet_distance(np.asarray(feats), real_test_feats)
-      counts = np.bincount(classes, minlength=10)
-      last_histogram['counts'] = counts.tolist()
-      hist = counts / config.eval_samples
-      out['classes_covered'] = float(np.sum(hist > 0.02))
-      out['class_share_max'] = float(hist.max())
-      if conditional:
-        out['condition_accuracy'] = float(np.mean(classes == np.asarray(eval_y)))
+    feats, classes = features((generate(state, eval_z, eval_y) + 1) / 2)
+    classes = np.asarray(classes)
+    counts = np.bincount(classes, minlength=num_classes)
+    last_histogram['counts'] = counts.tolist()
+    hist = counts / config.eval_samples
+    out = {
+      'frechet': metrics.frechet_distance(np.asarray(feats), real_test_feats),
+      'classes_covered': float(np.sum(hist > 0.02)),
+      'class_share_max': float(hist.max()),
+    }
+    if conditional:
+      out['condition_accuracy'] = float(np.mean(classes == np.asarray(eval_y)))
     return out
 
   def batches(start):
@@ -248,7 +256,12 @@ def run_variant(config, workdir, variant: str) -> dict:
     eval_every=config.eval_every, log_every=config.log_every, checkpoint_every=config.eval_every,
     loss_key='d_loss', config={**config.to_dict(), 'variant': variant},
   )  # fmt: skip
-  summary = {**result.summary, 'variant': variant, 'real_vs_real_frechet_floor': floor}
+  summary = {
+    **result.summary,
+    'variant': variant,
+    'real_vs_real_frechet_floor': floor,
+    'feature_classifier_test_accuracy': feature_accuracy,
+  }
   if last_histogram:  # fit always evaluates the final state
     summary['class_histogram'] = last_histogram['counts']
   writers.write_summary(workdir, summary)

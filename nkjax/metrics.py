@@ -65,4 +65,5 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
   s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
   root = scipy.linalg.sqrtm(s_a @ s_b)
   root = root.real  # sqrtm returns tiny imaginary parts from rounding
-  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a + s_b - 2 * root))
+  distance = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a + s_b - 2 * root)
+  return max(float(distance), 0.0)  # identical sets can round to -1e-8

@@ -5,6 +5,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -71,6 +72,8 @@ def test_gradient_penalty_matches_finite_differences():
 def test_frechet_distance_closed_forms():
   a = np.random.default_rng(0).normal(size=(500, 3))
   assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+  many = np.random.default_rng(1).normal(size=(50, 40))  # rank-deficient covariance
+  assert metrics.frechet_distance(many, many) >= 0.0  # never a negative distance
   shift = np.array([1.0, -2.0, 0.5])  # equal covariances: the distance is ||shift||^2
   assert metrics.frechet_distance(a, a + shift) == pytest.approx(
     np.sum(shift**2), rel=1e-6
@@ -143,3 +146,46 @@ def test_gan_experiment_smoke_writes_samples_curves_and_quality(tmp_path, preset
   assert (
     0.0 <= summary['eval']['condition_accuracy'] <= 1.0
   )  # the smoke preset is a cGAN
+
+
+@pytest.mark.parametrize('size, stages', [(8, 2), (28, 2), (32, 3), (64, 4)])
+def test_dcgan_widths_make_networks_of_the_image_size(size, stages):
+  g_widths, d_widths = gan_models.dcgan_widths(size)
+  assert len(g_widths) == len(d_widths) == stages
+  assert g_widths == d_widths[::-1] and g_widths[-1] == 64  # doubling per stage
+  g = gan_models.DCGANGenerator(image_shape=(size, size, 3), widths=g_widths)
+  d = gan_models.DCGANDiscriminator(widths=d_widths)
+  z = jnp.zeros((2, 8))
+  images = jax.eval_shape(
+    lambda z: g.init_with_output(jax.random.key(0), z, train=False)[0], z
+  )
+  logits = jax.eval_shape(
+    lambda x: d.init_with_output(jax.random.key(0), x, train=False)[0], images
+  )
+  assert images.shape == (2, size, size, 3) and logits.shape == (2,)
+  with pytest.raises(ValueError, match='even image side'):
+    gan_models.dcgan_widths(7)
+
+
+@pytest.mark.parametrize(
+  'dataset, variant, classes', [('mnist', 'dcgan', 10), ('celeb_a', 'cgan', 2)]
+)
+def test_gan_experiment_on_mocked_tfds_datasets(tmp_path, dataset, variant, classes):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  pytest.importorskip('tensorflow')
+  config = gan_experiment.get_config('smoke')
+  config.update(
+    {'dataset': dataset, 'variant': variant, 'num_rounds': 2, 'log_every': 1,
+     'eval_every': 2, 'm': 16, 'eval_samples': 64, 'feature_steps': 20,
+     'feature_examples': 48},
+  )  # fmt: skip
+  with tfds.testing.mock_data(num_examples=48):
+    summary = gan_experiment.main(config, str(tmp_path))
+  # The quality figures come from a classifier of this dataset's own classes.
+  assert len(summary['class_histogram']) == classes
+  assert sum(summary['class_histogram']) == config.eval_samples
+  assert 0.0 <= summary['feature_classifier_test_accuracy'] <= 1.0
+  assert summary['eval']['frechet'] >= 0 and summary['real_vs_real_frechet_floor'] >= 0
+  grid = plt.imread(tmp_path / 'samples' / 'step_000002.png')
+  assert grid.ndim == 3 and grid.shape[0] > 0
+  assert (tmp_path / 'curves.png').exists()

@@ -79,3 +79,20 @@ def eval_batches(
       {k: v[start : start + batch_size] for k, v in arrays.items()}, batch_size
     )
     yield {k: v[rows] for k, v in batch.items()}
+
+
+def collect(
+  batches: Iterator[Mapping[str, np.ndarray]], limit: int
+) -> dict[str, np.ndarray]:
+  """The first `limit` real examples of a padded pass (`eval_batches` or a TFDS
+  eval stream) as whole arrays, without `mask`; fewer if the pass is shorter."""
+  parts, n = [], 0
+  for batch in batches:
+    keep = batch['mask'].astype(bool)
+    parts.append({k: v[keep] for k, v in batch.items() if k != 'mask'})
+    n += int(keep.sum())
+    if n >= limit:
+      break
+  if not parts:
+    raise UserError('no examples to collect: the split is empty')
+  return {k: np.concatenate([p[k] for p in parts])[:limit] for k in parts[0]}

@@ -10,13 +10,34 @@ from collections.abc import Callable, Iterator
 from nkjax.data import batching, digits, tfds_loader
 from nkjax.errors import UserError, choose
 
-# name -> (TFDS name, train split, test split); None for the embedded digits.
+
+@dataclasses.dataclass(frozen=True)
+class TFDSImages:
+  """How a TFDS image dataset becomes (image, label) examples.
+
+  Attributes:
+    square_size: centre-crop to a square and resize to this side unless the
+      caller names a size (CelebA's 218x178 faces become 64x64, as DCGAN's are).
+    attribute: the default binary attribute used as the label, for datasets
+      whose examples have `attributes` instead of a `label` (CelebA).
+  """
+
+  tfds_name: str
+  train: str = 'train'
+  test: str = 'test'
+  square_size: int | None = None
+  attribute: str | None = None
+
+
+# None: the embedded digits.
 DATASETS = {
   'digits': None,
-  'mnist': ('mnist', 'train', 'test'),
-  'fashion_mnist': ('fashion_mnist', 'train', 'test'),
-  'cifar10': ('cifar10', 'train', 'test'),
+  'mnist': TFDSImages('mnist'),
+  'fashion_mnist': TFDSImages('fashion_mnist'),
+  'cifar10': TFDSImages('cifar10'),
+  'celeb_a': TFDSImages('celeb_a', square_size=64, attribute='Male'),
 }
+
 OFFLINE_HINT = 'the embedded default --config.dataset=digits works offline'
 
 
@@ -50,6 +71,7 @@ def load(
   image_size: int | None = None,
   train_subset: int | None = None,
   data_dir: str | None = None,
+  attribute: str | None = None,
   process_index: int = 0,
   process_count: int = 1,
 ) -> ImageData:
@@ -58,6 +80,8 @@ def load(
   Global batch sizes; each process gets its rows of every batch.
   `train_subset` keeps only the first n training examples (the order is
   already random: the digits split is shuffled, TFDS splits are stored shuffled).
+  `attribute` picks the label of a dataset labelled by attributes (CelebA:
+  any of its 40, such as 'Male' or 'Smiling'; the label is 1 where it holds).
   """
   if train_subset is not None and train_subset < 1:
     raise UserError(
@@ -85,20 +109,36 @@ def load(
       ),
     )
 
-  tfds_name, train_split, test_split = DATASETS[name]
+  source = DATASETS[name]
+  train_split, test_split = source.train, source.test
   if train_subset is not None:
     train_split = f'{train_split}[:{train_subset}]'
-  b = tfds_loader.builder(tfds_name, data_dir=data_dir, offline_hint=OFFLINE_HINT)
+  b = tfds_loader.builder(
+    source.tfds_name, data_dir=data_dir, offline_hint=OFFLINE_HINT
+  )
   tf = tfds_loader.import_tf()
   h, w, c = b.info.features['image'].shape
-  if image_size is not None:
-    h = w = image_size
+  crop = min(h, w) if source.square_size else None
+  size = image_size or source.square_size
+  if size is not None:
+    h = w = size
+  if source.attribute:
+    attribute = attribute or source.attribute
+    choose('attribute', attribute, b.info.features['attributes'].keys())
+    num_classes = 2
+  elif attribute is not None:
+    raise UserError(f'dataset {name!r} has labels, not attributes; drop attribute')
+  else:
+    num_classes = b.info.features['label'].num_classes
 
   def preprocess(example):
     image = tf.cast(example['image'], tf.float32) / 255.0
-    if image_size is not None:
+    if crop is not None:
+      image = tf.image.resize_with_crop_or_pad(image, crop, crop)
+    if size is not None:
       image = tf.image.resize(image, (h, w), antialias=True)
-    return {'image': image, 'label': tf.cast(example['label'], tf.int32)}
+    label = example['attributes'][attribute] if source.attribute else example['label']
+    return {'image': image, 'label': tf.cast(label, tf.int32)}
 
   def stream(split, size, train, start=0):
     return tfds_loader.batches(
@@ -108,7 +148,7 @@ def load(
 
   return ImageData(
     name=name,
-    num_classes=b.info.features['label'].num_classes,
+    num_classes=num_classes,
     image_shape=(h, w, c),
     num_train=tfds_loader.num_examples(b, train_split),
     num_test=tfds_loader.num_examples(b, test_split),

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from nkjax.errors import UserError
 from nkjax.models.cnn import Conv, batch_norm
 
 
@@ -26,6 +27,24 @@ def _condition(x, labels, num_classes):
   # Images: the one-hot as extra constant channels.
   planes = jnp.broadcast_to(onehot[:, None, None, :], (*x.shape[:3], num_classes))
   return jnp.concatenate([x, planes], -1)
+
+
+def dcgan_widths(size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """(generator widths, discriminator widths) for square images of side `size`.
+
+  As many stride-2 stages as halve `size` exactly down to a 4x4 map (2x2 for
+  sides of 8 or less), widths doubling towards the small map as in DCGAN:
+  64 -> (512, 256, 128, 64) and (64, 128, 256, 512); 32 -> three stages; 28 and
+  8 -> two.
+  """
+  floor = min(4, size // 4)
+  n = 0
+  while size % 2 ** (n + 1) == 0 and size // 2 ** (n + 1) >= max(floor, 1):
+    n += 1
+  if n == 0:
+    raise UserError(f'a DCGAN needs an even image side of at least 4; got {size}')
+  widths = tuple(64 * 2**i for i in range(n))
+  return widths[::-1], widths
 
 
 class MLPGenerator(nn.Module):

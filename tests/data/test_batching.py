@@ -58,3 +58,13 @@ def test_bad_batch_sizes_are_clear_errors():
     next(batching.train_batches(ARRAYS, batch_size=64, seed=0))
   with pytest.raises(ValueError, match='not divisible by the 3 processes'):
     next(batching.train_batches(ARRAYS, batch_size=8, seed=0, process_count=3))
+
+
+def test_collect_keeps_the_first_real_examples_in_order():
+  got = batching.collect(batching.eval_batches(ARRAYS, batch_size=16), limit=20)
+  np.testing.assert_array_equal(got['x'], ARRAYS['x'][:20])
+  np.testing.assert_array_equal(got['y'], ARRAYS['y'][:20])
+  assert 'mask' not in got
+  # A limit past the end gives every example once: the padding is dropped.
+  whole = batching.collect(batching.eval_batches(ARRAYS, batch_size=16), limit=999)
+  np.testing.assert_array_equal(whole['x'], ARRAYS['x'])

@@ -40,6 +40,36 @@ def test_resize_and_process_split():
   assert batch['image'].shape == (4, 32, 32, 1)  # this process's half of the batch
 
 
+def test_celeb_a_is_a_centre_square_labelled_by_one_attribute():
+  with tfds.testing.mock_data(num_examples=6):
+    raw = list(tfds.builder('celeb_a').as_dataset(split='test').as_numpy_iterator())
+    default = images.load('celeb_a', batch_size=2, eval_batch_size=6, seed=0)
+    smiling = images.load(
+      'celeb_a', batch_size=2, eval_batch_size=6, seed=0, attribute='Smiling',
+      image_size=178,
+    )  # fmt: skip
+    first, full = next(default.eval_batches()), next(smiling.eval_batches())
+  assert default.image_shape == (64, 64, 3) and default.num_classes == 2
+  assert first['image'].shape == (6, 64, 64, 3)
+  # Labels are the attribute, in the stored order: Male by default, or the one named.
+  np.testing.assert_array_equal(first['label'], [e['attributes']['Male'] for e in raw])
+  np.testing.assert_array_equal(
+    full['label'], [e['attributes']['Smiling'] for e in raw]
+  )
+  # At the crop's own size the image is the 178x178 centre of the 218x178 face.
+  np.testing.assert_allclose(
+    full['image'], np.stack([e['image'][20:198] for e in raw]) / 255.0, atol=1e-5
+  )
+
+
+def test_attribute_errors_name_the_choices():
+  with tfds.testing.mock_data(num_examples=4):
+    with pytest.raises(ValueError, match="unknown attribute 'Happy'.*Smiling"):
+      images.load('celeb_a', batch_size=2, eval_batch_size=2, seed=0, attribute='Happy')
+    with pytest.raises(ValueError, match="'mnist' has labels, not attributes"):
+      images.load('mnist', batch_size=2, eval_batch_size=2, seed=0, attribute='Male')
+
+
 def test_unfetchable_dataset_names_the_offline_options(tmp_path, monkeypatch):
   def no_network(self, *args, **kwargs):
     raise ConnectionError('no route to host')
