@@ -22,6 +22,35 @@ from nkjax.ops.conv import adaptive_avg_pool
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_ops.conv_general_dilated)
 
 
+class ConvTranspose(nn.Module):
+  """`flax.linen.ConvTranspose` (NHWC, kernel not flipped): the same parameters,
+  names and result, computed by `conv_ops.conv_transpose`, whose gradient avoids
+  XLA:CPU's slow path for input-dilated convolutions."""
+
+  features: int
+  kernel_size: tuple[int, int]
+  strides: tuple[int, int] = (1, 1)
+  padding: Any = 'SAME'
+  use_bias: bool = True
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param(
+      'kernel',
+      nn.initializers.lecun_normal(),
+      (*self.kernel_size, x.shape[-1], self.features),
+    )
+    bias = (
+      self.param('bias', nn.initializers.zeros, (self.features,))
+      if self.use_bias
+      else None
+    )
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = conv_ops.conv_transpose(x, kernel, self.strides, self.padding)
+    return y if bias is None else y + bias
+
+
 def batch_norm(train: bool, dtype, **kwargs) -> nn.BatchNorm:
   """Batch norm as torchvision has it: running averages with momentum 0.9
   (PyTorch's 0.1), epsilon 1e-5; batch statistics in training, running ones in eval."""

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from nkjax.errors import UserError
-from nkjax.models.cnn import Conv, batch_norm
+from nkjax.models.cnn import Conv, ConvTranspose, batch_norm
 
 
 def _condition(x, labels, num_classes):
@@ -104,9 +104,9 @@ class DCGANGenerator(nn.Module):
       z.shape[0], h // scale, w // scale, self.widths[0]
     )
     for width in self.widths[1:]:
-      x = nn.ConvTranspose(width, (4, 4), (2, 2), padding='SAME', use_bias=False)(x)
+      x = ConvTranspose(width, (4, 4), (2, 2), padding='SAME', use_bias=False)(x)
       x = nn.relu(batch_norm(train, jnp.float32)(x))
-    return jnp.tanh(nn.ConvTranspose(c, (4, 4), (2, 2), padding='SAME')(x))
+    return jnp.tanh(ConvTranspose(c, (4, 4), (2, 2), padding='SAME')(x))
 
 
 class DCGANDiscriminator(nn.Module):

@@ -215,3 +215,81 @@ def conv_general_dilated(
     dilation=tuple(rhs_dilation or (1, 1)),
   )
   return y.astype(out.dtype)
+
+
+def _transpose_pads(k: int, s: int, padding: str) -> tuple[int, int]:
+  # lax.conv_transpose's padding of the stride-dilated input for 'SAME' and 'VALID'.
+  if padding == 'SAME':
+    total = k + s - 2
+    lo = k - 1 if s > k - 1 else -(-total // 2)
+  else:
+    total, lo = k + s - 2 + max(k - s, 0), k - 1
+  return lo, total - lo
+
+
+def _window(x: jax.Array, axis: int, start: int, length: int) -> jax.Array:
+  """x[start : start + length] along `axis`, zeros where that runs off either end."""
+  n = x.shape[axis]
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (max(0, -start), max(0, start + length - n))
+  x = jnp.pad(x, pad)
+  return jax.lax.slice_in_dim(x, max(0, start), max(0, start) + length, axis=axis)
+
+
+def conv_transpose(
+  x: jax.Array,
+  w: jax.Array,
+  strides: tuple[int, int],
+  padding: str | tuple[tuple[int, int], tuple[int, int]],
+) -> jax.Array:
+  """`lax.conv_transpose` (NHWC, HWIO, the kernel not flipped), as s*s small
+  convolutions whose outputs interleave: the sub-pixel form.
+
+  The definition convolves w over x with s - 1 zeros inserted between its
+  pixels; output pixel o only meets the taps t = o - lo (mod s), so each output
+  phase r is an ordinary stride-1 convolution of x with w[t0::s]. It skips the
+  multiplications by inserted zeros, and its gradient is the ordinary
+  convolution's. Measured on XLA:CPU, batch 128, 4x4 kernels, stride 2, forward
+  and backward: 4x4x256 -> 128 channels 538 -> 48 ms, 8x8x128 -> 64 975 -> 109 ms,
+  32x32x128 -> 64 37.8 s -> 2.7 s. With fewer than 8 output channels XLA's own op
+  is faster (16x16x64 -> 3: 50 vs 122 ms), so it is kept there, and on other
+  backends.
+  """
+  kh, kw, _, cout = w.shape
+  if jax.default_backend() != 'cpu' or cout < 8:
+    return jax.lax.conv_transpose(
+      x, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
+  pads = (
+    [_transpose_pads(k, s, padding) for k, s in zip((kh, kw), strides, strict=True)]
+    if isinstance(padding, str)
+    else [tuple(p) for p in padding]
+  )
+  # Per axis and phase r: (first tap t0, number of taps, first input index e, outputs).
+  phases = []
+  for n, k, s, (lo, hi) in zip(x.shape[1:3], (kh, kw), strides, pads, strict=True):
+    out = (n - 1) * s + 1 + lo + hi - k + 1
+    axis = []
+    for r in range(s):
+      t0 = (lo - r) % s
+      axis.append((t0, len(range(t0, k, s)), (r + t0 - lo) // s, len(range(r, out, s))))
+    phases.append((out, axis))
+  (out_h, rows), (out_w, cols) = phases
+  qh, qw = -(-out_h // strides[0]), -(-out_w // strides[1])
+  grid = []
+  for t0h, kh_r, eh, nh in rows:
+    line = []
+    for t0w, kw_r, ew, nw in cols:
+      if kh_r == 0 or kw_r == 0:  # no tap reaches this phase
+        z = jnp.zeros((x.shape[0], nh, nw, cout), jnp.result_type(x, w))
+      else:
+        xw = _window(_window(x, 1, eh, nh + kh_r - 1), 2, ew, nw + kw_r - 1)
+        z = conv_general_dilated(
+          xw, w[t0h::strides[0], t0w::strides[1]], (1, 1), 'VALID',
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        )  # fmt: skip
+      line.append(jnp.pad(z, ((0, 0), (0, qh - nh), (0, qw - nw), (0, 0))))
+    grid.append(jnp.stack(line, axis=3))  # [n, qh, qw, s_w, c]
+  y = jnp.stack(grid, axis=2)  # [n, qh, s_h, qw, s_w, c]
+  y = y.reshape(x.shape[0], qh * strides[0], qw * strides[1], cout)
+  return y[:, :out_h, :out_w]

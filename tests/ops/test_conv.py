@@ -167,3 +167,49 @@ def test_max_pool_equals_flax(window, stride, hw):
     lambda x: jnp.sum(f(x, (window, window), (stride, stride)) ** 2)
   )(x)  # noqa: E731
   np.testing.assert_allclose(g(conv.max_pool), g(nn.max_pool), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  'kernel, stride, padding, hw',
+  [
+    (4, 2, 'SAME', 4),  # DCGAN's upsampling
+    (3, 2, 'SAME', 5),  # a kernel that does not split evenly over the phases
+    (5, 3, 'VALID', 4),
+    (1, 2, 'VALID', 3),  # phases no tap reaches are zeros
+    (3, 1, ((2, 0), (1, 3)), 4),
+    (4, 2, ((3, 1), (0, 2)), 5),
+  ],
+)
+def test_conv_transpose_equals_lax_with_its_gradients(kernel, stride, padding, hw):
+  x = jax.random.normal(jax.random.key(0), (2, hw, hw + 1, 3))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 3, 8))  # 8: the fast path
+  args = ((stride, stride), padding)
+  f = lambda x, w: jax.lax.conv_transpose(
+    x, w, *args, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )  # noqa: E731
+  np.testing.assert_allclose(
+    conv.conv_transpose(x, w, *args), f(x, w), rtol=1e-5, atol=1e-5
+  )
+  loss = lambda g: lambda x, w: jnp.sum(jnp.sin(g(x, w)))  # noqa: E731
+  for ours, theirs in zip(
+    jax.grad(loss(lambda x, w: conv.conv_transpose(x, w, *args)), (0, 1))(x, w),
+    jax.grad(loss(f), (0, 1))(x, w),
+    strict=True,
+  ):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_transpose_module_is_flax_s_with_the_same_parameters():
+  from nkjax.models.cnn import ConvTranspose
+
+  x = jax.random.normal(jax.random.key(1), (2, 4, 4, 16))
+  kwargs = {'features': 8, 'kernel_size': (4, 4), 'strides': (2, 2)}
+  ours = ConvTranspose(**kwargs).init(jax.random.key(0), x)
+  theirs = nn.ConvTranspose(**kwargs).init(jax.random.key(0), x)
+  assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), ours, theirs))
+  np.testing.assert_allclose(
+    ConvTranspose(**kwargs).apply(theirs, x),
+    nn.ConvTranspose(**kwargs).apply(theirs, x),
+    rtol=1e-5,
+    atol=1e-5,
+  )
