@@ -25,10 +25,11 @@ _HOST_DEVICES = '--xla_force_host_platform_device_count'
 def use_all_cpu_cores() -> None:
   """Fakes one XLA host device per core, so the data-parallel path uses them all.
 
-  XLA's CPU backend runs a step's ops on about one core; split over one device
-  per core the same step runs on all of them. GPU and TPU backends ignore the
-  flag. It must be set before JAX starts its backends; an explicit setting in
-  XLA_FLAGS wins.
+  XLA's CPU convolutions run on about one core; split over one device per core
+  the same step runs on all of them (ResNet-20 at batch 128 on 2 cores: 570 ->
+  428 ms). Matrix products already use every core, so a model of them only (an
+  MLP) is faster on one device. GPU and TPU backends ignore the flag. It must be
+  set before JAX starts its backends; an explicit setting in XLA_FLAGS wins.
   """
   xla_flags = os.environ.get('XLA_FLAGS', '')
   if _HOST_DEVICES not in xla_flags:
