@@ -26,6 +26,7 @@ from nkjax.errors import UserError, choose
 from nkjax.models import cnn
 from nkjax.ops import image as image_ops
 from nkjax.train import classify, loop, optim, sharding, steps, writers
+from nkjax.train import state as state_lib
 
 PRESETS = ('default', 'smoke', 'regularization', 'cifar_resnet20', 'gaussian')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -255,10 +256,11 @@ def run_train(config, workdir):
   data = _load(config, mesh)
   model = build_model(config, data.num_classes)
   result = _fit(config, model, data, mesh, workdir)
+  params = {'params': state_lib.num_params(result.state.params)}
   if jax.process_index() == 0:
     pictures = write_pictures(result.state, data, mesh, workdir)
-    writers.write_summary(workdir, {**result.summary, **pictures})
-  return result.summary
+    writers.write_summary(workdir, {**result.summary, **params, **pictures})
+  return {**result.summary, **params}
 
 
 def run_regularization(config, workdir):

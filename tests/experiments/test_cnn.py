@@ -78,3 +78,22 @@ def test_bad_model_options_are_clear_errors_before_anything_is_written(
   with pytest.raises(ValueError, match=message):
     cnn.main(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+
+
+def test_cifar_resnet20_recipe_runs_on_mocked_cifar10(tmp_path):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  pytest.importorskip('tensorflow')
+  config = cnn.get_config('cifar_resnet20')
+  # The recipe as is (ResNet-20, crop and flip, momentum, step schedule), a few steps.
+  config.update(
+    {'num_steps': 2, 'batch_size': 16, 'eval_batch_size': 32, 'log_every': 1,
+     'eval_every': 2, 'checkpoint_every': 2},
+  )  # fmt: skip
+  with tfds.testing.mock_data(num_examples=32):
+    cnn.main(config, str(tmp_path))
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  cm = np.array(summary['confusion_matrix'])
+  assert cm.shape == (10, 10) and cm.sum() == 32  # every mocked test image once
+  assert summary['params'] == 269_722  # ResNet-20's published count
+  for name in PICTURES:
+    assert (tmp_path / name).stat().st_size > 1000, name
