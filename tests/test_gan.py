@@ -168,7 +168,7 @@ def test_dcgan_widths_make_networks_of_the_image_size(size, stages):
 
 
 @pytest.mark.parametrize(
-  'dataset, variant, classes', [('mnist', 'dcgan', 10), ('celeb_a', 'cgan', 2)]
+  'dataset, variant, classes', [('mnist', 'gan', 10), ('celeb_a', 'cgan', 2)]
 )
 def test_gan_experiment_on_mocked_tfds_datasets(tmp_path, dataset, variant, classes):
   tfds = pytest.importorskip('tensorflow_datasets')

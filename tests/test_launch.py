@@ -26,7 +26,7 @@ def _run(*args, workdir):
     ),
     (
       ['--config.dataset=imagenet'],
-      "error: unknown dataset 'imagenet'; valid choices: cifar10, digits, fashion_mnist, mnist",
+      "error: unknown dataset 'imagenet'; valid choices: celeb_a, cifar10, digits, fashion_mnist, mnist",
     ),
     (
       ['--config.optimizer=adamx'],

@@ -174,10 +174,8 @@ def test_max_pool_equals_flax(window, stride, hw):
   [
     (4, 2, 'SAME', 4),  # DCGAN's upsampling
     (3, 2, 'SAME', 5),  # a kernel that does not split evenly over the phases
-    (5, 3, 'VALID', 4),
     (1, 2, 'VALID', 3),  # phases no tap reaches are zeros
-    (3, 1, ((2, 0), (1, 3)), 4),
-    (4, 2, ((3, 1), (0, 2)), 5),
+    (4, 3, ((3, 1), (0, 2)), 5),
   ],
 )
 def test_conv_transpose_equals_lax_with_its_gradients(kernel, stride, padding, hw):
