@@ -82,16 +82,16 @@ def eval_batches(
 
 
 def collect(
-  batches: Iterator[Mapping[str, np.ndarray]], limit: int
+  batches: Iterator[Mapping[str, np.ndarray]], limit: int | None = None
 ) -> dict[str, np.ndarray]:
-  """The first `limit` real examples of a padded pass (`eval_batches` or a TFDS
-  eval stream) as whole arrays, without `mask`; fewer if the pass is shorter."""
+  """The real examples of a padded pass (`eval_batches` or a TFDS eval stream) as
+  whole arrays, without `mask`: all of them, or the first `limit`."""
   parts, n = [], 0
   for batch in batches:
     keep = batch['mask'].astype(bool)
     parts.append({k: v[keep] for k, v in batch.items() if k != 'mask'})
     n += int(keep.sum())
-    if n >= limit:
+    if limit is not None and n >= limit:
       break
   if not parts:
     raise UserError('no examples to collect: the split is empty')

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from nkjax.data import batching
 from nkjax.train import loop, sharding, steps
 from nkjax.train import state as state_lib
 
@@ -84,14 +85,13 @@ def predict(state, batches, *, mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.n
     )
     return jnp.argmax(logits, axis=-1)
 
-  labels, preds, images = [], [], []
-  for batch in batches:
-    keep = batch['mask'] > 0
-    out = classes(state, sharding.shard_batch(batch['image'], mesh))
-    labels.append(batch['label'][keep])
-    preds.append(np.asarray(out)[keep])
-    images.append(batch['image'][keep])
-  return np.concatenate(labels), np.concatenate(preds), np.concatenate(images)
+  def predicted():
+    for batch in batches:
+      out = classes(state, sharding.shard_batch(batch['image'], mesh))
+      yield {**batch, 'pred': np.asarray(out)}
+
+  got = batching.collect(predicted())
+  return got['label'], got['pred'], got['image']
 
 
 def confusion_matrix(
