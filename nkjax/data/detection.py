@@ -15,7 +15,8 @@ Every name gives the same batches (the one `nkjax.data.dataset.Dataset` record):
   where `box_mask | difficult` (see `ground_truths`);
 - `image_size` int32 `[b, 2]`: the `(height, width)` of the image inside the
   canvas (VOC and COCO are padded at the bottom and right to a square canvas);
-- `scale` float32 `[b]`: resized / original pixels (1 for the generated sets);
+- `scale` float32 `[b, 2]`: resized / original pixels along y and x (1 for the
+  generated sets): divide boxes by it for the original image's pixels;
 - eval batches also `mask` float32 `[b]` (1 real example, 0 padding).
 
 Padded box entries are zeros with label 0, so gathers stay in range.
@@ -45,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nkjax.data import batching, digits
+from nkjax.data import batching, digits, tfds_loader
 from nkjax.data.dataset import Dataset
 from nkjax.errors import UserError, choose
 
@@ -331,7 +332,7 @@ def _generate(
   )
   out['image'] = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
   out['image_size'] = np.full((n, 2), s, np.int32)
-  out['scale'] = np.ones(n, np.float32)
+  out['scale'] = np.ones((n, 2), np.float32)
   if return_alpha:
     out['alpha'] = full_alpha
   return out
@@ -469,8 +470,9 @@ def augment(rng, batch, *, flip=True, min_scale=0.8, max_scale=1.25, min_visible
       `difficult` `[b, k]`, `image_size` `[b, 2]`; other keys pass through.
 
   Returns:
-    The batch with `image`, `boxes`, `labels`, `box_mask`, `difficult` and
-    `image_size` replaced; boxes pushed out of the canvas become padding.
+    The batch with `image`, `boxes`, `labels`, `box_mask`, `difficult`,
+    `image_size` and `scale` (if present) replaced; boxes pushed out of the
+    canvas become padding. The shape of the batch is unchanged.
   """
 
   def one(key, image, boxes, labels, box_mask, difficult, size):
@@ -496,7 +498,7 @@ def augment(rng, batch, *, flip=True, min_scale=0.8, max_scale=1.25, min_visible
     new_size = jnp.clip(jnp.round(scale * size + offset), 1, canvas).astype(jnp.int32)
     return (
       image, boxes, jnp.where(visible, labels, 0), box_mask & visible,
-      difficult & visible, new_size,
+      difficult & visible, new_size, scale,
     )  # fmt: skip
 
   keys = jax.random.split(rng, batch['image'].shape[0])
@@ -505,7 +507,10 @@ def augment(rng, batch, *, flip=True, min_scale=0.8, max_scale=1.25, min_visible
     batch['difficult'], batch['image_size'],
   )  # fmt: skip
   names = ('image', 'boxes', 'labels', 'box_mask', 'difficult', 'image_size')
-  return {**batch, **dict(zip(names, out, strict=True))}
+  result = {**batch, **dict(zip(names, out[:-1], strict=True))}
+  if 'scale' in batch:
+    result['scale'] = batch['scale'] * out[-1][:, None]
+  return result
 
 
 def ground_truths(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -596,5 +601,100 @@ def load(
   )
 
 
-def _load_tfds(*args, **kwargs):
-  raise NotImplementedError
+def _tfds_preprocess(
+  tf, *, one_based: bool, min_size: int, max_size: int, max_boxes: int
+):
+  """A tf function from one TFDS detection example to one padded nkjax example.
+
+  TFDS stores boxes as `[ymin, xmin, ymax, xmax]` divided by the image's
+  height and width. COCO's come from `[x, y, w, h]` in continuous pixels;
+  VOC's from the devkit's 1-based inclusive pixel indices (`xmin = 1` is the
+  first column, `xmax` the last one covered), so `(xmin - 1, xmax)` is the
+  same extent in continuous coordinates. The image is resized so that its
+  shorter side is `min_size` unless that makes the longer side exceed
+  `max_size` (Fast R-CNN: 600 and 1000), keeping its aspect ratio, and padded
+  at the bottom and right to a `max_size` square.
+  """
+
+  def preprocess(example):
+    image = tf.cast(example['image'], tf.float32) / 255.0
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    factor = tf.minimum(min_size / tf.reduce_min(hw), max_size / tf.reduce_max(hw))
+    new_hw = tf.minimum(tf.round(hw * factor), max_size)
+    image = tf.image.resize(image, tf.cast(new_hw, tf.int32), antialias=True)
+    image = tf.image.pad_to_bounding_box(image, 0, 0, max_size, max_size)
+    image = tf.clip_by_value(image, 0.0, 1.0)
+    objects = example['objects']
+    ymin, xmin, ymax, xmax = tf.unstack(
+      tf.cast(objects['bbox'], tf.float32), 4, axis=-1
+    )
+    h, w = hw[0], hw[1]
+    shift = 1.0 if one_based else 0.0
+    boxes = tf.stack([xmin * w - shift, ymin * h - shift, xmax * w, ymax * h], -1)
+    # Each axis scales by its own rounded factor, as the resize did.
+    sy, sx = new_hw[0] / h, new_hw[1] / w
+    boxes = boxes * tf.stack([sx, sy, sx, sy])
+    boxes = tf.clip_by_value(boxes, 0.0, tf.stack([new_hw[1], new_hw[0]] * 2))
+    ignored = objects['is_crowd'] if 'is_crowd' in objects else objects['is_difficult']
+    labels = tf.cast(objects['label'], tf.int32)
+    n = tf.shape(labels)[0]
+    keep = tf.minimum(n, max_boxes)
+    pad = max_boxes - keep
+
+    def fit(x):
+      x = x[:keep]
+      return tf.pad(x, [[0, pad]] + [[0, 0]] * (len(x.shape) - 1))
+
+    boxes, labels, ignored = fit(boxes), fit(labels), fit(tf.cast(ignored, tf.bool))
+    real = tf.range(max_boxes) < keep
+    # Boxes with no area (a few COCO annotations) are no training target.
+    has_area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return {
+      'image': image,
+      'boxes': tf.ensure_shape(boxes, (max_boxes, 4)),
+      'labels': tf.ensure_shape(labels, (max_boxes,)),
+      'box_mask': real & ~ignored & has_area,
+      'difficult': real & ignored,
+      'image_size': tf.cast(new_hw, tf.int32),
+      'scale': tf.stack([sy, sx]),
+    }
+
+  return preprocess
+
+
+def _load_tfds(
+  name, source, *, batch_size, eval_batch_size, seed, min_size, max_size, max_boxes,
+  data_dir, shard,
+) -> Dataset:  # fmt: skip
+  """VOC or COCO through TFDS; see `load`."""
+  if max_size is None:
+    max_size = round(min_size * 1000 / 600)
+  if max_size < min_size:
+    raise UserError(f'max_size {max_size} must be at least image_size {min_size}')
+  b = tfds_loader.builder(
+    source.tfds_name, data_dir=data_dir, offline_hint=OFFLINE_HINT
+  )
+  tf = tfds_loader.import_tf()
+  preprocess = _tfds_preprocess(
+    tf, one_based=name.startswith('voc'), min_size=min_size, max_size=max_size,
+    max_boxes=max_boxes,
+  )  # fmt: skip
+
+  def stream(split, size, train, start=0):
+    return tfds_loader.batches(
+      b, split=split, batch_size=size, preprocess=preprocess, train=train,
+      seed=seed, start_step=start, **shard,
+    )  # fmt: skip
+
+  names = tuple(b.info.features['objects']['label'].names)
+  return Dataset(
+    name=name,
+    train_batches=lambda start: stream(source.train, batch_size, True, start),
+    eval_batches=lambda: stream(source.test, eval_batch_size, False),
+    train_eval_batches=lambda: stream(source.train, eval_batch_size, False),
+    num_train=tfds_loader.num_examples(b, source.train),
+    num_test=tfds_loader.num_examples(b, source.test),
+    num_classes=len(names),
+    class_names=names,
+    example_shape=(max_size, max_size, 3),
+  )

@@ -251,3 +251,223 @@ def test_augment_keeps_every_surviving_box_on_its_shape_and_padding_inert():
   # Other keys give other flips and scales.
   other = aug(jax.random.key(1), batch)
   assert not np.array_equal(np.asarray(other['boxes']), result['boxes'])
+
+
+# --- PASCAL VOC and COCO through the real TFDS builders ---------------------
+#
+# TFDS's mock data draws boxes and labels independently of the images, so
+# these tests write tiny VOC and COCO source trees (JPEGs, the devkit's XML,
+# COCO's JSON), let the real builders prepare them (only the download is
+# replaced by the local folders), and read them back through the loader.
+
+tfds = pytest.importorskip('tensorflow_datasets')
+pytest.importorskip('tensorflow')
+
+# Objects as (label, 1-based inclusive xmin, ymin, xmax, ymax, difficult / crowd).
+VOC_IMAGES = {
+  '000001': ((90, 60), [(14, 11, 21, 40, 70, False), (6, 3, 5, 9, 30, True)]),
+  '000002': ((40, 80), [(0, 30, 10, 50, 30, False)]),
+  '000003': ((50, 50), [(19, 1, 1, 50, 50, False)]),
+}
+COCO_IMAGES = {  # (h, w), [(label, x, y, w, h, crowd)]: continuous pixels
+  1: ((60, 90), [(0, 10.0, 20.0, 30.0, 20.0, False), (5, 50.0, 5.0, 30.0, 40.0, True)]),
+  2: ((40, 80), [(79, 0.0, 0.0, 80.0, 40.0, False)]),
+}
+
+
+def _jpeg(path, hw, rects):
+  """A grey image with each rectangle (continuous `x1, y1, x2, y2`) in white."""
+  from PIL import Image
+
+  pixels = np.full((*hw, 3), 60, np.uint8)
+  for x1, y1, x2, y2 in rects:
+    pixels[int(y1) : int(y2), int(x1) : int(x2)] = 250
+  Image.fromarray(pixels).save(path, quality=98)
+
+
+def _voc_tree(root):
+  base = root / 'VOCdevkit' / 'VOC2007'
+  for sub in ('ImageSets/Main', 'JPEGImages', 'Annotations'):
+    (base / sub).mkdir(parents=True)
+  from tensorflow_datasets.object_detection import voc
+
+  for image_id, ((h, w), objects) in VOC_IMAGES.items():
+    # The devkit's xmin..xmax are 1-based and inclusive: columns xmin-1..xmax-1.
+    _jpeg(
+      base / 'JPEGImages' / f'{image_id}.jpg', (h, w),
+      [(x1 - 1, y1 - 1, x2, y2) for _, x1, y1, x2, y2, _ in objects],
+    )  # fmt: skip
+    xml = ''.join(
+      f'<object><name>{voc._VOC_LABELS[lab]}</name><pose>Unspecified</pose>'
+      f'<truncated>0</truncated><difficult>{int(hard)}</difficult><bndbox>'
+      f'<xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax>'
+      '</bndbox></object>'
+      for lab, x1, y1, x2, y2, hard in objects
+    )
+    (base / 'Annotations' / f'{image_id}.xml').write_text(
+      f'<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth>'
+      f'</size>{xml}</annotation>'
+    )
+  main = base / 'ImageSets' / 'Main'
+  (main / 'train.txt').write_text('000001\n000002\n')
+  (main / 'val.txt').write_text('000003\n')
+  (main / 'test.txt').write_text('000001\n000003\n')
+
+
+def _coco_tree(root):
+  import json
+
+  categories = [{'id': c + 1, 'name': f'class{c}'} for c in range(80)]
+  for split, images in (('train2017', COCO_IMAGES), ('val2017', COCO_IMAGES)):
+    (root / 'images' / split).mkdir(parents=True)
+    info, anns = [], []
+    for image_id, ((h, w), objects) in images.items():
+      name = f'{image_id:012d}.jpg'
+      _jpeg(root / 'images' / split / name, (h, w), [
+        (x, y, x + bw, y + bh) for _, x, y, bw, bh, _ in objects
+      ])  # fmt: skip
+      info.append({'id': image_id, 'file_name': name, 'height': h, 'width': w})
+      for label, x, y, bw, bh, crowd in objects:
+        anns.append({
+          'id': len(anns) + 1, 'image_id': image_id, 'category_id': label + 1,
+          'bbox': [x, y, bw, bh], 'area': bw * bh, 'iscrowd': int(crowd),
+        })  # fmt: skip
+    (root / 'annotations' / 'annotations').mkdir(parents=True, exist_ok=True)
+    (root / 'annotations' / 'annotations' / f'instances_{split}.json').write_text(
+      json.dumps({'images': info, 'annotations': anns, 'categories': categories})
+    )
+  (root / 'images' / 'test2017').mkdir(parents=True)
+  _jpeg(root / 'images' / 'test2017' / 't.jpg', (20, 20), [])
+  (root / 'annotations' / 'annotations' / 'image_info_test2017.json').write_text(
+    json.dumps({
+      'images': [{'id': 9, 'file_name': 't.jpg', 'height': 20, 'width': 20}],
+      'categories': categories,
+    })
+  )  # fmt: skip
+
+
+@pytest.fixture(scope='module')
+def prepared(tmp_path_factory):
+  """A data_dir holding voc/2007 and coco/2017 prepared from the fake trees."""
+  root = tmp_path_factory.mktemp('detection_tfds')
+  _voc_tree(root / 'voc')
+  _coco_tree(root / 'coco')
+  local = {
+    'test': root / 'voc', 'trainval': root / 'voc',
+    **{f'{s}_images': root / 'coco' / 'images' for s in ('train', 'validation', 'test')},
+    **{f'{s}_annotations': root / 'coco' / 'annotations' for s in ('train', 'validation', 'test')},
+  }  # fmt: skip
+  mp = pytest.MonkeyPatch()
+  mp.setattr(
+    tfds.download.DownloadManager,
+    'download_and_extract',
+    lambda self, urls: {k: str(local[k]) for k in urls},
+  )
+  config = tfds.download.DownloadConfig(try_download_gcs=False)
+  for name in ('voc/2007', 'coco/2017'):
+    tfds.builder(name, data_dir=str(root / 'data')).download_and_prepare(
+      download_dir=str(root / 'downloads'), download_config=config
+    )
+  mp.undo()
+  return str(root / 'data')
+
+
+def _white(image, threshold=0.6):
+  return image.mean(-1) > threshold
+
+
+def test_voc_boxes_are_continuous_pixels_of_the_resized_image(prepared):
+  data = detection.load(
+    'voc/2007', batch_size=2, eval_batch_size=4, seed=0, data_dir=prepared,
+    image_size=120, max_size=200, max_boxes=4,
+  )  # fmt: skip
+  assert data.num_classes == 20 and data.class_names[14] == 'person'
+  assert (data.num_train, data.num_test) == (3, 2)
+  assert data.example_shape == (200, 200, 3)
+  batch = next(data.eval_batches())  # test split: 000001 then 000003
+  assert batch['image'].shape == (4, 200, 200, 3) and batch['mask'].tolist() == [
+    1,
+    1,
+    0,
+    0,
+  ]
+  # 000001 is 90 high, 60 wide: the shorter side 60 -> 120 (x2), the longer
+  # 90 -> 180 <= 200.
+  np.testing.assert_array_equal(batch['image_size'][:2], [[180, 120], [120, 120]])
+  np.testing.assert_allclose(batch['scale'][0], [2.0, 2.0])
+  # Devkit (11, 21)-(40, 70) inclusive, 1-based -> [10, 40) x [20, 70) -> x2.
+  np.testing.assert_allclose(batch['boxes'][0, 0], [20, 40, 80, 140], atol=1e-3)
+  assert batch['labels'][0, 0] == 14 and batch['box_mask'][0].tolist() == [1, 0, 0, 0]
+  # The difficult object is kept for the evaluation, but is no training target.
+  np.testing.assert_allclose(batch['boxes'][0, 1], [4, 8, 18, 60], atol=1e-3)
+  assert batch['difficult'][0].tolist() == [0, 1, 0, 0] and batch['labels'][0, 1] == 6
+  # 000003: one box covering the whole image.
+  np.testing.assert_allclose(batch['boxes'][1, 0], [0, 0, 120, 120], atol=1e-3)
+  # The boxes enclose the white pixels drawn in the JPEG (to a pixel, as
+  # resizing blurs the edges), and the canvas is padded with zeros.
+  white = _white(batch['image'][0])
+  np.testing.assert_allclose(
+    extent(white & ~_box_mask(batch['boxes'][0, 1], 200)), batch['boxes'][0, 0], atol=1
+  )
+  assert batch['image'][0, 180:].max() == 0 and batch['image'][0, :, 120:].max() == 0
+  train = next(data.train_batches(0))
+  assert train['image'].shape == (2, 200, 200, 3) and 'mask' not in train
+
+
+def _box_mask(box, side):
+  m = np.zeros((side, side), bool)
+  x1, y1, x2, y2 = np.round(box).astype(int)
+  m[y1:y2, x1:x2] = True
+  return m
+
+
+def test_coco_crowd_boxes_are_ignored_and_long_sides_are_capped(prepared):
+  data = detection.load(
+    'coco/2017', batch_size=2, eval_batch_size=2, seed=0, data_dir=prepared,
+    image_size=80, max_size=120,
+  )  # fmt: skip
+  assert data.num_classes == 80 and (data.num_train, data.num_test) == (2, 2)
+  batch = next(data.eval_batches())
+  assert batch['boxes'].shape == (2, 128, 4)  # COCO's default padding
+  # Image 1 is 60x90: 80/60 would make the long side 120 <= 120: factor 4/3.
+  # Image 2 is 40x80: 80/40 = 2 would give 160 > 120, so 120/80 = 1.5.
+  np.testing.assert_array_equal(batch['image_size'], [[80, 120], [60, 120]])
+  np.testing.assert_allclose(
+    batch['boxes'][0, 0], np.array([10, 20, 40, 40]) * 4 / 3, atol=1e-3
+  )
+  np.testing.assert_allclose(
+    batch['boxes'][0, 1], np.array([50, 5, 80, 45]) * 4 / 3, atol=1e-3
+  )
+  assert batch['box_mask'][0, :3].tolist() == [True, False, False]
+  assert batch['difficult'][0, :3].tolist() == [False, True, False]
+  np.testing.assert_allclose(batch['boxes'][1, 0], [0, 0, 120, 60], atol=1e-3)
+  assert batch['labels'][1, 0] == 79
+  white = _white(batch['image'][0]) & ~_box_mask(batch['boxes'][0, 1], 120)
+  np.testing.assert_allclose(extent(white), batch['boxes'][0, 0], atol=1)
+  # The evaluation's view: crowd regions come along as difficult (ignored).
+  gts = detection.ground_truths(batch)
+  assert len(gts[0]['labels']) == 2 and gts[0]['difficult'].tolist() == [False, True]
+
+
+def test_process_rows_and_truncation(prepared):
+  kwargs = {'batch_size': 2, 'eval_batch_size': 2, 'seed': 0, 'data_dir': prepared}
+  half = detection.load(
+    'coco/2017', process_index=1, process_count=2, max_boxes=1, **kwargs
+  )
+  batch = next(half.eval_batches())
+  assert batch['image'].shape[0] == 1 and batch['boxes'].shape == (1, 1, 4)
+  assert batch['labels'][0, 0] == 79  # the second process reads the second image
+
+
+def test_unprepared_dataset_offline_names_the_offline_options(tmp_path, monkeypatch):
+  def no_network(self, *args, **kwargs):
+    raise ConnectionError('no route to host')
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', no_network)
+  with pytest.raises(
+    UserError, match=r'--config.dataset=shapes.*--config.data_dir'
+  ) as e:
+    detection.load(
+      'voc/2007', batch_size=2, eval_batch_size=2, seed=0, data_dir=str(tmp_path)
+    )
+  assert '\n' not in str(e.value)
