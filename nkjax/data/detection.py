@@ -67,8 +67,9 @@ class TFDSDetection:
   Attributes:
     train, test: the splits the papers train and test on (VOC 2007: trainval
       and test; COCO 2017: train and val).
-    max_boxes: the default padding; at least the most objects any image has
-      (VOC 2007: 42; COCO 2017: 93 instances), so evaluation drops nothing.
+    max_boxes: the default padding, set generously so that no image should
+      lose objects to it (not checked against the full datasets: they were
+      not available offline); objects beyond it are dropped.
   """
 
   tfds_name: str
@@ -556,8 +557,7 @@ def load(
     image_size: generated sets: the side of the square images. VOC and COCO:
       the shorter side after resizing (the papers use 600).
     max_boxes: padding of the box arrays; default 8 for the generated sets, 64
-      for VOC 2007 and 128 for COCO 2017 (more than any image has). Objects
-      beyond it are dropped.
+      for VOC 2007 and 128 for COCO 2017. Objects beyond it are dropped.
     num_train, num_test: sizes of the generated sets (ignored for TFDS).
     data_dir: the TFDS data folder.
     data_seed: the seed the generated sets are drawn from.
