@@ -322,7 +322,7 @@ def _generate(
   image = canvas[:, patch:-patch, patch:-patch]
   if noise:
     # Triangular noise (the sum of two uniforms) with standard deviation
-    # `noise`: six times cheaper to draw than numpy's Gaussian, as grainy.
+    # `noise`: about three times cheaper to draw than numpy's Gaussian.
     tri = rng.random(image.shape, np.float32) + rng.random(image.shape, np.float32)
     image = image + np.float32(noise * np.sqrt(6)) * (tri - 1)
   out = _pad_targets(
