@@ -380,6 +380,8 @@ def generate(
     raise UserError(f'image_size must be at least 32 for {kind}, got {image_size}')
   if max_boxes < 1:
     raise UserError(f'max_boxes must be positive, got {max_boxes}')
+  if num_examples < 1:
+    raise UserError(f'{kind} needs at least one example per split, got {num_examples}')
   parts = []
   for c in range(-(-num_examples // _CHUNK)):
     rng = np.random.default_rng([data_seed, split == 'test', c, kind == 'shapes'])

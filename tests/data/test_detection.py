@@ -166,6 +166,8 @@ def test_bad_names_and_sizes_are_one_line_errors():
     detection.load('pets', batch_size=2, eval_batch_size=2, seed=0)
   with pytest.raises(UserError, match='image_size'):
     detection.generate('shapes', num_examples=2, split='train', image_size=16)
+  with pytest.raises(UserError, match='at least one example'):
+    detection.load('shapes', batch_size=2, eval_batch_size=2, seed=0, num_test=0)
 
 
 # --- augmentation -----------------------------------------------------------
