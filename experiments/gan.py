@@ -216,7 +216,10 @@ def run_variant(config, workdir, variant: str) -> dict:
     grid = (np.asarray(generate(state, fixed_z, fixed_labels)) + 1) / 2
     if jax.process_index() == 0:
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-      title = f'{variant}, round {step}' + (' (row = class)' if conditional else '')
+      title = (
+        f'{viz.run_name(workdir)}: {variant} samples of a fixed noise batch, '
+        f'round {step}' + (' (row = class)' if conditional else '')
+      )
       viz.save_images(
         grid,
         os.path.join(workdir, 'samples', f'step_{step:06d}.png'),
@@ -261,6 +264,22 @@ def run_variant(config, workdir, variant: str) -> dict:
   return result.summary
 
 
+def compare_figure(grids: dict, table: dict, *, title: str):
+  """Each variant's final sample grid (a PNG path per variant), side by side."""
+  cols = min(3, len(grids))
+  rows = -(-len(grids) // cols)
+  fig, axes = plt.subplots(
+    rows, cols, figsize=(3.4 * cols, 3.6 * rows + 0.4), squeeze=False
+  )
+  for ax in axes.flat:
+    ax.axis('off')
+  for ax, (v, path) in zip(axes.flat, grids.items(), strict=False):
+    ax.imshow(plt.imread(path))
+    ax.set_title(f'{v}: Frechet {table[v]["frechet"]:.2f}', fontsize=9)
+  fig.suptitle(title, fontsize=10)
+  return fig
+
+
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if not config.compare:
     return run_variant(config, workdir, config.variant)
@@ -289,12 +308,14 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for v, r in table.items():
     ca = '' if r['condition_accuracy'] is None else f'{r["condition_accuracy"]:.3f}'
     print(f'{v:>8} {r["frechet"]:9.3f} {r["floor"]:7.3f} {ca:>9}')
-  fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.6))
-  for ax, (v, path) in zip(np.atleast_1d(axes), grids.items(), strict=True):
-    ax.imshow(plt.imread(path))
-    ax.set_title(f'{v}: Frechet {table[v]["frechet"]:.2f}')
-    ax.axis('off')
-  viz.save_figure(fig, os.path.join(workdir, 'compare.png'), dpi=110)
+  viz.save_figure(
+    compare_figure(
+      grids, table,
+      title=f'{viz.run_name(workdir)}: samples of each variant after '
+      f'{config.num_rounds} rounds (lower Frechet is closer to the data)',
+    ),
+    os.path.join(workdir, 'compare.png'), dpi=110,
+  )  # fmt: skip
   summary = {'task': 'compare', 'results': table}
   writers.write_summary(workdir, summary)
   return summary

@@ -393,10 +393,14 @@ def run_vanishing(config, workdir):
   fig, ax = plt.subplots(figsize=(6, 4))
   for c, n in norms.items():
     ax.semilogy(np.arange(len(n)), n, label=c)
-  ax.set_xlabel('k: steps before the last')
-  ax.set_ylabel('||dL/dh_(T-k)||')
-  ax.set_title('gradient through time at initialisation')
-  ax.legend()
+  ax.set_xlabel('k: time steps before the last')
+  ax.set_ylabel('||dL/dh_(T-k)|| (log scale)')
+  ax.set_title(
+    f'{viz.run_name(workdir)}: gradient through time at initialisation\n'
+    f'T = {config.seq_len}, {config.features} units, random inputs',
+    fontsize=10,
+  )
+  ax.legend(title='cell')
   viz.save_figure(fig, os.path.join(workdir, 'vanishing.png'))
   summary = {
     'task': 'vanishing',
