@@ -14,6 +14,7 @@ Every function is pure `jnp`, works on NumPy or JAX inputs, and runs under
 array with a boolean mask beside it.
 """
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -261,6 +262,23 @@ def _greedy_nms(boxes, scores, classes, iou_threshold, max_output, valid, block_
   valid = jnp.ones(n, bool) if valid is None else jnp.asarray(valid, bool)
   if valid.shape != (n,):
     raise UserError(f'valid must have shape ({n},) to match boxes; got {valid.shape}')
+  return _greedy_nms_core(
+    boxes,
+    scores,
+    classes,
+    valid,
+    iou_threshold,
+    max_output=max_output,
+    block_size=block_size,
+  )
+
+
+# Jitted so that eager callers compile once per shape; under an outer jit it inlines.
+@functools.partial(jax.jit, static_argnames=('max_output', 'block_size'))
+def _greedy_nms_core(
+  boxes, scores, classes, valid, iou_threshold, *, max_output, block_size
+):
+  n = boxes.shape[0]
 
   # Invalid entries go last so that they never break a tie ahead of a valid box;
   # the stable sort puts equal scores in index order.
