@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nkjax.errors import UserError
+
 
 def softmax_cross_entropy(*, logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Cross-entropy between softmax(logits) and integer class labels.
@@ -101,7 +103,7 @@ def smooth_l1(predictions: jax.Array, targets: jax.Array, *, beta: float = 1.0):
   """
   x = jnp.asarray(predictions) - jnp.asarray(targets)
   if beta < 0:
-    raise ValueError(f'beta must be >= 0; got {beta}')
+    raise UserError(f'smooth_l1 beta must be >= 0 (0 is plain L1); got {beta}')
   if beta == 0:
     return jnp.abs(x)
   ax = jnp.abs(x)
