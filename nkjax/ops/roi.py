@@ -8,6 +8,8 @@ axes, so each is written as per-RoI row and column operators applied to the
 whole feature map.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -58,7 +60,15 @@ def roi_pool(
     `[R, oh, ow, C]` pooled features, dtype of `features`.
   """
   features, rois = jnp.asarray(features), jnp.asarray(rois, jnp.float32)
-  oh, ow = _check(features, rois, output_size)
+  output_size = _check(features, rois, output_size)
+  return _roi_pool(features, rois, output_size=output_size, spatial_scale=spatial_scale)
+
+
+# The cores are jitted so that eager callers compile once per shape (under an
+# outer jit they inline); the sizes, the scale and the flags are static.
+@functools.partial(jax.jit, static_argnames=('output_size', 'spatial_scale'))
+def _roi_pool(features, rois, *, output_size, spatial_scale):
+  oh, ow = output_size
   h, w = features.shape[:2]
   q = _round_half_away(rois * spatial_scale).astype(jnp.int32)
 
@@ -149,12 +159,27 @@ def roi_align(
     `[R, oh, ow, C]` float features.
   """
   features, rois = jnp.asarray(features), jnp.asarray(rois, jnp.float32)
-  oh, ow = _check(features, rois, output_size)
+  output_size = _check(features, rois, output_size)
   if not isinstance(sampling_ratio, int) or sampling_ratio < 1:
     raise UserError(
       f'sampling_ratio must be an int >= 1 (static shapes have no adaptive 0); '
       f'got {sampling_ratio!r}'
     )
+  return _roi_align(
+    features,
+    rois,
+    output_size=output_size,
+    spatial_scale=spatial_scale,
+    sampling_ratio=sampling_ratio,
+    aligned=bool(aligned),
+  )
+
+
+@functools.partial(
+  jax.jit, static_argnames=('output_size', 'spatial_scale', 'sampling_ratio', 'aligned')
+)
+def _roi_align(features, rois, *, output_size, spatial_scale, sampling_ratio, aligned):
+  oh, ow = output_size
   h, w = features.shape[:2]
   offset = 0.5 if aligned else 0.0
   scaled = rois * spatial_scale - offset
