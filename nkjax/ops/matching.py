@@ -6,6 +6,8 @@ each ground-truth box" rule, whatever their coordinates. Everything here runs
 under `jit` with static shapes.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -66,6 +68,29 @@ def match(
     )
   if gt_boxes.shape[0] == 0:
     gt_boxes, gt_mask = jnp.zeros((1, 4), anchors.dtype), jnp.zeros(1, bool)
+  return _match(
+    anchors,
+    gt_boxes,
+    gt_mask,
+    positive_iou,
+    negative_iou,
+    negative_iou_low,
+    allow_low_quality=bool(allow_low_quality),
+  )
+
+
+# Jitted so that eager callers compile once per shape; under an outer jit it inlines.
+@functools.partial(jax.jit, static_argnames=('allow_low_quality',))
+def _match(
+  anchors,
+  gt_boxes,
+  gt_mask,
+  positive_iou,
+  negative_iou,
+  negative_iou_low,
+  *,
+  allow_low_quality,
+):
   iou = pairwise_iou(anchors, gt_boxes)  # [A, G]
   # -1 for padding: below every real IoU, so a padded box can never be the
   # argmax, the max, or a column's best.
@@ -120,7 +145,16 @@ def sample(
       'need num_samples >= 0 and 0 <= positive_fraction <= 1; got '
       f'{num_samples}, {positive_fraction}'
     )
-  max_positive = int(num_samples * positive_fraction)
+  return _sample(
+    rng,
+    labels,
+    num_samples=int(num_samples),
+    max_positive=int(num_samples * positive_fraction),
+  )
+
+
+@functools.partial(jax.jit, static_argnames=('num_samples', 'max_positive'))
+def _sample(rng, labels, *, num_samples, max_positive):
   k_pos, k_neg = jax.random.split(rng)
 
   def random_rank(key, member):
