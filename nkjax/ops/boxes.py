@@ -179,7 +179,7 @@ def nms(
   iou_threshold,
   max_output: int,
   valid: jax.Array | None = None,
-  block_size: int = 256,
+  block_size: int = 128,
 ) -> tuple[jax.Array, jax.Array]:
   """Greedy non-maximum suppression with a fixed-size output.
 
@@ -220,7 +220,7 @@ def batched_nms(
   iou_threshold,
   max_output: int,
   valid: jax.Array | None = None,
-  block_size: int = 256,
+  block_size: int = 128,
 ) -> tuple[jax.Array, jax.Array]:
   """Per-class greedy NMS: a box is suppressed only by kept boxes of its class.
 
@@ -279,38 +279,39 @@ def _greedy_nms_core(
   boxes, scores, classes, valid, iou_threshold, *, max_output, block_size
 ):
   n = boxes.shape[0]
-
   # Invalid entries go last so that they never break a tie ahead of a valid box;
   # the stable sort puts equal scores in index order.
-  order = jnp.lexsort((-scores, ~valid))
+  order = jnp.lexsort((-scores, ~valid)).astype(jnp.int32)
   block = min(block_size, n)
   num_blocks = -(-n // block)
   pad = num_blocks * block - n
-  order = jnp.pad(order.astype(jnp.int32), (0, pad))
-  b = jnp.pad(boxes, ((0, pad), (0, 0)))[order]
-  alive0 = jnp.pad(valid, (0, pad))[order] & (jnp.arange(num_blocks * block) < n)
-  if classes is not None:
-    c = jnp.pad(classes, (0, pad))[order]
+  order = jnp.pad(order, (0, pad))
+  b = boxes[order]
+  alive0 = valid[order] & (jnp.arange(num_blocks * block) < n)
+  c = jnp.zeros(num_blocks * block, jnp.int32) if classes is None else classes[order]
   earlier = jnp.arange(block)[:, None] < jnp.arange(block)[None, :]
 
-  def suppresses(rows, cols, start_rows, start_cols):
-    """Bool [len(rows), block]: box row, if kept, suppresses box col."""
+  def suppresses(rows, row_classes, cols, col_classes):
+    """Bool [rows, cols]: box row, if kept, suppresses box col."""
     s = pairwise_iou(rows, cols) > iou_threshold
-    if classes is not None:
-      cr = jax.lax.dynamic_slice_in_dim(c, start_rows, rows.shape[0])
-      cc = jax.lax.dynamic_slice_in_dim(c, start_cols, cols.shape[0])
-      s = s & (cr[:, None] == cc[None, :])
-    return s
+    return s & (row_classes[:, None] == col_classes[None, :])
+
+  # The kept boxes so far, compacted: a later block is compared with at most
+  # max_output of them rather than with all n (the last block may overfill by
+  # up to block - 1, hence the slack).
+  size = max_output + block
 
   def block_step(state):
-    k, keep, count = state
+    k, count, kept_boxes, kept_classes, kept_order = state
     start = k * block
     bb = jax.lax.dynamic_slice_in_dim(b, start, block)
+    cb = jax.lax.dynamic_slice_in_dim(c, start, block)
     alive = jax.lax.dynamic_slice_in_dim(alive0, start, block)
-    # Kept boxes of earlier blocks are final; later blocks have keep False.
-    cross = suppresses(b, bb, 0, start)
-    alive = alive & ~jnp.any(cross & keep[:, None], axis=0)
-    inner = suppresses(bb, bb, start, start) & earlier
+    # Kept boxes of earlier blocks are final: they suppress this block outright.
+    cross = suppresses(kept_boxes, kept_classes, bb, cb)
+    cross = cross & (jnp.arange(size) < count)[:, None]
+    alive = alive & ~jnp.any(cross, axis=0)
+    inner = suppresses(bb, cb, bb, cb) & earlier
 
     def fixed_point_step(s):
       _, cur = s
@@ -320,15 +321,23 @@ def _greedy_nms_core(
     _, kept = jax.lax.while_loop(
       lambda s: s[0], fixed_point_step, (jnp.array(True), alive)
     )
-    keep = jax.lax.dynamic_update_slice_in_dim(keep, kept, start, 0)
-    return k + 1, keep, count + jnp.sum(kept)
+    slot = jnp.where(kept, count + jnp.cumsum(kept) - 1, size)  # size: dropped
+    kept_boxes = kept_boxes.at[slot].set(bb, mode='drop')
+    kept_classes = kept_classes.at[slot].set(cb, mode='drop')
+    block_order = jax.lax.dynamic_slice_in_dim(order, start, block)
+    kept_order = kept_order.at[slot].set(block_order, mode='drop')
+    return k + 1, count + jnp.sum(kept), kept_boxes, kept_classes, kept_order
 
-  _, keep, count = jax.lax.while_loop(
-    lambda s: (s[0] < num_blocks) & (s[2] < max_output),
+  _, count, _, _, kept_order = jax.lax.while_loop(
+    lambda s: (s[0] < num_blocks) & (s[1] < max_output),
     block_step,
-    (jnp.int32(0), jnp.zeros(num_blocks * block, bool), jnp.int32(0)),
+    (
+      jnp.int32(0),
+      jnp.int32(0),
+      jnp.zeros((size, 4), b.dtype),
+      jnp.zeros(size, c.dtype),
+      jnp.zeros(size, jnp.int32),
+    ),
   )
-  positions = jnp.nonzero(keep, size=max_output, fill_value=0)[0]
   out_keep = jnp.arange(max_output) < count
-  indices = jnp.where(out_keep, order[positions], 0).astype(jnp.int32)
-  return indices, out_keep
+  return jnp.where(out_keep, kept_order[:max_output], 0), out_keep
