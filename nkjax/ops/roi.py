@@ -95,31 +95,33 @@ def _roi_pool(features, rois, *, output_size, spatial_scale):
   return jnp.where(empty[..., None], jnp.zeros((), features.dtype), pooled)
 
 
-def _bilinear_operator(start, extent, n_bins, grid, size):
-  """`[R, n_bins, size]` weights: bin i's mean over its `grid` sample points of
-  1-D bilinear interpolation at cell positions (cell k's centre is at k)."""
-  bin_size = extent / n_bins
+def _sample_axis(start, extent, n_bins, grid, size):
+  """One axis of RoIAlign's sample grid as bilinear taps.
+
+  Bin i's `grid` sample points sit at the centres of equal sub-bins; each reads
+  the two nearest cells with linear weights (cell k's centre is at k), and the
+  bin averages them. Returns int32 cell indices and float weights, both
+  `[R, n_bins, 2 * grid]`, the weights already divided by `grid` and 0 for
+  points more than one cell outside the map.
+  """
+  bin_size = (extent / n_bins)[:, None, None]
   i = jnp.arange(n_bins)[None, :, None]
   g = jnp.arange(grid)[None, None, :]
-  p = start[:, None, None] + i * bin_size[:, None, None]
-  p = p + (g + 0.5) * bin_size[:, None, None] / grid  # [R, n_bins, grid]
-  # torchvision's bilinear_interpolate, one axis at a time: a point more than
-  # one cell outside the map reads 0; otherwise it is clamped into the map.
+  p = start[:, None, None] + i * bin_size + (g + 0.5) * bin_size / grid
+  # torchvision's bilinear_interpolate, one axis at a time (its tests are
+  # separable): a point beyond [-1, size] reads 0, otherwise it is clamped in.
   inside = (p >= -1.0) & (p <= size)
   p = jnp.maximum(p, 0.0)
   low = jnp.floor(p).astype(jnp.int32)
   at_edge = low >= size - 1
   low = jnp.where(at_edge, size - 1, low)
   high = jnp.where(at_edge, size - 1, low + 1)
-  p = jnp.where(at_edge, low.astype(p.dtype), p)
-  frac = p - low
+  frac = jnp.where(at_edge, 0.0, p - low)
   weight = inside / grid
-  cells = jnp.arange(size)
-  one_hot = lambda k: (k[..., None] == cells).astype(p.dtype)
-  op = (weight * (1 - frac))[..., None] * one_hot(low) + (weight * frac)[
-    ..., None
-  ] * one_hot(high)
-  return jnp.sum(op, axis=2)
+  shape = (p.shape[0], n_bins, 2 * grid)
+  taps = jnp.stack([low, high], axis=-1).reshape(shape)
+  weights = jnp.stack([weight * (1 - frac), weight * frac], axis=-1).reshape(shape)
+  return taps, weights
 
 
 def roi_align(
@@ -141,10 +143,9 @@ def roi_align(
   `sampling_ratio x sampling_ratio` bilinear samples at the centres of a regular
   sub-grid; a sample more than one cell outside the map reads 0.
 
-  Bilinear sampling on a grid is separable, so the output is `A_y F A_x^T` per
-  RoI and channel, with `[oh, H]` and `[ow, W]` interpolation matrices: two
-  matmuls (at full float32 precision) whose gradient with respect to the
-  features is exact, the transposed matmuls.
+  Computed as one gather of the 4 g^2 bilinear taps of every bin and a weighted
+  sum (no loop over RoIs); the gradient with respect to the features is the
+  exact transpose, a scatter-add of the same weights.
 
   Args:
     features: `[H, W, C]` feature map of one image.
@@ -187,9 +188,13 @@ def _roi_align(features, rois, *, output_size, spatial_scale, sampling_ratio, al
   extent_y = scaled[:, 3] - scaled[:, 1]
   if not aligned:
     extent_x, extent_y = jnp.maximum(extent_x, 1.0), jnp.maximum(extent_y, 1.0)
-  a_y = _bilinear_operator(scaled[:, 1], extent_y, oh, sampling_ratio, h)
-  a_x = _bilinear_operator(scaled[:, 0], extent_x, ow, sampling_ratio, w)
-  hp = jax.lax.Precision.HIGHEST
-  f = features.astype(a_y.dtype)
-  rows = jnp.einsum('rih,hwc->riwc', a_y, f, precision=hp)
-  return jnp.einsum('rjw,riwc->rijc', a_x, rows, precision=hp)
+  ty, wy = _sample_axis(scaled[:, 1], extent_y, oh, sampling_ratio, h)
+  tx, wx = _sample_axis(scaled[:, 0], extent_x, ow, sampling_ratio, w)
+  # One gather of every tap of every bin, [R, oh, ow, 2g, 2g, C], then a
+  # weighted sum. On a 38 x 50 x 512 map with 128 RoIs this beat both the
+  # separable form as two dense matmuls and two passes of gathers on CPU
+  # (fwd+grad 0.4 s vs 1.6 s and 1.0 s on a loaded 2-core machine).
+  flat = features.reshape(h * w, -1)
+  taps = ty[:, :, None, :, None] * w + tx[:, None, :, None, :]
+  weights = wy[:, :, None, :, None] * wx[:, None, :, None, :]
+  return jnp.sum(weights[..., None] * flat[taps], axis=(3, 4))
