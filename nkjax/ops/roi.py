@@ -48,7 +48,7 @@ def roi_pool(
   `oh x ow` bins whose cell ranges are `[floor(i h / oh), ceil((i + 1) h / oh))`
   in integer arithmetic, offset by the RoI's start and clipped to the map. Each
   output is the maximum over its bin; an empty bin (wholly outside the map)
-  gives 0. Gradients go to the maximal cell of each bin (equal maxima share it).
+  gives 0. Each bin's gradient goes to its maximal cell (of equal maxima, one).
 
   Each bin's maximum is read from a 2-D sparse table of power-of-two window
   maxima (four reads per bin), so the cost does not grow with the bin size; the
@@ -86,42 +86,19 @@ def _roi_pool(features, rois, *, output_size, spatial_scale):
 
   h0, h1 = bins(q[:, 1], q[:, 3], oh)  # [R, oh], cells [h0, h1)
   w0, w1 = bins(q[:, 0], q[:, 2], ow)  # [R, ow]
-  table, levels_h, levels_w = _range_max_table(features)
-  return _range_max(table, levels_h, levels_w, h0, h1, w0, w1)
+  return _pool_bins(features, h0, h1, w0, w1)
 
 
-def _range_max_table(features):
-  """2-D sparse table: `table[a, b, y, x] = max(features[y : y + 2^a, x : x + 2^b])`.
-
-  Built by doubling, (log2 H + 1) (log2 W + 1) maps of `[H, W, C]`; entries
-  whose window would leave the map are never read.
-  """
-  h, w = features.shape[:2]
-  levels_h, levels_w = h.bit_length(), w.bit_length()
-  low = jnp.finfo(features.dtype).min
-
-  def double(x, axis, span):
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (0, span)
-    shifted = jnp.pad(
-      jax.lax.slice_in_dim(x, span, None, axis=axis), pad, constant_values=low
-    )
-    return jnp.maximum(x, shifted)
-
-  along_w = [features]
-  for b in range(1, levels_w):
-    along_w.append(double(along_w[-1], 1, 2 ** (b - 1)))
-  table = [jnp.stack(along_w)]  # [Lw, H, W, C]
-  for a in range(1, levels_h):
-    table.append(double(table[-1], 1, 2 ** (a - 1)))
-  return jnp.stack(table), levels_h, levels_w  # [Lh, Lw, H, W, C]
+@jax.custom_vjp
+def _pool_bins(features, h0, h1, w0, w1):
+  return _pool_bins_fwd(features, h0, h1, w0, w1)[0]
 
 
-def _range_max(table, levels_h, levels_w, h0, h1, w0, w1):
-  """Max of each bin `[h0, h1) x [w0, w1)` (clipped to the map; 0 if empty) from
-  four overlapping power-of-two windows of `table`: O(1) reads per bin, however
-  large, where a masked max would read the whole map per bin."""
-  h, w, c = table.shape[2:]
+def _pool_bins_fwd(features, h0, h1, w0, w1):
+  """Max over each bin `[h0, h1) x [w0, w1)` (clipped to the map; 0 if empty),
+  `[R, oh, ow, C]`, with the flat cell index of the maximum as the residual."""
+  h, w, c = features.shape
+  values, where_max, levels_h, levels_w = _range_max_table(features)
   h0, h1 = jnp.clip(h0, 0, h), jnp.clip(h1, 0, h)
   w0, w1 = jnp.clip(w0, 0, w), jnp.clip(w1, 0, w)
   empty = (h1 <= h0)[:, :, None] | (w1 <= w0)[:, None, :]  # [R, oh, ow]
@@ -130,18 +107,76 @@ def _range_max(table, levels_h, levels_w, h0, h1, w0, w1):
     """floor(log2(n)) for n >= 1 in exact integer steps (0 for empty bins)."""
     return sum((n >= 2**k).astype(jnp.int32) for k in range(1, levels))
 
+  # Four overlapping power-of-two windows cover the bin exactly: O(1) reads
+  # per bin however large it is, where a masked max reads the whole map.
   a = level(h1 - h0, levels_h)  # [R, oh]
   b = level(w1 - w0, levels_w)  # [R, ow]
-  ys = jnp.stack([h0, jnp.maximum(h1 - 2**a, 0)], -1)  # [R, oh, 2]
-  xs = jnp.stack([w0, jnp.maximum(w1 - 2**b, 0)], -1)  # [R, ow, 2]
-  ys, xs = jnp.minimum(ys, h - 1), jnp.minimum(xs, w - 1)
+  ys = jnp.stack([h0, h1 - 2**a], -1).clip(0, h - 1)  # [R, oh, 2]
+  xs = jnp.stack([w0, w1 - 2**b], -1).clip(0, w - 1)  # [R, ow, 2]
   index = (
     (a[:, :, None, None, None] * levels_w + b[:, None, :, None, None]) * h
     + ys[:, :, None, :, None]
   ) * w + xs[:, None, :, None, :]  # [R, oh, ow, 2, 2]
-  corners = table.reshape(-1, c)[index]  # [R, oh, ow, 2, 2, C]
-  pooled = jnp.max(corners, axis=(3, 4))
-  return jnp.where(empty[..., None], jnp.zeros((), table.dtype), pooled)
+  index = index.reshape(*index.shape[:3], 4)
+  corners = values.reshape(-1, c)[index]  # [R, oh, ow, 4, C]
+  best = jnp.argmax(corners, axis=3)[:, :, :, None, :]
+  pooled = jnp.take_along_axis(corners, best, axis=3)[:, :, :, 0]
+  cell = jnp.take_along_axis(where_max.reshape(-1, c)[index], best, axis=3)[:, :, :, 0]
+  pooled = jnp.where(empty[..., None], jnp.zeros((), features.dtype), pooled)
+  return pooled, (cell, empty, features.shape)
+
+
+def _pool_bins_bwd(residuals, g):
+  # Each bin's gradient goes to its one maximal cell, as Caffe's and
+  # torchvision's backward passes do; empty bins send nothing.
+  cell, empty, shape = residuals
+  g = jnp.where(empty[..., None], 0, g)
+  c = shape[-1]
+  channel = jnp.broadcast_to(jnp.arange(c), cell.shape)
+  grad = jnp.zeros((shape[0] * shape[1], c), g.dtype).at[cell, channel].add(g)
+  return grad.reshape(shape), None, None, None, None
+
+
+_pool_bins.defvjp(_pool_bins_fwd, _pool_bins_bwd)
+
+
+def _range_max_table(features):
+  """2-D sparse table of window maxima and where they are.
+
+  `values[a, b, y, x] = max(features[y : y + 2^a, x : x + 2^b])` and `cells`
+  the flat index `y' W + x'` of that maximum (per channel), built by doubling:
+  (log2 H + 1)(log2 W + 1) maps of `[H, W, C]`. Entries whose window would
+  leave the map are never read.
+  """
+  h, w, c = features.shape
+  levels_h, levels_w = h.bit_length(), w.bit_length()
+  low = jnp.finfo(features.dtype).min
+  cells = jnp.broadcast_to(
+    jnp.arange(h * w, dtype=jnp.int32).reshape(h, w, 1), (h, w, c)
+  )
+
+  def double(pair, axis, span):
+    x, i = pair
+
+    def shift(t, fill):
+      pad = [(0, 0)] * t.ndim
+      pad[axis] = (0, span)
+      return jnp.pad(
+        jax.lax.slice_in_dim(t, span, None, axis=axis), pad, constant_values=fill
+      )
+
+    sx, si = shift(x, low), shift(i, 0)
+    later = sx > x  # ties keep the earlier cell
+    return jnp.where(later, sx, x), jnp.where(later, si, i)
+
+  along_w = [(features, cells)]
+  for b in range(1, levels_w):
+    along_w.append(double(along_w[-1], 1, 2 ** (b - 1)))
+  table = [tuple(jnp.stack(t) for t in zip(*along_w, strict=True))]  # [Lw, H, W, C]
+  for a in range(1, levels_h):
+    table.append(double(table[-1], 1, 2 ** (a - 1)))
+  values, where_max = (jnp.stack(t) for t in zip(*table, strict=True))
+  return values, where_max, levels_h, levels_w  # [Lh, Lw, H, W, C] each
 
 
 def _sample_axis(start, extent, n_bins, grid, size):

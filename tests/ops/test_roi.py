@@ -226,13 +226,14 @@ def test_roi_ops_vmap_over_a_batch_and_reject_bad_input():
   f = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
   rois = np.tile(np.array([[[0, 0, 32, 32], [16, 16, 64, 48]]], np.float32), (2, 1, 1))
   for op in (roi.roi_align, roi.roi_pool):
-    out = jax.vmap(
-      lambda f, r, op=op: op(f, r, output_size=(2, 2), spatial_scale=1 / 16)
-    )(f, rois)
+    one = lambda f, r, op=op: op(f, r, output_size=(2, 2), spatial_scale=1 / 16)
+    out = jax.vmap(one)(f, rois)
     assert out.shape == (2, 2, 2, 2, 3)
-    np.testing.assert_allclose(
-      out[1], op(f[1], rois[1], output_size=(2, 2), spatial_scale=1 / 16)
-    )
+    np.testing.assert_allclose(out[1], one(f[1], rois[1]))
+    # Gradients through the batch are the per-image gradients.
+    loss = lambda f, r, one=one: jnp.sum(one(f, r) ** 2)
+    batched = jax.grad(lambda f, loss=loss: jnp.sum(jax.vmap(loss)(f, rois)))(f)
+    np.testing.assert_allclose(batched[1], jax.grad(loss)(f[1], rois[1]), rtol=1e-6)
   with pytest.raises(UserError, match='sampling_ratio'):
     roi.roi_align(f[0], rois[0], spatial_scale=1.0, sampling_ratio=0)
   with pytest.raises(UserError, match=r'\[H, W, C\]'):
