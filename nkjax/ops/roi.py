@@ -3,9 +3,11 @@
 Both take the features of one image, `[H, W, C]`, and `R` regions of interest
 `(x1, y1, x2, y2)` in image pixels (`nkjax.ops.boxes`' continuous convention),
 mapped onto the feature map by `spatial_scale` (1 / stride, e.g. 1 / 16); vmap
-them over a batch. Neither loops over boxes: both are separable along the two
-axes, so each is written as per-RoI row and column operators applied to the
-whole feature map.
+them over a batch. Neither loops over boxes: RoI pooling reads each bin's
+maximum from a table of power-of-two window maxima, RoIAlign gathers each bin's
+bilinear taps at once. `spatial_scale`, `output_size` and the flags are static
+Python values.
+
 """
 
 import functools
