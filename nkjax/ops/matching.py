@@ -105,7 +105,7 @@ def _match(
   )
   positive = best >= positive_iou
   if allow_low_quality:
-    best_per_gt = jnp.max(iou, axis=0)  # [G]; -1 for padding
+    best_per_gt = jnp.max(iou, axis=0, initial=-1.0)  # [G]; -1 for padding
     is_best = (iou == best_per_gt[None, :]) & gt_mask[None, :] & (best_per_gt > 0)
     positive = positive | jnp.any(is_best, axis=1)
   labels = jnp.where(positive, POSITIVE, labels)

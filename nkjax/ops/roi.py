@@ -7,7 +7,6 @@ them over a batch. Neither loops over boxes: RoI pooling reads each bin's
 maximum from a table of power-of-two window maxima, RoIAlign gathers each bin's
 bilinear taps at once. `spatial_scale`, `output_size` and the flags are static
 Python values.
-
 """
 
 import functools
@@ -107,7 +106,9 @@ def _pool_bins_fwd(features, h0, h1, w0, w1):
 
   def level(n, levels):
     """floor(log2(n)) for n >= 1 in exact integer steps (0 for empty bins)."""
-    return sum((n >= 2**k).astype(jnp.int32) for k in range(1, levels))
+    return sum(
+      ((n >= 2**k).astype(jnp.int32) for k in range(1, levels)), jnp.zeros_like(n)
+    )
 
   # Four overlapping power-of-two windows cover the bin exactly: O(1) reads
   # per bin however large it is, where a masked max reads the whole map.

@@ -238,3 +238,22 @@ def test_roi_ops_vmap_over_a_batch_and_reject_bad_input():
     roi.roi_align(f[0], rois[0], spatial_scale=1.0, sampling_ratio=0)
   with pytest.raises(UserError, match=r'\[H, W, C\]'):
     roi.roi_pool(f, rois[0], spatial_scale=1.0)
+
+
+def test_roi_ops_handle_no_rois_and_a_one_cell_map():
+  f = np.array([[[3.0, -1.0]]], np.float32)  # [1, 1, 2]
+  rois = np.array([[0, 0, 1, 1], [-0.4, -0.4, 0.2, 0.3]], np.float32)
+  got = roi.roi_pool(f, rois, output_size=(2, 2), spatial_scale=1.0)
+  want, _ = roi_pool_reference(f, rois, (2, 2), 1.0)
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(
+    got[0, 0, 0], [3, -1]
+  )  # cells 0..1: bin (0, 0) is cell 0
+  np.testing.assert_array_equal(got[0, 1, 1], [0, 0])  # beyond the map: empty
+  got = roi.roi_align(f, rois, output_size=(2, 2), spatial_scale=1.0)
+  np.testing.assert_allclose(
+    got, roi_align_reference(f, rois, (2, 2), 1.0, 2, True), rtol=1e-6
+  )
+  for op in (roi.roi_pool, roi.roi_align):
+    none = op(f, np.zeros((0, 4), np.float32), spatial_scale=1.0)
+    assert none.shape == (0, 7, 7, 2)
