@@ -124,8 +124,9 @@ def sample(
   Takes min(#positives, floor(num_samples * positive_fraction)) positives
   uniformly at random, then fills up to `num_samples` with negatives drawn
   uniformly at random (fewer if there are too few); ignored labels are never
-  drawn. Faster R-CNN's RPN: 256 anchors, fraction 0.5; its Fast R-CNN stage:
-  128 RoIs per image (64 in torchvision's default is 512), fraction 0.25.
+  drawn. Faster R-CNN's RPN: 256 anchors per image, fraction 0.5; Fast R-CNN:
+  64 RoIs per image (128 per two-image minibatch), fraction 0.25; Faster
+  R-CNN's end-to-end training: 128 RoIs of one image.
 
   Args:
     rng: a PRNG key.
