@@ -189,8 +189,9 @@ def nms(
   The result equals plain greedy NMS at every threshold.
 
   Blocked for speed: boxes are processed `block_size` at a time in score order;
-  each block is first suppressed by the boxes kept in earlier blocks (one matrix
-  of IoUs), then within itself by iterating `keep[i] = alive[i] and no kept j < i
+  each block is first suppressed by the boxes kept in earlier blocks (one
+  `[max_output + block_size, block_size]` IoU matrix against them, kept
+  compacted), then within itself by iterating `keep[i] = alive[i] and no kept j < i
   with IoU(j, i) > threshold` to its fixed point. That recurrence has exactly one
   solution, greedy NMS's, and the iteration reaches it (position t is final
   after t steps), so no threshold is assumed anywhere. Blocks after the
@@ -208,6 +209,11 @@ def nms(
     `(indices, keep)`: int32 `[max_output]` indices into `boxes` in descending
     score order, and bool `[max_output]`, True for real outputs; padded outputs
     have keep False and index 0.
+
+  >>> b = jnp.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10.0]])
+  >>> idx, keep = nms(b, jnp.array([0.9, 0.8, 0.7]), iou_threshold=0.5, max_output=3)
+  >>> idx.tolist(), keep.tolist()
+  ([0, 2, 0], [True, True, False])
   """
   return _greedy_nms(boxes, scores, None, iou_threshold, max_output, valid, block_size)
 
