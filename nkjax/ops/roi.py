@@ -55,7 +55,7 @@ def roi_pool(
   maxima (four reads per bin), so the cost does not grow with the bin size; the
   table holds (log2 H + 1)(log2 W + 1) copies of the map (and as many int32
   argmax indices when differentiated): 140 MB each for VGG-16's 38 x 50 x 512
-  conv5_3 map of a 600 x 800 image, 36 KB for an 8 x 8 x 64 map.
+  conv5_3 map of a 600 x 800 image, 262 KB for an 8 x 8 x 64 map.
 
   Args:
     features: `[H, W, C]` feature map of one image.
