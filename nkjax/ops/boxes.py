@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nkjax.errors import UserError
 
@@ -347,3 +348,27 @@ def _greedy_nms_core(
   )
   out_keep = jnp.arange(max_output) < count
   return jnp.where(out_keep, kept_order[:max_output], 0), out_keep
+
+
+def host_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """IoU of boxes `a` `[..., 4]` broadcast against `b` `[..., 4]`, in NumPy.
+
+  The host twin of `pairwise_iou` (`host_iou(a[:, None], b[None])` is the
+  pairwise matrix) for code that sees a different number of boxes every call
+  (the VOC evaluation, the dataset generator): jitted code would compile once
+  per shape. 0 where the union is 0.
+  """
+  a, b = np.asarray(a), np.asarray(b)
+  w = np.clip(
+    np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None
+  )
+  h = np.clip(
+    np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
+  )
+  inter = w * h
+  union = (
+    (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    - inter
+  )
+  return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)

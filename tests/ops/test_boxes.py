@@ -280,3 +280,15 @@ def test_batched_nms_equals_greedy_per_class_merged_by_score():
     b, np.array([3.0, 2, 1]), np.array([0, 1, 2]), iou_threshold=0.5, max_output=2
   )
   assert list(np.asarray(idx)[np.asarray(keep)]) == [0, 1]
+
+
+def test_host_iou_equals_pairwise_iou():
+  rng = np.random.default_rng(7)
+  xy = rng.uniform(0, 50, (2, 9, 2))
+  wh = rng.uniform(0, 20, (2, 9, 2))
+  a, b = (np.concatenate([xy[i], xy[i] + wh[i]], -1) for i in range(2))
+  b[0] = b[1]  # a duplicate
+  b[2, 2:] = b[2, :2]  # an empty box
+  np.testing.assert_allclose(
+    boxes.host_iou(a[:, None], b[None]), boxes.pairwise_iou(a, b), rtol=1e-5, atol=1e-6
+  )
