@@ -19,6 +19,7 @@ MODULES = (
   'nkjax.models',
   'nkjax.models.cnn',
   'nkjax.ops',
+  'nkjax.ops.boxes',
   'nkjax.ops.conv',
   'nkjax.train.loop',
   'nkjax.train.optim',

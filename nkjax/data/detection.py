@@ -49,6 +49,7 @@ import numpy as np
 from nkjax.data import batching, digits, tfds_loader
 from nkjax.data.dataset import Dataset
 from nkjax.errors import UserError, choose
+from nkjax.ops import boxes as boxes_lib
 
 SHAPE_NAMES = ('circle', 'square', 'triangle', 'diamond', 'cross')
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -88,23 +89,6 @@ OFFLINE_DEFAULT_MAX_BOXES = 8
 OFFLINE_HINT = 'the generated default --config.dataset=shapes works offline'
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """IoU of boxes `[..., 4]` broadcast against `[..., 4]`; 0 where the union is 0."""
-  w = np.clip(
-    np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None
-  )
-  h = np.clip(
-    np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
-  )
-  inter = w * h
-  union = (
-    (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    - inter
-  )
-  return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def _layout(rng, n, *, image_size, sizes, max_objects, max_iou, margin=1.0):
   """Sizes, centres and presence of up to `max_objects` objects per image.
 
@@ -128,7 +112,9 @@ def _layout(rng, n, *, image_size, sizes, max_objects, max_iou, margin=1.0):
   placed = np.zeros((n, k, 4))
   present = np.zeros((n, k), bool)
   for j in range(k):
-    iou = _box_iou(cand[:, j, :, None, :], placed[:, None, :j, :])  # [n, tries, j]
+    iou = boxes_lib.host_iou(
+      cand[:, j, :, None, :], placed[:, None, :j, :]
+    )  # [n, tries, j]
     iou = np.where(present[:, None, :j], iou, 0.0).max(-1, initial=0.0)
     ok = iou <= max_iou
     first = np.argmax(ok, axis=1)

@@ -20,25 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nkjax.errors import UserError
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """IoU `[n, m]` of boxes `a` `[n, 4]` and `b` `[m, 4]`; 0 where the union is 0."""
-  # A host copy of nkjax.ops.boxes.pairwise_iou, so the evaluation needs no JAX.
-  a, b = a[:, None], b[None]
-  w = np.clip(
-    np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None
-  )
-  h = np.clip(
-    np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
-  )
-  inter = w * h
-  union = (
-    (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    - inter
-  )
-  return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+from nkjax.ops import boxes as boxes_lib
 
 
 def _check(detections, ground_truths):
@@ -155,7 +137,7 @@ def voc_evaluate(
       image.append(np.full(k, i))
       scores.append(d_scores[mine])
       if len(g_boxes):
-        iou = _iou(d_boxes[mine], g_boxes)
+        iou = boxes_lib.host_iou(d_boxes[mine][:, None], g_boxes[None])
         best.append(np.argmax(iou, 1))
         best_iou.append(iou.max(1, initial=0.0))
       else:
