@@ -31,7 +31,7 @@ def describe(fig) -> dict:
         'legend': [t.get_text() for t in legend.get_texts()] if legend else [],
       }
     )
-  suptitle = fig._suptitle.get_text() if fig._suptitle else ''
+  suptitle = fig.get_suptitle()
   return {'suptitle': suptitle, 'axes': axes, 'colorbars': colorbars}
 
 
