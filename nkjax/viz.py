@@ -37,12 +37,24 @@ _UNITS = {
   'accuracy': 'accuracy (fraction correct)',
   'loss': 'loss (nats for cross-entropy)',
   'frechet': 'Frechet distance (feature units^2)',
+  'd_output': 'mean discriminator output',
 }
 
 
 def _panel(metric: str) -> str:
-  # Every loss shares one panel (a GAN's d_loss beside its g_loss).
-  return 'loss' if metric.endswith('loss') else metric
+  # Every loss shares one panel (a GAN's d_loss beside its g_loss), and so do
+  # the discriminator's mean outputs on real and generated images.
+  if metric.endswith('loss'):
+    return 'loss'
+  return 'd_output' if metric in ('d_real', 'd_fake') else metric
+
+
+def _ylabel(name: str) -> str:
+  if name in _UNITS:
+    return _UNITS[name]
+  if name.endswith(('accuracy', 'share', 'share_max')):
+    return f'{name} (fraction)'
+  return name
 
 
 def curves_figure(rows: list[dict], *, title: str = ''):
@@ -84,7 +96,7 @@ def curves_figure(rows: list[dict], *, title: str = ''):
       ax.plot(steps, values, marker='.' if len(steps) < 30 else None, label=label)
     ax.set_title(name if len(metrics) == 1 else ', '.join(sorted(metrics)))
     ax.set_xlabel('training step')
-    ax.set_ylabel(_UNITS.get(name, name))
+    ax.set_ylabel(_ylabel(name))
     ax.legend()
     ax.grid(alpha=0.3)
   if not names:

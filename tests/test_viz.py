@@ -53,9 +53,10 @@ def test_gan_curves_grid_d_and_g_on_one_panel_and_no_single_points():
   plt.close(fig)
   assert_readable(d, run='gan-smoke')
   drawn = [a for a in d['axes'] if a['plots']]
-  # Five panels (loss, d_real, d_fake, grad_norm, lr), three to a row.
-  assert geometry == {(2, 3)} and len(drawn) == 5
+  # Four panels (losses, D's outputs, grad_norm, lr), three to a row.
+  assert geometry == {(2, 3)} and len(drawn) == 4
   assert drawn[0]['legend'] == ['train d_loss', 'train g_loss']
+  assert drawn[1]['legend'] == ['train d_fake', 'train d_real']
   titles = ' '.join(a['title'] for a in drawn)
   assert 'frechet' not in titles and 'condition' not in titles  # one point each
   assert all(a['ylabel'] for a in drawn)
