@@ -198,7 +198,8 @@ def test_gan_experiment_on_mocked_tfds_datasets(tmp_path, dataset, variant, clas
   # The quality figures come from a classifier of this dataset's own classes.
   assert len(summary['class_histogram']) == classes
   assert sum(summary['class_histogram']) == config.eval_samples
-  assert summary['eval']['frechet'] > 0 and summary['real_vs_real_frechet_floor'] > 0
+  # (The real-vs-real floor is not checked here: mocked splits can be one set.)
+  assert summary['eval']['frechet'] > 0
   grid = plt.imread(tmp_path / 'samples' / 'step_000002.png')
   assert grid.ndim == 3 and grid.shape[0] > 0
   assert (tmp_path / 'curves.png').exists()
