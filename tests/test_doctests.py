@@ -14,6 +14,7 @@ import pytest
 MODULES = (
   'nkjax',
   'nkjax.backprop',
+  'nkjax.losses',
   'nkjax.metrics',
   'nkjax.metrics.detection',
   'nkjax.models',
