@@ -62,7 +62,9 @@ def get_config(preset: str = 'chain_rule') -> ml_collections.ConfigDict:
     c.constant = 0.1
     c.learning_rate = 0.5
     c.batch_size = 128
-    c.num_steps = 1500
+    # Rounding breaks the symmetry slowly (see README): by 1,500 steps on JAX
+    # 0.12 the units differ, though they still underfit.
+    c.num_steps = 300
   elif preset == 'sigmoid_saturation':
     c.depth = 10
     c.width = 64

@@ -331,13 +331,20 @@ def _compile(train_step, state, batch, rng, mesh):
 
 
 def step_flops(
-  name: str, *, batch_size: int, dtype: str = 'float32', image_size=None, mesh=None
+  name: str,
+  *,
+  batch_size: int,
+  dtype: str = 'float32',
+  image_size=None,
+  mesh=None,
+  counted: float | None = None,
 ) -> float | None:
   """FLOPs of one train step of benchmark `name` over every device (XLA's count).
 
   A recurrent model's time loop is compiled as a loop whose body XLA counts
   once, so it is counted at unroll factors 1 and 2: the difference is one time
   step, and the step is the first count plus (seq_len - 1) more time steps.
+  `counted`: the count of the one-step program at unroll 1, if already known.
   """
   import jax
 
@@ -357,7 +364,7 @@ def step_flops(
     flops = compiled_flops(_compile(train_step, *args, mesh))
     return None if flops is None else flops * mesh.devices.size
 
-  flops = count(1)
+  flops = count(1) if counted is None else counted
   seq_len = BENCHMARKS[name].seq_len
   if flops is None or not seq_len:
     return flops
@@ -419,13 +426,23 @@ def run(
   compiled = _compile(step, state, batch, rng, mesh)
   compile_seconds = time.perf_counter() - t0
   program_memory = _program_memory_bytes(compiled)
-  if steps_per_call == 1 and not bench.seq_len:
-    flops = compiled_flops(compiled)
-    flops = None if flops is None else flops * mesh.devices.size
-  else:  # the compiled call has loops: count one step without them
-    flops = step_flops(
-      name, batch_size=batch_size, dtype=dtype, image_size=image_size, mesh=mesh
+  counted = None
+  if steps_per_call == 1:
+    counted = compiled_flops(compiled)
+    counted = None if counted is None else counted * mesh.devices.size
+  # Several steps per call is a loop that XLA counts once: count one step.
+  flops = (
+    counted
+    if steps_per_call == 1 and not bench.seq_len
+    else step_flops(
+      name,
+      batch_size=batch_size,
+      dtype=dtype,
+      image_size=image_size,
+      mesh=mesh,
+      counted=counted,
     )
+  )
 
   def run_steps(n):
     nonlocal state
@@ -461,11 +478,11 @@ def run(
     'tflops_per_step': None if flops is None else flops / 1e12,
     'tflop_per_second': None
     if flops_per_second is None
-    else round(flops_per_second / 1e12, 4),
+    else float(f'{flops_per_second / 1e12:.4g}'),
     'peak_tflop_per_second_per_device': None if peak is None else peak / 1e12,
     'mfu': None
     if peak is None or flops_per_second is None
-    else round(flops_per_second / (peak * mesh.devices.size), 5),
+    else float(f'{flops_per_second / (peak * mesh.devices.size):.4g}'),
     'timing': f'median of {repeats} runs of {steps} calls of {steps_per_call} '
     f'steps after {warmup} warm-up calls',
   }
@@ -577,12 +594,13 @@ def format_table(rows: list[dict]) -> str:
     name = (
       f'{r["benchmark"]} ({shape})' if len(r['input_shape']) == 3 else r['benchmark']
     )
-    mfu = '' if r['mfu'] is None else f'{100 * r["mfu"]:.1f}%'
+    mfu = '' if r['mfu'] is None else f'{100 * r["mfu"]:.3g}%'
+    rate = '' if r['tflop_per_second'] is None else f'{r["tflop_per_second"]:.4g}'
     lines.append(
       f'| {name} | {r["batch_size"]} | {r["dtype"]} | {r["steps_per_call"]} '
       f'| {num(r["examples_per_second"])} | {num(r.get("tokens_per_second"), 0)} '
       f'| {num(r["compile_seconds"])} | {num(r["program_memory_mb"])} '
-      f'| {num(r["tflop_per_second"], 3)} | {mfu} |'
+      f'| {rate} | {mfu} |'
     )
   return '\n'.join(lines)
 

@@ -112,8 +112,8 @@ def test_suite_prints_flops_and_mfu_and_counts_the_lstm_s_time_steps(capsys):
   for r in rows:
     assert r['examples_per_second'] > 0 and r['compile_seconds'] > 0
     assert r['program_memory_mb'] > 0 and r['tflop_per_second'] > 0
-    # MFU is the FLOP rate over the peak of all 8 devices.
-    assert r['mfu'] == pytest.approx(r['tflop_per_second'] / (8 * 0.5), rel=1e-3)
+    # MFU is the FLOP rate over the peak of all 8 devices (both to 4 digits).
+    assert r['mfu'] == pytest.approx(r['tflop_per_second'] / (8 * 0.5), rel=2e-3)
     flop_rate = r['tflops_per_step'] / (1e-3 * r['step_ms_median'])
     assert r['tflop_per_second'] == pytest.approx(flop_rate, rel=2e-3)
   table = [line for line in lines if line.startswith('| ')]
