@@ -117,7 +117,8 @@ def test_suite_prints_flops_and_mfu_and_counts_the_lstm_s_time_steps(capsys):
     flop_rate = r['tflops_per_step'] / (1e-3 * r['step_ms_median'])
     assert r['tflop_per_second'] == pytest.approx(flop_rate, rel=2e-3)
   table = [line for line in lines if line.startswith('| ')]
-  assert len(table) == 1 + len(rows) and all(line.endswith('% |') for line in table[1:])
+  # A header, its rule, then one row per benchmark, each with its MFU.
+  assert len(table) == 2 + len(rows) and all(line.endswith('% |') for line in table[2:])
 
   lm = rows[1]
   # Both are rounded to 0.1: examples/s by up to 0.05, so tokens/s by up to 128 * 0.05.
