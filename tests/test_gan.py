@@ -195,7 +195,9 @@ def test_gan_experiment_on_mocked_tfds_datasets(tmp_path, dataset, variant, clas
   # The quality figures come from a classifier of this dataset's own classes.
   assert len(summary['class_histogram']) == classes
   assert sum(summary['class_histogram']) == config.eval_samples
-  assert summary['eval']['frechet'] > 0 and summary['real_vs_real_frechet_floor'] > 0
+  # The floor may be 0 here: 48 mocked examples per split, and the distance of
+  # equal sets is 0 (a positive floor came from sqrtm's rounding before).
+  assert summary['eval']['frechet'] > 0 and summary['real_vs_real_frechet_floor'] >= 0
   grid = plt.imread(tmp_path / 'samples' / 'step_000002.png')
   assert grid.ndim == 3 and grid.shape[0] > 0
   assert (tmp_path / 'curves.png').exists()
