@@ -35,6 +35,7 @@ def fit(
   keep_checkpoints: int = 2,
   config: Mapping | None = None,
   jit: bool = True,
+  divergence_factor: float | None = 1000.0,
 ) -> loop.FitResult:
   """Initialises `model` from `seed` and trains it on `data` with `loop.fit`.
 
@@ -72,6 +73,7 @@ def fit(
     best_metric='accuracy',
     config=config,
     jit=jit,
+    divergence_factor=divergence_factor,
   )
 
 
