@@ -14,8 +14,13 @@ Before JAX is imported or a file written, the launcher checks the config
 against the experiment's `CHECKS` (`nkjax.validate`), the workdir, and the run
 record (`nkjax.train.run_record`): a workdir holding a run with another config
 stops, a finished run says so and exits 0. At the end it prints where the
-results are and the headline figures. An experiment whose task does not resume
-(a picture, a table of closed forms) says so with `resumable(config) -> bool`.
+results are and the headline figures.
+
+What an experiment file may declare besides `PRESETS`, `get_config` and `main`:
+`CHECKS` (field -> `validate.Rule`), `resumable(config) -> bool` (False for a
+task that keeps no checkpoints: a picture, a table of closed forms; the run
+record is then not kept) and `DEFAULT_WORKDIRS` (preset -> default --workdir
+where it is not `runs/<experiment>-<preset>`).
 """
 
 import difflib
@@ -324,7 +329,17 @@ def run(main) -> None:
     import jax
 
     if _several_processes():
-      jax.distributed.initialize()
+      # JAX finds the process count and index itself under SLURM, MPI and on
+      # TPU pods; elsewhere (GPU hosts started by hand, a test on localhost)
+      # JAX_NUM_PROCESSES and JAX_PROCESS_ID give them.
+      count, index = (
+        os.environ.get('JAX_NUM_PROCESSES'),
+        os.environ.get('JAX_PROCESS_ID'),
+      )
+      jax.distributed.initialize(
+        num_processes=int(count) if count else None,
+        process_id=int(index) if index else None,
+      )
     logging.info(
       'JAX %s on %s: %d local / %d global devices, process %d of %d',
       jax.__version__, jax.default_backend(), jax.local_device_count(),
