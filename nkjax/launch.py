@@ -300,7 +300,10 @@ def run(main) -> None:
 
   def _main(argv):
     if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+      _exit_with(
+        f'unexpected arguments: {" ".join(argv[1:])}; flags take the form '
+        '--config=FILE:PRESET, --config.FIELD=VALUE, --workdir=DIR'
+      )
     logging.get_absl_handler().addFilter(_QuietLibraries())
     try:
       cfg = config.value

@@ -65,9 +65,9 @@ SMOKE = '--config=experiments/mlp.py:smoke'
 # workdir, `{t}` the test's temporary folder.
 ROWS = {
   # sizes and counts
-  'mlp batch_size=0': ('mlp', ['--config.batch_size=0'], rf'--config.batch_size=0 {RANGE} an integer >= 1$', 'none'),
-  'mlp batch_size=-4': ('mlp', ['--config.batch_size=-4'], rf'--config.batch_size=-4 {RANGE} an integer >= 1$', 'none'),
-  'mlp batch_size=-3': ('mlp', ['--config.batch_size=-3'], rf'--config.batch_size=-3 {RANGE} an integer >= 1$', 'none'),
+  'mlp batch_size=0': ('mlp', ['--config.batch_size=0'], rf'--config.batch_size=0 {RANGE} an integer >= 1', 'none'),
+  'mlp batch_size=-4': ('mlp', ['--config.batch_size=-4'], rf'--config.batch_size=-4 {RANGE} an integer >= 1', 'none'),
+  'mlp batch_size=-3': ('mlp', ['--config.batch_size=-3'], rf'--config.batch_size=-3 {RANGE} an integer >= 1', 'none'),
   'mlp eval_batch_size=0': ('mlp', ['--config.eval_batch_size=0'], rf'--config.eval_batch_size=0 {RANGE}', 'none'),
   'mlp num_steps=0': ('mlp', ['--config.num_steps=0'], rf'--config.num_steps=0 {RANGE} an integer >= 1', 'none'),
   'mlp log_every=-1': ('mlp', ['--config.log_every=-1'], rf'--config.log_every=-1 {RANGE} an integer >= 0', 'none'),
@@ -76,7 +76,7 @@ ROWS = {
   'mlp batch_size=abc': ('mlp', ['--config.batch_size=abc'], r'.', 'none'),
   'mlp batch_size=3 on 2 devices': ('mlp', ['--config.batch_size=3'], r'batch size 3 is not divisible by the 2 devices', 'none'),
   # rates
-  'mlp learning_rate=1e30': ('mlp', ['--config.learning_rate=1e30'], rf'--config.learning_rate=1e\+30 {RANGE} a number in \(0, 10\]$', 'none'),
+  'mlp learning_rate=1e30': ('mlp', ['--config.learning_rate=1e30'], rf'--config.learning_rate=1e\+30 {RANGE} a number in \(0, 10\]', 'none'),
   'mlp learning_rate=0': ('mlp', ['--config.learning_rate=0'], rf'--config.learning_rate=0.0 {RANGE}', 'none'),
   'mlp learning_rate=-1e-3': ('mlp', ['--config.learning_rate=-1e-3'], rf'--config.learning_rate=-0.001 {RANGE}', 'none'),
   'mlp dropout_rate=1.5': ('mlp', ['--config.dropout_rate=1.5'], rf'--config.dropout_rate=1.5 {RANGE} a number in \[0, 1\)', 'none'),
@@ -105,11 +105,11 @@ ROWS = {
   'cnn momentum=1': ('cnn', ['--config.momentum=1.0'], rf'--config.momentum=1.0 {RANGE} a number in \[0, 1\)', 'none'),
   'cnn dropout_rate=1.5': ('cnn', ['--config.dropout_rate=1.5'], rf'--config.dropout_rate=1.5 {RANGE}', 'none'),
   'cnn gaussian sigma=0': ('cnn', ['--config=experiments/cnn.py:gaussian', '--config.sigma=0.0'], rf'--config.sigma=0.0 {RANGE} a number > 0', 'none'),
-  'gan k=0': ('gan', ['--config.k=0'], rf'--config.k=0 {RANGE} an integer >= 1$', 'none'),
-  'gan m=-8': ('gan', ['--config.m=-8'], rf'--config.m=-8 {RANGE} an integer >= 1$', 'none'),
+  'gan k=0': ('gan', ['--config.k=0'], rf'--config.k=0 {RANGE} an integer >= 1', 'none'),
+  'gan m=-8': ('gan', ['--config.m=-8'], rf'--config.m=-8 {RANGE} an integer >= 1', 'none'),
   'gan b1=1': ('gan', ['--config.b1=1.0'], rf'--config.b1=1.0 {RANGE} a number in \[0, 1\)', 'none'),
   'gan unknown preset': ('gan', ['--config=experiments/gan.py:vae'], r"unknown preset 'vae'; valid choices: cgan, compare, dcgan, gan, smoke, wgan, wgan_gp", 'none'),
-  'rnn num_layers=0': ('rnn', ['--config.num_layers=0'], rf'--config.num_layers=0 {RANGE} an integer >= 1$', 'none'),
+  'rnn num_layers=0': ('rnn', ['--config.num_layers=0'], rf'--config.num_layers=0 {RANGE} an integer >= 1', 'none'),
   'rnn features=0': ('rnn', ['--config.features=0'], rf'--config.features=0 {RANGE}', 'none'),
   'rnn unknown cell': ('rnn', ['--config.cell=transformer'], r"unknown cell 'transformer'; valid choices: gru, lstm, rnn", 'none'),
   'rnn sample without a run': ('rnn', ['--config=experiments/rnn.py:sample'], r'no finished char_lm run in (\S+) \(--workdir=\1\): train one first', 'none'),
