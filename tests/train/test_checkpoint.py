@@ -1,4 +1,5 @@
 import re
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -79,8 +80,6 @@ def _zero(step_dir):
 
 
 def _empty(step_dir):
-  import shutil
-
   shutil.rmtree(step_dir)
   step_dir.mkdir()
 
@@ -104,7 +103,10 @@ DAMAGES = {
 }
 
 
-def _two_checkpoints(directory):
+@pytest.fixture(scope='module')
+def saved(tmp_path_factory):
+  """Checkpoints of steps 1 and 2 (different parameters), saved once."""
+  directory = tmp_path_factory.mktemp('saved') / 'ckpt'
   ckpt = checkpoint.Checkpointer(str(directory))
   states = {}
   for step in (1, 2):
@@ -114,7 +116,12 @@ def _two_checkpoints(directory):
     ckpt.save(step, states[step])
   ckpt.wait()
   ckpt.close()
-  return states
+  return directory, states
+
+
+def _two_checkpoints(saved, directory):
+  shutil.copytree(saved[0], directory)
+  return saved[1]
 
 
 def _tree_bytes(root):
@@ -125,9 +132,9 @@ def _tree_bytes(root):
 
 @pytest.mark.parametrize('damage', list(DAMAGES))
 def test_a_damaged_checkpoint_is_named_and_the_previous_one_restored(
-  tmp_path, damage, caplog
+  tmp_path, damage, caplog, saved
 ):
-  states = _two_checkpoints(tmp_path / 'ckpt')
+  states = _two_checkpoints(saved, tmp_path / 'ckpt')
   harm, why = DAMAGES[damage]
   harm(tmp_path / 'ckpt' / '2')
   ckpt = checkpoint.Checkpointer(str(tmp_path / 'ckpt'))
@@ -155,8 +162,8 @@ def test_a_damaged_checkpoint_is_named_and_the_previous_one_restored(
   assert ckpt.all_steps() == [1, 2]
 
 
-def test_no_readable_checkpoint_is_one_line_and_moves_nothing(tmp_path):
-  _two_checkpoints(tmp_path / 'ckpt')
+def test_no_readable_checkpoint_is_one_line_and_moves_nothing(tmp_path, saved):
+  _two_checkpoints(saved, tmp_path / 'ckpt')
   _truncate(tmp_path / 'ckpt' / '2')
   (tmp_path / 'ckpt' / '1' / 'commit_success.txt').unlink()
   before = _tree_bytes(tmp_path)
@@ -172,8 +179,8 @@ def test_no_readable_checkpoint_is_one_line_and_moves_nothing(tmp_path):
   assert _tree_bytes(tmp_path) == before
 
 
-def test_a_checkpoint_of_another_model_still_does_not_fit(tmp_path):
-  _two_checkpoints(tmp_path / 'ckpt')
+def test_a_checkpoint_of_another_model_still_does_not_fit(tmp_path, saved):
+  _two_checkpoints(saved, tmp_path / 'ckpt')
   before = _tree_bytes(tmp_path)
   with pytest.raises(UserError, match="step 2 .* does not fit this run's model"):
     checkpoint.Checkpointer(str(tmp_path / 'ckpt')).restore(_state(5))
