@@ -121,4 +121,4 @@ def test_help_puts_the_experiment_first(tmp_path):
     assert '--allow_config_change' in out
   assert 'logtostderr' not in _run('--help', workdir=tmp_path).stdout
   full = proc.stdout
-  assert full.index('--config.hidden') < full.index('--logtostderr')
+  assert full.index('--config.hidden') < full.index('logtostderr')

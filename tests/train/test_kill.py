@@ -36,7 +36,8 @@ def _checkpoint_folders(workdir):
   'kind, num_steps, kills',
   [
     # Before the first checkpoint; as the save of step 5 is being written
-    # (asynchronously) when step 6's batch is fetched; after saves at 5, 10, 15.
+    # (asynchronously) when step 6's batch is fetched; after the saves of 5 and
+    # 10, with the save of 15 most likely still in flight.
     ('mlp', 20, (3, 6, 17)),
     ('gan', 10, (6,)),
   ],
@@ -57,7 +58,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result_bitwise(
   if kind == 'mlp':
     assert seen[0] == []
     assert '5' not in seen[1], seen
-    assert {'5', '10', '15'} <= set(seen[2]), seen
+    assert {'5', '10'} <= set(seen[2]), seen
   proc = _run(kind, workdir, num_steps, 0, out)
   assert proc.returncode == 0, proc.stderr[-3000:]
 
