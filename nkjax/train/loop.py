@@ -268,16 +268,16 @@ def fit(
   extra_args = () if frozen is None else (sharding.replicate(frozen, mesh),)
   rng = sharding.replicate(rng, mesh)
 
-  progress = writers.Progress(total=num_steps, initial=start, enabled=first_process)
-  writer = writers.MetricWriter(
-    workdir, write_files=first_process, console=progress.log, resume_step=start
-  )
   checks = guard.LossGuard(
     workdir=workdir,
     loss_key=loss_key,
     divergence_factor=divergence_factor,
     last_checkpoint=lambda: f'step {ckpt.latest_step()} in {ckpt.directory}',
     write=first_process,
+  )
+  progress = writers.Progress(total=num_steps, initial=start, enabled=first_process)
+  writer = writers.MetricWriter(
+    workdir, write_files=first_process, console=progress.log, resume_step=start
   )
   pending: list[tuple[int, Any]] = []  # dispatched steps whose metrics are unchecked
   window: list[Mapping] = []  # checked metrics since the last log line
