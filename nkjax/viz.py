@@ -1,21 +1,30 @@
 """Pictures: training curves, image grids -> PNG files.
 
 matplotlib runs on its non-interactive Agg backend, so nothing here needs a
-display.
+display. It is imported on first use: it costs about a second, which a run
+that stops on bad input, or never draws, should not pay.
 """
 
 import collections
+import functools
 import os
 
-import matplotlib
+import numpy as np
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+@functools.cache
+def _pyplot():
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  return plt
 
 
 def save_figure(fig, path: str, *, dpi: int = 100) -> str:
   """Lays out, writes and closes a matplotlib figure; creates the folder if needed."""
+  plt = _pyplot()
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=dpi)
@@ -31,6 +40,7 @@ def plot_curves(rows: list[dict], path: str, *, title: str = '') -> str:
       `metrics.jsonl`).
     path: the PNG to write.
   """
+  plt = _pyplot()
   series = collections.defaultdict(lambda: collections.defaultdict(list))
   for row in rows:
     for key, value in row.items():
@@ -99,6 +109,7 @@ def save_images(
     normalise: stretch each image to [0, 1] (for kernels and feature maps);
       otherwise values are taken as [0, 1] intensities.
   """
+  plt = _pyplot()
   images = np.asarray(images, np.float32)
   n = len(images)
   rows = max(1, int(np.ceil(n / cols)))
@@ -118,6 +129,7 @@ def save_images(
 
 def plot_confusion_matrix(cm: np.ndarray, path: str, *, title: str = '') -> str:
   """Counts `[true, predicted]` as a heat map with the numbers written in."""
+  plt = _pyplot()
   k = len(cm)
   fig, ax = plt.subplots(figsize=(0.5 * k + 2, 0.5 * k + 1.6))
   ax.imshow(cm, cmap='Blues')
@@ -144,6 +156,7 @@ def save_feature_maps(
   maps: list[tuple[str, np.ndarray]], path: str, *, channels: int = 8
 ) -> str:
   """One row per layer: its first `channels` feature maps `[h, w, c]` of one input."""
+  plt = _pyplot()
   fig, axes = plt.subplots(
     len(maps),
     channels + 1,
@@ -191,6 +204,7 @@ def detection_figure(
     title: the figure's title.
     cols: images per row.
   """
+  plt = _pyplot()
   images = np.asarray(images, np.float32)
   n, h, w = images.shape[:3]
   cols = max(1, min(cols, n))
