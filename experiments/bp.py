@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from nkjax import backprop, launch, viz
+from nkjax import backprop, launch, validate, viz
 from nkjax.data import digits
 from nkjax.errors import UserError, choose
 from nkjax.train import scan, writers
@@ -37,6 +37,24 @@ PRESETS = (
   'gd_variants',
   'mlp',
 )
+CHECKS = {
+  **validate.TRAINING,
+  'perceptron_lr': validate.positive_number(),
+  'perceptron_epochs': validate.count,
+  'hidden': validate.count,
+  'depth': validate.count,
+  'width': validate.count,
+  'num_updates': validate.count,
+  'batch_sizes': validate.each(validate.count),
+  'depths': validate.each(validate.cadence),
+  'widths': validate.each(validate.count),
+  'eps': validate.positive_number(),
+}
+
+
+def resumable(config) -> bool:
+  """No task here keeps checkpoints: each reruns in seconds."""
+  return False
 
 
 def get_config(preset: str = 'chain_rule') -> ml_collections.ConfigDict:

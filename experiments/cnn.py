@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nkjax import launch, viz
+from nkjax import launch, validate, viz
 from nkjax.data import images
 from nkjax.errors import UserError, choose
 from nkjax.models import cnn
@@ -31,6 +31,14 @@ from nkjax.train import state as state_lib
 PRESETS = ('default', 'smoke', 'regularization', 'cifar_resnet20', 'gaussian')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 AUGMENTS = ('none', 'crop_flip')
+CHECKS = {
+  **validate.TRAINING,
+  'decay_boundaries': validate.each(
+    validate.interval(0, 1, low_open=True, high_open=True)
+  ),
+  'kernel_size': validate.count,
+  'sigma': validate.positive_number(),
+}
 # Regularization study: each variant's changes to the plain network.
 VARIANTS = {
   'none': {},
@@ -157,6 +165,7 @@ def _fit(config, model, data, mesh, workdir, summarize=None, **overrides):
     keep_checkpoints=config.keep_checkpoints,
     config=config.to_dict(),
     jit=not config.debug,
+    divergence_factor=config.divergence_factor,
     summarize=summarize,
   )
 
@@ -387,6 +396,11 @@ def run_gaussian(config, workdir):
   print(summary)
   writers.write_summary(workdir, summary)
   return summary
+
+
+def resumable(config) -> bool:
+  """Whether the task trains (and so resumes); the launcher asks."""
+  return config.task != 'gaussian'
 
 
 TASKS = {

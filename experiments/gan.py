@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from nkjax import backprop, launch, metrics, viz
+from nkjax import backprop, launch, metrics, validate, viz
 from nkjax.data import batching, images
 from nkjax.errors import choose
 from nkjax.models import gan as gan_models
@@ -36,6 +36,20 @@ from nkjax.train import state as state_lib
 
 VARIANTS = ('gan', 'dcgan', 'cgan', 'wgan', 'wgan_gp')
 PRESETS = (*VARIANTS, 'compare', 'smoke')
+CHECKS = {
+  **validate.TRAINING,
+  'latent_dim': validate.count,
+  'm': validate.count,
+  'k': validate.count,
+  'b1': validate.fraction,
+  'b2': validate.fraction,
+  'clip': validate.optional(validate.positive_number()),
+  'gp_weight': validate.non_negative,
+  'num_rounds': validate.count,
+  'eval_samples': validate.count,
+  'feature_steps': validate.count,
+  'feature_examples': validate.count,
+}
 
 
 def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
@@ -63,6 +77,9 @@ def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
   c.feature_steps = 2000  # training steps of the feature classifier
   c.feature_examples = 10_000  # real images it trains on, and real test images
   c.seed = 0
+  # Stop when d_loss passes this x its first value; 0: never. Off for the
+  # Wasserstein critics, whose losses are signed and unbounded by design.
+  c.divergence_factor = 0.0 if c.variant in ('wgan', 'wgan_gp') else 1000.0
   if c.variant == 'wgan':
     c.k, c.optimizer, c.learning_rate, c.clip, c.num_rounds = (
       5,
@@ -253,7 +270,8 @@ def run_variant(config, workdir, variant: str) -> dict:
     state=state, train_step=step_fn, train_batches=batches, num_steps=config.num_rounds,
     workdir=workdir, rng=rng, mesh=mesh, examples_per_step=round_batch, eval_fn=evaluate,
     eval_every=config.eval_every, log_every=config.log_every, checkpoint_every=config.eval_every,
-    loss_key='d_loss', config={**config.to_dict(), 'variant': variant},
+    loss_key='d_loss', divergence_factor=config.divergence_factor,
+    config={**config.to_dict(), 'variant': variant},
     summarize=lambda state: {
       'variant': variant, 'real_vs_real_frechet_floor': floor,
       'feature_classifier_test_accuracy': feature_accuracy,

@@ -33,6 +33,20 @@ import importlib
 
 __version__ = '0.1.0'
 
+# The GitHub repository (owner/name) nkjax is published under: the one place
+# the README's Open-in-Colab badge and the notebook's install step are built
+# from (tests/test_notebook.py checks both against it).
+REPOSITORY = 'nkjax/nkjax'
+NOTEBOOK = 'notebooks/nkjax_colab.ipynb'
+
+
+def colab_url(branch: str = 'main') -> str:
+  """The Colab address that opens the notebook from the repository."""
+  return (
+    f'https://colab.research.google.com/github/{REPOSITORY}/blob/{branch}/{NOTEBOOK}'
+  )
+
+
 # Loaded on first attribute access (PEP 562): `import nkjax` imports nothing
 # heavy, and each subpackage costs only what it imports itself.
 _SUBMODULES = (
@@ -48,7 +62,7 @@ _SUBMODULES = (
   'viz',
 )
 
-__all__ = ['__version__', *_SUBMODULES]
+__all__ = ['__version__', 'REPOSITORY', 'NOTEBOOK', 'colab_url', *_SUBMODULES]
 
 
 def __getattr__(name: str):

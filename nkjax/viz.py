@@ -3,18 +3,28 @@
 Each `*_figure` function returns a matplotlib figure (tests read its titles and
 labels); each `save_*` / `plot_*` writes one to a PNG and closes it. Every
 figure has a title that says what it shows and, from the experiments, which
-run (the workdir's name) it came from. matplotlib runs on its non-interactive
-Agg backend, so nothing here needs a display.
+run (the workdir's name) it came from.
+
+matplotlib runs on its non-interactive Agg backend, so nothing here needs a
+display. It is imported on first use: it costs about a second, which a run
+that stops on bad input, or never draws, should not pay.
 """
 
 import collections
+import functools
 import os
 
-import matplotlib
+import numpy as np
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+@functools.cache
+def _pyplot():
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  return plt
 
 
 def run_name(workdir: str) -> str:
@@ -24,6 +34,7 @@ def run_name(workdir: str) -> str:
 
 def save_figure(fig, path: str, *, dpi: int = 100) -> str:
   """Lays out, writes and closes a matplotlib figure; creates the folder if needed."""
+  plt = _pyplot()
   if fig.get_layout_engine() is None:
     fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -69,6 +80,7 @@ def curves_figure(rows: list[dict], *, title: str = ''):
       `metrics.jsonl`).
     title: the run's name (its workdir's), shown in the figure's title.
   """
+  plt = _pyplot()
   series = collections.defaultdict(lambda: collections.defaultdict(list))
   for row in rows:
     for key, value in row.items():
@@ -158,6 +170,7 @@ def images_figure(
       symmetric about 0 (blue negative, red positive: kernels' weights) with a
       colour bar of this label; `normalise` is then ignored.
   """
+  plt = _pyplot()
   images = np.asarray(images, np.float32)
   n = len(images)
   rows = max(1, int(np.ceil(n / cols)))
@@ -198,6 +211,7 @@ def save_images(images: np.ndarray, path: str, **kwargs) -> str:
 
 def confusion_figure(cm: np.ndarray, *, title: str = '', class_names=None):
   """Counts `[true, predicted]` as a heat map with the numbers written in."""
+  plt = _pyplot()
   k = len(cm)
   fig, ax = plt.subplots(figsize=(0.5 * k + 2.8, 0.5 * k + 1.6))
   shown = ax.imshow(cm, cmap='Blues')
@@ -236,6 +250,7 @@ def feature_maps_figure(
   are shown ("8 of 16"); each map is stretched to its own range (viridis:
   dark low, yellow high).
   """
+  plt = _pyplot()
   fig, axes = plt.subplots(
     len(maps),
     channels + 1,
@@ -294,6 +309,7 @@ def detection_figure(
     title: the figure's title.
     cols: images per row.
   """
+  plt = _pyplot()
   images = np.asarray(images, np.float32)
   n, h, w = images.shape[:3]
   cols = max(1, min(cols, n))
