@@ -283,7 +283,7 @@ def fit(
   >>> int(result.state.step), result.summary['train']['accuracy'] > 0.9
   (20, True)
   >>> sorted(os.listdir(workdir))
-  ['checkpoints', 'curves.png', 'metrics.jsonl', 'summary.json', 'tensorboard']
+  ['checkpoints', 'curves.png', 'metrics.jsonl', 'run.json', 'summary.json', 'tensorboard']
   >>> again = fit(state=new_state(), **kwargs)
   >>> int(again.state.step), again.summary['steps']
   (20, 20)
