@@ -86,3 +86,9 @@ def gradient_penalty(
   grads = jax.grad(lambda x: jnp.sum(critic(x)))(x_hat)
   norms = jnp.sqrt(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=-1) + 1e-12)
   return jnp.mean((norms - 1.0) ** 2)
+
+
+def smooth_l1(predictions: jax.Array, targets: jax.Array, *, beta: float = 1.0) -> jax.Array:
+  """Elementwise smooth L1 (placeholder written by det-model until det-ops lands)."""
+  x = jnp.abs(predictions - targets)
+  return jnp.where(x < beta, 0.5 * x * x / beta, x - 0.5 * beta)
