@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 
-def _bilinear(features, y, x):
+def _unused_bilinear(features, y, x):
   h, w, _ = features.shape
   inside = (y > -1) & (y < h) & (x > -1) & (x < w)
   y, x = jnp.clip(y, 0, h - 1), jnp.clip(x, 0, w - 1)
@@ -19,23 +19,30 @@ def _bilinear(features, y, x):
   return v * inside[..., None]
 
 
+def _interp_weights(lo, length, n_out, s, size):
+  # Bilinear weights of the n_out * s sample points of each RoI along one axis:
+  # [R, n_out * s, size]; RoIAlign is separable, so pooling is two matrix products.
+  f = (jnp.arange(n_out)[:, None] + (jnp.arange(s)[None, :] + 0.5) / s).reshape(-1) / n_out
+  pos = lo[:, None] + f[None] * length[:, None]
+  inside = (pos > -1) & (pos < size)
+  pos = jnp.clip(pos, 0, size - 1)
+  grid = jnp.arange(size, dtype=pos.dtype)
+  w = jnp.maximum(1 - jnp.abs(pos[..., None] - grid), 0)
+  return w * inside[..., None]
+
+
 def roi_align(features, rois, *, output_size=(7, 7), spatial_scale, sampling_ratio=2, aligned=True):
+  h, w, _ = features.shape
   oh, ow = output_size
   off = 0.5 if aligned else 0.0
   r = rois * spatial_scale - off
-  x1, y1, x2, y2 = r[:, 0], r[:, 1], r[:, 2], r[:, 3]
-  rw, rh = x2 - x1, y2 - y1
+  rw, rh = r[:, 2] - r[:, 0], r[:, 3] - r[:, 1]
   if not aligned:
     rw, rh = jnp.maximum(rw, 1.0), jnp.maximum(rh, 1.0)
   s = sampling_ratio
-  fy = (jnp.arange(oh)[:, None] + (jnp.arange(s)[None, :] + 0.5) / s).reshape(-1) / oh
-  fx = (jnp.arange(ow)[:, None] + (jnp.arange(s)[None, :] + 0.5) / s).reshape(-1) / ow
-  ys = y1[:, None] + fy[None] * rh[:, None]
-  xs = x1[:, None] + fx[None] * rw[:, None]
-  v = _bilinear(features, ys[:, :, None], xs[:, None, :])
-  r_ = v.shape[0]
-  v = v.reshape(r_, oh, s, ow, s, -1)
-  return v.mean(axis=(2, 4))
+  wy = _interp_weights(r[:, 1], rh, oh, s, h).reshape(-1, oh, s, h).mean(2)
+  wx = _interp_weights(r[:, 0], rw, ow, s, w).reshape(-1, ow, s, w).mean(2)
+  return jnp.einsum('rih,hwc,rjw->rijc', wy, features.astype(wy.dtype), wx)
 
 
 def roi_pool(features, rois, *, output_size=(7, 7), spatial_scale):
