@@ -1,70 +1,195 @@
-"""RoI pooling and RoIAlign (placeholder written by det-model until det-ops lands)."""
+"""RoI pooling (Fast R-CNN) and RoIAlign (Mask R-CNN) with static shapes and gradients.
 
+Both take the features of one image, `[H, W, C]`, and `R` regions of interest
+`(x1, y1, x2, y2)` in image pixels (`nkjax.ops.boxes`' continuous convention),
+mapped onto the feature map by `spatial_scale` (1 / stride, e.g. 1 / 16); vmap
+them over a batch. Neither loops over boxes: both are separable along the two
+axes, so each is written as per-RoI row and column operators applied to the
+whole feature map.
+"""
+
+import functools
+
+import jax
 import jax.numpy as jnp
 
+from nkjax.errors import UserError
 
-def _unused_bilinear(features, y, x):
-  h, w, _ = features.shape
-  inside = (y > -1) & (y < h) & (x > -1) & (x < w)
-  y, x = jnp.clip(y, 0, h - 1), jnp.clip(x, 0, w - 1)
-  y0, x0 = jnp.floor(y).astype(jnp.int32), jnp.floor(x).astype(jnp.int32)
-  y1, x1 = jnp.minimum(y0 + 1, h - 1), jnp.minimum(x0 + 1, w - 1)
-  ly, lx = y - y0, x - x0
-  v = (
-    features[y0, x0] * ((1 - ly) * (1 - lx))[..., None]
-    + features[y0, x1] * ((1 - ly) * lx)[..., None]
-    + features[y1, x0] * (ly * (1 - lx))[..., None]
-    + features[y1, x1] * (ly * lx)[..., None]
+
+def _check(features, rois, output_size):
+  if features.ndim != 3:
+    raise UserError(
+      f'features must be [H, W, C] for one image (vmap over a batch); got {features.shape}'
+    )
+  if rois.ndim != 2 or rois.shape[-1] != 4:
+    raise UserError(f'rois must be [R, 4] as (x1, y1, x2, y2); got {rois.shape}')
+  if len(output_size) != 2 or min(output_size) < 1:
+    raise UserError(f'output_size must be two positive ints; got {output_size!r}')
+  return tuple(int(s) for s in output_size)
+
+
+def _round_half_away(x):
+  """C's round(): halves go away from zero (jnp.round goes to even)."""
+  return jnp.sign(x) * jnp.floor(jnp.abs(x) + 0.5)
+
+
+def roi_pool(
+  features: jax.Array,
+  rois: jax.Array,
+  *,
+  output_size: tuple[int, int] = (7, 7),
+  spatial_scale: float,
+) -> jax.Array:
+  """Fast R-CNN's RoI max pooling, quantised as the original Caffe layer.
+
+  Each RoI's corners are scaled by `spatial_scale` and rounded to whole feature
+  cells (halves away from zero); the RoI then covers cells
+  `round(x1 s) .. round(x2 s)` inclusive (so at least one), split into
+  `oh x ow` bins whose cell ranges are `[floor(i h / oh), ceil((i + 1) h / oh))`
+  in integer arithmetic, offset by the RoI's start and clipped to the map. Each
+  output is the maximum over its bin; an empty bin (wholly outside the map)
+  gives 0. Gradients go to the maximal cell(s) of each bin.
+
+  Args:
+    features: `[H, W, C]` feature map of one image.
+    rois: `[R, 4]` boxes in image pixels.
+    output_size: `(oh, ow)`; Fast R-CNN with VGG-16 uses 7 x 7.
+    spatial_scale: feature cells per image pixel (1 / 16 for VGG-16's conv5_3).
+
+  Returns:
+    `[R, oh, ow, C]` pooled features, dtype of `features`.
+  """
+  features, rois = jnp.asarray(features), jnp.asarray(rois, jnp.float32)
+  output_size = _check(features, rois, output_size)
+  return _roi_pool(features, rois, output_size=output_size, spatial_scale=spatial_scale)
+
+
+# The cores are jitted so that eager callers compile once per shape (under an
+# outer jit they inline); the sizes, the scale and the flags are static.
+@functools.partial(jax.jit, static_argnames=('output_size', 'spatial_scale'))
+def _roi_pool(features, rois, *, output_size, spatial_scale):
+  oh, ow = output_size
+  h, w = features.shape[:2]
+  q = _round_half_away(rois * spatial_scale).astype(jnp.int32)
+
+  def ranges(start, end, n_bins, size):
+    extent = jnp.maximum(end - start + 1, 1)[:, None]
+    i = jnp.arange(n_bins)[None, :]
+    lo = jnp.clip(i * extent // n_bins + start[:, None], 0, size)
+    hi = jnp.clip(-(-(i + 1) * extent // n_bins) + start[:, None], 0, size)
+    cells = jnp.arange(size)[None, None, :]
+    return (cells >= lo[..., None]) & (cells < hi[..., None]), hi <= lo
+
+  rows, empty_rows = ranges(q[:, 1], q[:, 3], oh, h)  # [R, oh, H], [R, oh]
+  cols, empty_cols = ranges(q[:, 0], q[:, 2], ow, w)  # [R, ow, W], [R, ow]
+  low = jnp.finfo(features.dtype).min
+  # Max over each bin's columns for every row, then over its rows: R * ow * H * W
+  # comparisons instead of a gather of each bin's variable-size window.
+  by_cols = jnp.max(
+    jnp.where(cols[:, :, None, :, None], features[None, None], low), axis=3
+  )  # [R, ow, H, C]
+  pooled = jnp.max(
+    jnp.where(rows[:, :, None, :, None], by_cols[:, None], low), axis=3
+  )  # [R, oh, ow, C]
+  empty = empty_rows[:, :, None] | empty_cols[:, None, :]
+  return jnp.where(empty[..., None], jnp.zeros((), features.dtype), pooled)
+
+
+def _bilinear_operator(start, extent, n_bins, grid, size):
+  """`[R, n_bins, size]` weights: bin i's mean over its `grid` sample points of
+  1-D bilinear interpolation at cell positions (cell k's centre is at k)."""
+  bin_size = extent / n_bins
+  i = jnp.arange(n_bins)[None, :, None]
+  g = jnp.arange(grid)[None, None, :]
+  p = start[:, None, None] + i * bin_size[:, None, None]
+  p = p + (g + 0.5) * bin_size[:, None, None] / grid  # [R, n_bins, grid]
+  # torchvision's bilinear_interpolate, one axis at a time: a point more than
+  # one cell outside the map reads 0; otherwise it is clamped into the map.
+  inside = (p >= -1.0) & (p <= size)
+  p = jnp.maximum(p, 0.0)
+  low = jnp.floor(p).astype(jnp.int32)
+  at_edge = low >= size - 1
+  low = jnp.where(at_edge, size - 1, low)
+  high = jnp.where(at_edge, size - 1, low + 1)
+  p = jnp.where(at_edge, low.astype(p.dtype), p)
+  frac = p - low
+  weight = inside / grid
+  cells = jnp.arange(size)
+  one_hot = lambda k: (k[..., None] == cells).astype(p.dtype)
+  op = (weight * (1 - frac))[..., None] * one_hot(low) + (weight * frac)[
+    ..., None
+  ] * one_hot(high)
+  return jnp.sum(op, axis=2)
+
+
+def roi_align(
+  features: jax.Array,
+  rois: jax.Array,
+  *,
+  output_size: tuple[int, int] = (7, 7),
+  spatial_scale: float,
+  sampling_ratio: int = 2,
+  aligned: bool = True,
+) -> jax.Array:
+  """RoIAlign (He et al., 2017) with torchvision's semantics.
+
+  The RoI is scaled by `spatial_scale` without rounding; with `aligned=True`
+  it is also shifted by -0.5 cell, so that continuous coordinates line up with
+  cell centres (cell k's centre is at k + 0.5 in scaled coordinates);
+  `aligned=False` is the original, half-cell-shifted version, which also widens
+  RoIs thinner than one cell to one cell. Each of the `oh x ow` bins averages
+  `sampling_ratio x sampling_ratio` bilinear samples at the centres of a regular
+  sub-grid; a sample more than one cell outside the map reads 0.
+
+  Bilinear sampling on a grid is separable, so the output is `A_y F A_x^T` per
+  RoI and channel, with `[oh, H]` and `[ow, W]` interpolation matrices: two
+  matmuls (at full float32 precision) whose gradient with respect to the
+  features is exact, the transposed matmuls.
+
+  Args:
+    features: `[H, W, C]` feature map of one image.
+    rois: `[R, 4]` boxes in image pixels.
+    output_size: `(oh, ow)`.
+    spatial_scale: feature cells per image pixel.
+    sampling_ratio: samples per bin along each axis, >= 1 (torchvision's
+      adaptive `0` needs a data-dependent count, which static shapes exclude).
+    aligned: the half-cell correction (Detectron2's default), or not.
+
+  Returns:
+    `[R, oh, ow, C]` float features.
+  """
+  features, rois = jnp.asarray(features), jnp.asarray(rois, jnp.float32)
+  output_size = _check(features, rois, output_size)
+  if not isinstance(sampling_ratio, int) or sampling_ratio < 1:
+    raise UserError(
+      f'sampling_ratio must be an int >= 1 (static shapes have no adaptive 0); '
+      f'got {sampling_ratio!r}'
+    )
+  return _roi_align(
+    features,
+    rois,
+    output_size=output_size,
+    spatial_scale=spatial_scale,
+    sampling_ratio=sampling_ratio,
+    aligned=bool(aligned),
   )
-  return v * inside[..., None]
 
 
-def _interp_weights(lo, length, n_out, s, size):
-  # Bilinear weights of the n_out * s sample points of each RoI along one axis:
-  # [R, n_out * s, size]; RoIAlign is separable, so pooling is two matrix products.
-  f = (jnp.arange(n_out)[:, None] + (jnp.arange(s)[None, :] + 0.5) / s).reshape(-1) / n_out
-  pos = lo[:, None] + f[None] * length[:, None]
-  inside = (pos > -1) & (pos < size)
-  pos = jnp.clip(pos, 0, size - 1)
-  grid = jnp.arange(size, dtype=pos.dtype)
-  w = jnp.maximum(1 - jnp.abs(pos[..., None] - grid), 0)
-  return w * inside[..., None]
-
-
-def roi_align(features, rois, *, output_size=(7, 7), spatial_scale, sampling_ratio=2, aligned=True):
-  h, w, _ = features.shape
+@functools.partial(
+  jax.jit, static_argnames=('output_size', 'spatial_scale', 'sampling_ratio', 'aligned')
+)
+def _roi_align(features, rois, *, output_size, spatial_scale, sampling_ratio, aligned):
   oh, ow = output_size
-  off = 0.5 if aligned else 0.0
-  r = rois * spatial_scale - off
-  rw, rh = r[:, 2] - r[:, 0], r[:, 3] - r[:, 1]
+  h, w = features.shape[:2]
+  offset = 0.5 if aligned else 0.0
+  scaled = rois * spatial_scale - offset
+  extent_x = scaled[:, 2] - scaled[:, 0]
+  extent_y = scaled[:, 3] - scaled[:, 1]
   if not aligned:
-    rw, rh = jnp.maximum(rw, 1.0), jnp.maximum(rh, 1.0)
-  s = sampling_ratio
-  wy = _interp_weights(r[:, 1], rh, oh, s, h).reshape(-1, oh, s, h).mean(2)
-  wx = _interp_weights(r[:, 0], rw, ow, s, w).reshape(-1, ow, s, w).mean(2)
-  return jnp.einsum('rih,hwc,rjw->rijc', wy, features.astype(wy.dtype), wx)
-
-
-def roi_pool(features, rois, *, output_size=(7, 7), spatial_scale):
-  h, w, c = features.shape
-  oh, ow = output_size
-  r = jnp.round(rois * spatial_scale)
-  x1, y1 = r[:, 0], r[:, 1]
-  rw = jnp.maximum(r[:, 2] - x1 + 1, 1)
-  rh = jnp.maximum(r[:, 3] - y1 + 1, 1)
-  ys, xs = jnp.arange(h), jnp.arange(w)
-  outs = []
-  for i in range(oh):
-    hs = jnp.clip(jnp.floor(y1 + i * rh / oh), 0, h)
-    he = jnp.clip(jnp.ceil(y1 + (i + 1) * rh / oh), 0, h)
-    my = (ys[None] >= hs[:, None]) & (ys[None] < he[:, None])
-    row = []
-    for j in range(ow):
-      ws = jnp.clip(jnp.floor(x1 + j * rw / ow), 0, w)
-      we = jnp.clip(jnp.ceil(x1 + (j + 1) * rw / ow), 0, w)
-      mx = (xs[None] >= ws[:, None]) & (xs[None] < we[:, None])
-      m = my[:, :, None] & mx[:, None, :]
-      v = jnp.max(jnp.where(m[..., None], features[None], -jnp.inf), axis=(1, 2))
-      row.append(jnp.where(jnp.isfinite(v), v, 0.0))
-    outs.append(jnp.stack(row, 1))
-  return jnp.stack(outs, 1)
+    extent_x, extent_y = jnp.maximum(extent_x, 1.0), jnp.maximum(extent_y, 1.0)
+  a_y = _bilinear_operator(scaled[:, 1], extent_y, oh, sampling_ratio, h)
+  a_x = _bilinear_operator(scaled[:, 0], extent_x, ow, sampling_ratio, w)
+  hp = jax.lax.Precision.HIGHEST
+  f = features.astype(a_y.dtype)
+  rows = jnp.einsum('rih,hwc->riwc', a_y, f, precision=hp)
+  return jnp.einsum('rjw,riwc->rijc', a_x, rows, precision=hp)
