@@ -138,7 +138,9 @@ class ResNetBackbone(nn.Module):
     for i, n in enumerate(self.stage_sizes[:3]):
       for j in range(n):
         strides = 2 if i > 0 and j == 0 else 1
-        x = self.block(self.num_filters * 2**i, strides, 'B', self.dtype)(x, train=False)
+        x = self.block(self.num_filters * 2**i, strides, 'B', self.dtype)(
+          x, train=False
+        )
     return x
 
 
@@ -151,11 +153,15 @@ BACKBONES = {
     ResNetBackbone, stage_sizes=(3, 4, 6, 3), block=cnn.Bottleneck
   ),
   # Tiny variants, for tests only.
-  'small_tiny': functools.partial(SmallBackbone, widths=(4, 4, 8, 8), convs=(1, 1, 1, 1)),
+  'small_tiny': functools.partial(
+    SmallBackbone, widths=(4, 4, 8, 8), convs=(1, 1, 1, 1)
+  ),
   'vgg_tiny': functools.partial(
     VGGBackbone, convs_per_stage=(1, 1, 1, 1, 1), widths=(4, 4, 8, 8, 8)
   ),
-  'resnet_tiny': functools.partial(ResNetBackbone, stage_sizes=(1, 1, 1), num_filters=4),
+  'resnet_tiny': functools.partial(
+    ResNetBackbone, stage_sizes=(1, 1, 1), num_filters=4
+  ),
 }
 
 
@@ -186,7 +192,9 @@ def load_backbone_params(params: dict, classifier_params: dict) -> dict:
     got = jax.tree.map(np.shape, classifier_params[name])
     want = jax.tree.map(np.shape, value)
     if got != want:
-      raise UserError(f'backbone weight {name!r} has shape {got}, the model needs {want}')
+      raise UserError(
+        f'backbone weight {name!r} has shape {got}, the model needs {want}'
+      )
     backbone[name] = jax.tree.map(jnp.asarray, classifier_params[name])
   params['backbone'] = backbone
   head = dict(params['head'])
@@ -595,7 +603,9 @@ class FastRCNN(nn.Module):
     """Detections (the dict of `postprocess` with a batch axis) of images
     `[b, h, w, 3]` with proposals `[b, P, 4]` and mask `proposal_valid [b, P]`."""
     h, w = images.shape[1:3]
-    logits, deltas = self.head(self.features(images, train=train), proposals, train=train)
+    logits, deltas = self.head(
+      self.features(images, train=train), proposals, train=train
+    )
     return jax.vmap(
       functools.partial(
         postprocess,
@@ -657,7 +667,9 @@ def warp_proposals(
     `[n, size, size, c]`.
   """
   if 2 * context >= size:
-    raise UserError(f'R-CNN context ({context} px) must be under half the warp size ({size})')
+    raise UserError(
+      f'R-CNN context ({context} px) must be under half the warp size ({size})'
+    )
   scale = size / (size - 2 * context)
   cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
   hw = jnp.maximum(boxes[:, 2] - boxes[:, 0], 1.0) * scale / 2
@@ -716,7 +728,9 @@ def selective_search_available() -> bool:
     return False
 
 
-def selective_search(image: np.ndarray, *, max_proposals: int, mode: str = 'fast') -> np.ndarray:
+def selective_search(
+  image: np.ndarray, *, max_proposals: int, mode: str = 'fast'
+) -> np.ndarray:
   """Selective search (Uijlings et al. 2013) by OpenCV's contrib `ximgproc`.
 
   Args:
@@ -733,7 +747,7 @@ def selective_search(image: np.ndarray, *, max_proposals: int, mode: str = 'fast
   if not selective_search_available():
     raise UserError(
       "selective search needs OpenCV's contrib modules: pip install -e '.[rcnn]' "
-      "(opencv-contrib-python-headless), or --config.proposals=sliding_windows"
+      '(opencv-contrib-python-headless), or --config.proposals=sliding_windows'
     )
   import cv2
 

@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nkjax.losses import smooth_l1
 from nkjax.models import detection as det
 from nkjax.ops import boxes as box_ops
 from nkjax.ops import matching
-from nkjax.losses import smooth_l1
 from nkjax.train.steps import step_key
 
 
@@ -171,7 +171,9 @@ def rpn_losses(objectness, deltas, positive, negative, targets, *, beta: float =
   return cls_loss, box_loss
 
 
-def head_losses(logits, deltas, classes, targets, sampled, regress, *, beta: float = 1.0):
+def head_losses(
+  logits, deltas, classes, targets, sampled, regress, *, beta: float = 1.0
+):
   """Fast R-CNN's multi-task loss (lambda = 1): softmax cross-entropy over the
   sampled RoIs plus smooth L1 on the true class's box of the regressed ones,
   both divided by the number of sampled RoIs.
@@ -239,7 +241,9 @@ def faster_rcnn_train_step(
   images = batch['image']
   b, h, w = images.shape[:3]
   anchors = jnp.asarray(det.faster_rcnn_anchors(model, h, w))
-  k_rpn, k_roi, k_drop = (step_key(rng, state.step, s) for s in ('rpn', 'roi', 'dropout'))
+  k_rpn, k_roi, k_drop = (
+    step_key(rng, state.step, s) for s in ('rpn', 'roi', 'dropout')
+  )
   positive, negative, rpn_t = jax.vmap(
     functools.partial(
       rpn_targets,
@@ -324,7 +328,9 @@ def fast_rcnn_train_step(
   def loss_fn(params):
     apply = functools.partial(state.apply_fn, _variables(state, _merge(params, frozen)))
     feats = apply(images, train=True, method='features')
-    logits, deltas = apply(feats, rois, train=True, method='head', rngs={'dropout': k_drop})
+    logits, deltas = apply(
+      feats, rois, train=True, method='head', rngs={'dropout': k_drop}
+    )
     cls, box = head_losses(logits, deltas, classes, targets, sampled, regress)
     total = cls + box
     return total, {
@@ -367,9 +373,9 @@ def rcnn_train_step(
     jax.random.split(step_key(rng, state.step, 'roi'), b), batch['proposals'],
     batch['proposal_mask'], batch['boxes'], batch['labels'], batch['box_mask'],
   )  # fmt: skip
-  crops = jax.vmap(functools.partial(det.warp_proposals, size=warp_size, context=context))(
-    images, rois
-  )
+  crops = jax.vmap(
+    functools.partial(det.warp_proposals, size=warp_size, context=context)
+  )(images, rois)
   crops = crops.reshape(b * crops_per_image, *crops.shape[2:])
 
   def loss_fn(params):
@@ -396,11 +402,17 @@ def rcnn_train_step(
 _OUT = ('boxes', 'scores', 'labels', 'valid')
 
 
+def _named(out):
+  # `det_` keeps the detections apart from the batch's ground-truth `boxes`
+  # and `labels` when a predictor returns both.
+  return {f'det_{k}': out[k] for k in _OUT}
+
+
 def faster_rcnn_predict_step(state, batch):
-  """Detections of `batch['image']` `[b, h, w, 3]`: `boxes [b, D, 4]`, `scores
-  [b, D]`, `labels [b, D]`, `valid [b, D]`."""
+  """Detections of `batch['image']` `[b, h, w, 3]`: `det_boxes [b, D, 4]`,
+  `det_scores [b, D]`, `det_labels [b, D]` (0..K-1), `det_valid [b, D]`."""
   out = state.apply_fn(_variables(state, state.params), batch['image'], train=False)
-  return {k: out[k] for k in _OUT}
+  return _named(out)
 
 
 def fast_rcnn_predict_step(state, batch):
@@ -412,7 +424,7 @@ def fast_rcnn_predict_step(state, batch):
     batch['proposal_mask'],
     train=False,
   )
-  return {k: out[k] for k in _OUT}
+  return _named(out)
 
 
 def rcnn_predict_step(
@@ -430,16 +442,20 @@ def rcnn_predict_step(
   images, props, pmask = batch['image'], batch['proposals'], batch['proposal_mask']
   b, p = props.shape[:2]
   h, w = images.shape[1:3]
-  crops = jax.vmap(functools.partial(det.warp_proposals, size=warp_size, context=context))(
-    images, props
-  )
+  crops = jax.vmap(
+    functools.partial(det.warp_proposals, size=warp_size, context=context)
+  )(images, props)
   logits, deltas = state.apply_fn(
     _variables(state, state.params), crops.reshape(b * p, *crops.shape[2:]), train=False
   )
   out = jax.vmap(
     functools.partial(
-      det.postprocess, height=h, width=w, score_threshold=score_threshold,
-      nms_threshold=nms_threshold, max_detections=max_detections,
+      det.postprocess,
+      height=h,
+      width=w,
+      score_threshold=score_threshold,
+      nms_threshold=nms_threshold,
+      max_detections=max_detections,
     )  # fmt: skip
   )(logits.reshape(b, p, -1), deltas.reshape(b, p, *deltas.shape[1:]), props, pmask)
-  return {k: out[k] for k in _OUT}
+  return _named(out)
