@@ -63,9 +63,12 @@ class SmallBackbone(nn.Module):
 
   widths: Sequence[int] = (16, 32, 64, 128)
   convs: Sequence[int] = (1, 1, 1, 2)
+  last_pool: bool = True
   dtype: Any = jnp.float32
 
-  stride = 16
+  @property
+  def stride(self) -> int:
+    return 16 if self.last_pool else 8
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -77,7 +80,7 @@ class SmallBackbone(nn.Module):
         # costliest part of a CPU step, and they need no pooling.
         strides = 2 if i == j == 0 else 1
         x = nn.relu(Conv(width, (3, 3), strides, padding=1, dtype=self.dtype)(x))
-      if i > 0:
+      if 0 < i < len(self.widths) - 1 or (i > 0 and self.last_pool):
         x = conv_ops.max_pool(x, (2, 2), (2, 2))
     return x
 
@@ -146,6 +149,8 @@ class ResNetBackbone(nn.Module):
 
 BACKBONES = {
   'small': SmallBackbone,
+  # Stride 8 (no last pool): a 16x16 map for a 128x128 image, for objects of 12 px.
+  'small_s8': functools.partial(SmallBackbone, last_pool=False),
   'vgg16': VGGBackbone,
   'resnet18': functools.partial(ResNetBackbone, stage_sizes=(2, 2, 2, 2)),
   'resnet34': functools.partial(ResNetBackbone, stage_sizes=(3, 4, 6, 3)),
@@ -517,10 +522,9 @@ class FasterRCNN(nn.Module):
 
 
 def backbone_stride(backbone: str) -> int:
-  """The feature stride of backbone `backbone` (16 for every one here)."""
+  """The feature stride of backbone `backbone`: 16, or 8 for `small_s8`."""
   choose('backbone', backbone, BACKBONES)
-  fn = BACKBONES[backbone]
-  return (fn.func if isinstance(fn, functools.partial) else fn).stride
+  return 8 if backbone == 'small_s8' else 16
 
 
 def faster_rcnn_anchors(model: FasterRCNN, height: int, width: int) -> np.ndarray:
