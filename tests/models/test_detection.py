@@ -223,3 +223,17 @@ def test_rcnn_classifier_shapes():
   x = jnp.zeros((5, 32, 32, 3))
   logits, deltas = model.apply(model.init(jax.random.key(0), x), x)
   assert logits.shape == (5, 5) and deltas.shape == (5, 4, 4)
+
+
+def test_selective_search_finds_a_drawn_square_or_says_how_to_install_it(monkeypatch):
+  image = np.full((64, 64, 3), 0.2, np.float32)
+  image[16:40, 20:44] = (0.9, 0.1, 0.1)
+  if det.selective_search_available():
+    boxes = det.selective_search(image, max_proposals=200)
+    assert boxes.ndim == 2 and boxes.shape[1] == 4 and 0 < len(boxes) <= 200
+    assert (boxes[:, 2:] <= 64).all() and (boxes[:, :2] >= 0).all()
+    best = max(_iou(b, [20, 16, 44, 40]) for b in boxes)
+    assert best > 0.9
+  monkeypatch.setattr(det, 'selective_search_available', lambda: False)
+  with pytest.raises(UserError, match=r"pip install -e '.\[rcnn\]'"):
+    det.selective_search(image, max_proposals=10)
