@@ -503,7 +503,8 @@ class FasterRCNN(nn.Module):
     feats = self.features(images, train=train)
     obj, deltas = self.rpn(feats)
     rois, _, valid = batch_proposals(
-      self, obj, deltas, height=h, width=w, pre_nms_top_n=self.pre_nms_top_n,
+      self, obj, deltas, feature_shape=feats.shape[1:3], height=h, width=w,
+      pre_nms_top_n=self.pre_nms_top_n,
       post_nms_top_n=self.post_nms_top_n,
     )  # fmt: skip
     rois = jax.lax.stop_gradient(rois)
@@ -527,28 +528,40 @@ def backbone_stride(backbone: str) -> int:
   return 8 if backbone == 'small_s8' else 16
 
 
-def faster_rcnn_anchors(model: FasterRCNN, height: int, width: int) -> np.ndarray:
-  """Anchors `[h' * w' * A, 4]` of `model` for an image of `height x width` pixels,
-  in the order of the RPN's outputs (h' = ceil(height / stride))."""
-  s = backbone_stride(model.backbone)
+def faster_rcnn_anchors(
+  model: FasterRCNN, feature_height: int, feature_width: int
+) -> np.ndarray:
+  """Anchors `[feature_height * feature_width * A, 4]` (pixels) of `model` on a
+  feature map of that size, in the order of the RPN's outputs. Taken from the
+  map's own shape, since pooling floors odd sizes (a 171-px side gives 10
+  cells at stride 16, not ceil(171 / 16) = 11)."""
   return anchor_ops.anchors(
-    feature_height=-(-height // s),
-    feature_width=-(-width // s),
-    stride=s,
+    feature_height=feature_height,
+    feature_width=feature_width,
+    stride=backbone_stride(model.backbone),
     scales=tuple(model.anchor_scales),
     ratios=tuple(model.anchor_ratios),
   )
 
 
 def batch_proposals(
-  model: FasterRCNN, objectness, deltas, *, height, width, pre_nms_top_n, post_nms_top_n
+  model: FasterRCNN,
+  objectness,
+  deltas,
+  *,
+  feature_shape,
+  height,
+  width,
+  pre_nms_top_n,
+  post_nms_top_n,
 ):
-  """`propose` over a batch with `model`'s anchors, NMS threshold and min size:
-  objectness `[b, N]`, deltas `[b, N, 4]` -> `(boxes [b, P, 4], scores [b, P],
-  valid [b, P])` with P = post_nms_top_n."""
+  """`propose` over a batch with `model`'s anchors on a map of `feature_shape`
+  `(h', w')`, its NMS threshold and min size: objectness `[b, N]`, deltas
+  `[b, N, 4]` -> `(boxes [b, P, 4], scores [b, P], valid [b, P])`, P =
+  post_nms_top_n"""
   fn = functools.partial(
     propose,
-    anchors=jnp.asarray(faster_rcnn_anchors(model, height, width)),
+    anchors=jnp.asarray(faster_rcnn_anchors(model, *feature_shape)),
     height=height,
     width=width,
     pre_nms_top_n=pre_nms_top_n,

@@ -240,30 +240,32 @@ def faster_rcnn_train_step(
   """
   images = batch['image']
   b, h, w = images.shape[:3]
-  anchors = jnp.asarray(det.faster_rcnn_anchors(model, h, w))
   k_rpn, k_roi, k_drop = (
     step_key(rng, state.step, s) for s in ('rpn', 'roi', 'dropout')
   )
-  positive, negative, rpn_t = jax.vmap(
-    functools.partial(
-      rpn_targets,
-      anchors=anchors,
-      num_samples=rpn_batch,
-      positive_fraction=rpn_positive_fraction,
-      positive_iou=rpn_positive_iou,
-      negative_iou=rpn_negative_iou,
-    )
-  )(jax.random.split(k_rpn, b), gt_boxes=batch['boxes'], gt_mask=batch['box_mask'])
 
   def loss_fn(params):
     variables = _variables(state, _merge(params, frozen))
     apply = functools.partial(state.apply_fn, variables)
     feats = apply(images, train=True, method='features')
     obj, deltas = apply(feats, method='rpn')
+    # Anchors from the map's static shape; targets do not depend on params.
+    anchors = jnp.asarray(det.faster_rcnn_anchors(model, *feats.shape[1:3]))
+    positive, negative, rpn_t = jax.vmap(
+      functools.partial(
+        rpn_targets,
+        anchors=anchors,
+        num_samples=rpn_batch,
+        positive_fraction=rpn_positive_fraction,
+        positive_iou=rpn_positive_iou,
+        negative_iou=rpn_negative_iou,
+      )  # fmt: skip
+    )(jax.random.split(k_rpn, b), gt_boxes=batch['boxes'], gt_mask=batch['box_mask'])
     rpn_cls, rpn_box = rpn_losses(obj, deltas, positive, negative, rpn_t)
     props, _, pvalid = det.batch_proposals(
-      model, jax.lax.stop_gradient(obj), jax.lax.stop_gradient(deltas), height=h,
-      width=w, pre_nms_top_n=pre_nms_top_n, post_nms_top_n=post_nms_top_n,
+      model, jax.lax.stop_gradient(obj), jax.lax.stop_gradient(deltas),
+      feature_shape=feats.shape[1:3], height=h, width=w, pre_nms_top_n=pre_nms_top_n,
+      post_nms_top_n=post_nms_top_n,
     )  # fmt: skip
     rois, classes, targets, sampled, regress = jax.vmap(
       functools.partial(

@@ -80,12 +80,13 @@ def _faster(**kw):
 
 def test_faster_rcnn_shapes_and_rpn_layout():
   model = _faster()
-  images = jax.random.uniform(jax.random.key(0), (2, 64, 48, 3))
+  # 56 px: the pools floor 7 -> 3 cells, one fewer than ceil(56 / 16).
+  images = jax.random.uniform(jax.random.key(0), (2, 64, 56, 3))
   variables = model.init(jax.random.key(1), images)
   feats = model.apply(variables, images, method='features')
   assert feats.shape == (2, 4, 3, 8)
   obj, deltas = model.apply(variables, feats, method='rpn')
-  anchors = det.faster_rcnn_anchors(model, 64, 48)
+  anchors = det.faster_rcnn_anchors(model, 4, 3)
   assert obj.shape == (2, 4 * 3 * 9) and deltas.shape == (2, 4 * 3 * 9, 4)
   assert anchors.shape == (4 * 3 * 9, 4)
   out = model.apply(variables, images)
@@ -93,7 +94,7 @@ def test_faster_rcnn_shapes_and_rpn_layout():
   assert out['proposals'].shape == (2, 12, 4)
   b = np.asarray(out['boxes'])
   assert (
-    (b[..., [0, 2]] <= 48).all() and (b[..., [1, 3]] <= 64).all() and (b >= 0).all()
+    (b[..., [0, 2]] <= 56).all() and (b[..., [1, 3]] <= 64).all() and (b >= 0).all()
   )
   logits, box = model.apply(variables, feats, out['proposals'], method='head')
   assert logits.shape == (2, 12, 4) and box.shape == (2, 12, 3, 4)
