@@ -449,12 +449,9 @@ def make_train_step(config, method, model):
   )  # fmt: skip
 
 
-def run_method(config, workdir: str, method: str) -> dict:
-  _check_config(config)
-  mesh = _mesh(config.batch_size, config.eval_batch_size)
-  data = _load_data(config)
-  image_shape = data.example_shape
-  model = build_model(config, method, data.num_classes)
+def make_tx(config):
+  """The run's optimizer and schedule (`detect` rebuilds it to restore a
+  checkpoint's optimizer state)."""
   schedule = optim.make_schedule(
     name=config.schedule, learning_rate=config.learning_rate,
     num_steps=config.num_steps, warmup_steps=config.warmup_steps,
@@ -463,6 +460,16 @@ def run_method(config, workdir: str, method: str) -> dict:
     name=config.optimizer, learning_rate=schedule, momentum=config.momentum,
     weight_decay=config.weight_decay,
   )  # fmt: skip
+  return tx
+
+
+def run_method(config, workdir: str, method: str) -> dict:
+  _check_config(config)
+  mesh = _mesh(config.batch_size, config.eval_batch_size)
+  data = _load_data(config)
+  image_shape = data.example_shape
+  model = build_model(config, method, data.num_classes)
+  tx = make_tx(config)
   k_init, rng = jax.random.split(jax.random.key(config.seed))
   state = state_lib.create(
     model=model, tx=tx, rng=k_init, inputs=_init_inputs(config, method, image_shape)
@@ -557,7 +564,7 @@ def detect(config, workdir: str) -> dict:
   image = np.asarray(jax.image.resize(jnp.asarray(image), (*new, 3), 'linear'))
   model = build_model(run_config, method, run_config.num_classes)
   state = state_lib.create(
-    model=model, tx=optim.make_optimizer(name=run_config.optimizer, learning_rate=0.0),
+    model=model, tx=make_tx(run_config),
     rng=jax.random.key(0), inputs=_init_inputs(run_config, method, image.shape),
   )  # fmt: skip
   ckpt = checkpoint.Checkpointer(os.path.join(config.run, 'checkpoints'))
