@@ -20,25 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nkjax.errors import UserError
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """IoU `[n, m]` of boxes `a` `[n, 4]` and `b` `[m, 4]`; 0 where the union is 0."""
-  # A host copy of nkjax.ops.boxes.pairwise_iou, so the evaluation needs no JAX.
-  a, b = a[:, None], b[None]
-  w = np.clip(
-    np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None
-  )
-  h = np.clip(
-    np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
-  )
-  inter = w * h
-  union = (
-    (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    - inter
-  )
-  return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+from nkjax.ops import boxes as boxes_lib
 
 
 def _check(detections, ground_truths):
@@ -132,28 +114,39 @@ def voc_evaluate(
     gt_c = [(b[lab == c], hard[lab == c]) for b, lab, hard in gts]
     npos = sum(int(np.sum(~hard)) for _, hard in gt_c)
     out['num_gt'][c] = npos
-    image = np.concatenate(
-      [np.full(int(np.sum(lab == c)), i) for i, (_, _, lab) in enumerate(dets)]
-      + [np.zeros(0, int)]
-    ).astype(int)
-    boxes = np.concatenate([b[lab == c] for b, _, lab in dets] + [np.zeros((0, 4))])
-    scores = np.concatenate([s[lab == c] for _, s, lab in dets] + [np.zeros(0)])
+    # Each detection's best ground-truth box of its class in its image, by one
+    # IoU matrix per image; only the greedy pass over ranks is sequential.
+    image, best, best_iou, scores = [], [], [], []
+    for i, ((d_boxes, d_scores, d_labels), (g_boxes, _)) in enumerate(
+      zip(dets, gt_c, strict=True)
+    ):
+      mine = d_labels == c
+      k = int(mine.sum())
+      image.append(np.full(k, i))
+      scores.append(d_scores[mine])
+      if len(g_boxes):
+        iou = boxes_lib.host_iou(d_boxes[mine][:, None], g_boxes[None])
+        best.append(np.argmax(iou, 1))
+        best_iou.append(iou.max(1, initial=0.0))
+      else:
+        best.append(np.zeros(k, int))
+        best_iou.append(np.full(k, -1.0))
+    image, best, best_iou, scores = (
+      np.concatenate(x) if x else np.zeros(0) for x in (image, best, best_iou, scores)
+    )
     order = np.argsort(-scores, kind='stable')
     taken = [np.zeros(len(b), bool) for b, _ in gt_c]
     tp = np.zeros(len(order))
     fp = np.zeros(len(order))
     for rank, d in enumerate(order):
-      gt_boxes, hard = gt_c[image[d]]
-      if len(gt_boxes):
-        iou = _iou(boxes[d][None], gt_boxes)[0]
-        j = int(np.argmax(iou))
-        if iou[j] >= iou_threshold:
-          if hard[j]:
-            continue
-          if not taken[image[d]][j]:
-            taken[image[d]][j] = True
-            tp[rank] = 1
-            continue
+      i, j = int(image[d]), int(best[d])
+      if best_iou[d] >= iou_threshold:
+        if gt_c[i][1][j]:
+          continue  # a difficult box: neither true nor false positive
+        if not taken[i][j]:
+          taken[i][j] = True
+          tp[rank] = 1
+          continue
       fp[rank] = 1
     counted = (tp + fp) > 0  # ranks that hit a difficult box are skipped
     tp, fp = np.cumsum(tp[counted]), np.cumsum(fp[counted])

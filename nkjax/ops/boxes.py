@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nkjax.errors import UserError
 
@@ -179,7 +180,7 @@ def nms(
   iou_threshold,
   max_output: int,
   valid: jax.Array | None = None,
-  block_size: int = 256,
+  block_size: int = 128,
 ) -> tuple[jax.Array, jax.Array]:
   """Greedy non-maximum suppression with a fixed-size output.
 
@@ -189,8 +190,9 @@ def nms(
   The result equals plain greedy NMS at every threshold.
 
   Blocked for speed: boxes are processed `block_size` at a time in score order;
-  each block is first suppressed by the boxes kept in earlier blocks (one matrix
-  of IoUs), then within itself by iterating `keep[i] = alive[i] and no kept j < i
+  each block is first suppressed by the boxes kept in earlier blocks (one
+  `[max_output + block_size, block_size]` IoU matrix against them, kept
+  compacted), then within itself by iterating `keep[i] = alive[i] and no kept j < i
   with IoU(j, i) > threshold` to its fixed point. That recurrence has exactly one
   solution, greedy NMS's, and the iteration reaches it (position t is final
   after t steps), so no threshold is assumed anywhere. Blocks after the
@@ -208,6 +210,11 @@ def nms(
     `(indices, keep)`: int32 `[max_output]` indices into `boxes` in descending
     score order, and bool `[max_output]`, True for real outputs; padded outputs
     have keep False and index 0.
+
+  >>> b = jnp.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 0, 30, 10.0]])
+  >>> idx, keep = nms(b, jnp.array([0.9, 0.8, 0.7]), iou_threshold=0.5, max_output=3)
+  >>> idx.tolist(), keep.tolist()
+  ([0, 2, 0], [True, True, False])
   """
   return _greedy_nms(boxes, scores, None, iou_threshold, max_output, valid, block_size)
 
@@ -220,7 +227,7 @@ def batched_nms(
   iou_threshold,
   max_output: int,
   valid: jax.Array | None = None,
-  block_size: int = 256,
+  block_size: int = 128,
 ) -> tuple[jax.Array, jax.Array]:
   """Per-class greedy NMS: a box is suppressed only by kept boxes of its class.
 
@@ -279,38 +286,39 @@ def _greedy_nms_core(
   boxes, scores, classes, valid, iou_threshold, *, max_output, block_size
 ):
   n = boxes.shape[0]
-
   # Invalid entries go last so that they never break a tie ahead of a valid box;
   # the stable sort puts equal scores in index order.
-  order = jnp.lexsort((-scores, ~valid))
+  order = jnp.lexsort((-scores, ~valid)).astype(jnp.int32)
   block = min(block_size, n)
   num_blocks = -(-n // block)
   pad = num_blocks * block - n
-  order = jnp.pad(order.astype(jnp.int32), (0, pad))
-  b = jnp.pad(boxes, ((0, pad), (0, 0)))[order]
-  alive0 = jnp.pad(valid, (0, pad))[order] & (jnp.arange(num_blocks * block) < n)
-  if classes is not None:
-    c = jnp.pad(classes, (0, pad))[order]
+  order = jnp.pad(order, (0, pad))
+  b = boxes[order]
+  alive0 = valid[order] & (jnp.arange(num_blocks * block) < n)
+  c = jnp.zeros(num_blocks * block, jnp.int32) if classes is None else classes[order]
   earlier = jnp.arange(block)[:, None] < jnp.arange(block)[None, :]
 
-  def suppresses(rows, cols, start_rows, start_cols):
-    """Bool [len(rows), block]: box row, if kept, suppresses box col."""
+  def suppresses(rows, row_classes, cols, col_classes):
+    """Bool [rows, cols]: box row, if kept, suppresses box col."""
     s = pairwise_iou(rows, cols) > iou_threshold
-    if classes is not None:
-      cr = jax.lax.dynamic_slice_in_dim(c, start_rows, rows.shape[0])
-      cc = jax.lax.dynamic_slice_in_dim(c, start_cols, cols.shape[0])
-      s = s & (cr[:, None] == cc[None, :])
-    return s
+    return s & (row_classes[:, None] == col_classes[None, :])
+
+  # The kept boxes so far, compacted: a later block is compared with at most
+  # max_output of them rather than with all n (the last block may overfill by
+  # up to block - 1, hence the slack).
+  size = max_output + block
 
   def block_step(state):
-    k, keep, count = state
+    k, count, kept_boxes, kept_classes, kept_order = state
     start = k * block
     bb = jax.lax.dynamic_slice_in_dim(b, start, block)
+    cb = jax.lax.dynamic_slice_in_dim(c, start, block)
     alive = jax.lax.dynamic_slice_in_dim(alive0, start, block)
-    # Kept boxes of earlier blocks are final; later blocks have keep False.
-    cross = suppresses(b, bb, 0, start)
-    alive = alive & ~jnp.any(cross & keep[:, None], axis=0)
-    inner = suppresses(bb, bb, start, start) & earlier
+    # Kept boxes of earlier blocks are final: they suppress this block outright.
+    cross = suppresses(kept_boxes, kept_classes, bb, cb)
+    cross = cross & (jnp.arange(size) < count)[:, None]
+    alive = alive & ~jnp.any(cross, axis=0)
+    inner = suppresses(bb, cb, bb, cb) & earlier
 
     def fixed_point_step(s):
       _, cur = s
@@ -320,15 +328,47 @@ def _greedy_nms_core(
     _, kept = jax.lax.while_loop(
       lambda s: s[0], fixed_point_step, (jnp.array(True), alive)
     )
-    keep = jax.lax.dynamic_update_slice_in_dim(keep, kept, start, 0)
-    return k + 1, keep, count + jnp.sum(kept)
+    slot = jnp.where(kept, count + jnp.cumsum(kept) - 1, size)  # size: dropped
+    kept_boxes = kept_boxes.at[slot].set(bb, mode='drop')
+    kept_classes = kept_classes.at[slot].set(cb, mode='drop')
+    block_order = jax.lax.dynamic_slice_in_dim(order, start, block)
+    kept_order = kept_order.at[slot].set(block_order, mode='drop')
+    return k + 1, count + jnp.sum(kept), kept_boxes, kept_classes, kept_order
 
-  _, keep, count = jax.lax.while_loop(
-    lambda s: (s[0] < num_blocks) & (s[2] < max_output),
+  _, count, _, _, kept_order = jax.lax.while_loop(
+    lambda s: (s[0] < num_blocks) & (s[1] < max_output),
     block_step,
-    (jnp.int32(0), jnp.zeros(num_blocks * block, bool), jnp.int32(0)),
+    (
+      jnp.int32(0),
+      jnp.int32(0),
+      jnp.zeros((size, 4), b.dtype),
+      jnp.zeros(size, c.dtype),
+      jnp.zeros(size, jnp.int32),
+    ),
   )
-  positions = jnp.nonzero(keep, size=max_output, fill_value=0)[0]
   out_keep = jnp.arange(max_output) < count
-  indices = jnp.where(out_keep, order[positions], 0).astype(jnp.int32)
-  return indices, out_keep
+  return jnp.where(out_keep, kept_order[:max_output], 0), out_keep
+
+
+def host_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """IoU of boxes `a` `[..., 4]` broadcast against `b` `[..., 4]`, in NumPy.
+
+  The host twin of `pairwise_iou` (`host_iou(a[:, None], b[None])` is the
+  pairwise matrix) for code that sees a different number of boxes every call
+  (the VOC evaluation, the dataset generator): jitted code would compile once
+  per shape. 0 where the union is 0.
+  """
+  a, b = np.asarray(a), np.asarray(b)
+  w = np.clip(
+    np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None
+  )
+  h = np.clip(
+    np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None
+  )
+  inter = w * h
+  union = (
+    (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    - inter
+  )
+  return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)

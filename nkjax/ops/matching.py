@@ -6,6 +6,8 @@ each ground-truth box" rule, whatever their coordinates. Everything here runs
 under `jit` with static shapes.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -66,6 +68,29 @@ def match(
     )
   if gt_boxes.shape[0] == 0:
     gt_boxes, gt_mask = jnp.zeros((1, 4), anchors.dtype), jnp.zeros(1, bool)
+  return _match(
+    anchors,
+    gt_boxes,
+    gt_mask,
+    positive_iou,
+    negative_iou,
+    negative_iou_low,
+    allow_low_quality=bool(allow_low_quality),
+  )
+
+
+# Jitted so that eager callers compile once per shape; under an outer jit it inlines.
+@functools.partial(jax.jit, static_argnames=('allow_low_quality',))
+def _match(
+  anchors,
+  gt_boxes,
+  gt_mask,
+  positive_iou,
+  negative_iou,
+  negative_iou_low,
+  *,
+  allow_low_quality,
+):
   iou = pairwise_iou(anchors, gt_boxes)  # [A, G]
   # -1 for padding: below every real IoU, so a padded box can never be the
   # argmax, the max, or a column's best.
@@ -80,7 +105,7 @@ def match(
   )
   positive = best >= positive_iou
   if allow_low_quality:
-    best_per_gt = jnp.max(iou, axis=0)  # [G]; -1 for padding
+    best_per_gt = jnp.max(iou, axis=0, initial=-1.0)  # [G]; -1 for padding
     is_best = (iou == best_per_gt[None, :]) & gt_mask[None, :] & (best_per_gt > 0)
     positive = positive | jnp.any(is_best, axis=1)
   labels = jnp.where(positive, POSITIVE, labels)
@@ -99,8 +124,9 @@ def sample(
   Takes min(#positives, floor(num_samples * positive_fraction)) positives
   uniformly at random, then fills up to `num_samples` with negatives drawn
   uniformly at random (fewer if there are too few); ignored labels are never
-  drawn. Faster R-CNN's RPN: 256 anchors, fraction 0.5; its Fast R-CNN stage:
-  128 RoIs per image (64 in torchvision's default is 512), fraction 0.25.
+  drawn. Faster R-CNN's RPN: 256 anchors per image, fraction 0.5; Fast R-CNN:
+  64 RoIs per image (128 per two-image minibatch), fraction 0.25; Faster
+  R-CNN's end-to-end training: 128 RoIs of one image.
 
   Args:
     rng: a PRNG key.
@@ -120,7 +146,16 @@ def sample(
       'need num_samples >= 0 and 0 <= positive_fraction <= 1; got '
       f'{num_samples}, {positive_fraction}'
     )
-  max_positive = int(num_samples * positive_fraction)
+  return _sample(
+    rng,
+    labels,
+    num_samples=int(num_samples),
+    max_positive=int(num_samples * positive_fraction),
+  )
+
+
+@functools.partial(jax.jit, static_argnames=('num_samples', 'max_positive'))
+def _sample(rng, labels, *, num_samples, max_positive):
   k_pos, k_neg = jax.random.split(rng)
 
   def random_rank(key, member):

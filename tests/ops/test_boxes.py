@@ -77,7 +77,9 @@ def test_pairwise_iou_matches_reference_and_is_nan_free_for_empty_boxes():
     [iou_reference(x, y) for y in b.astype(np.float64)] for x in a.astype(np.float64)
   ]
   np.testing.assert_allclose(boxes.pairwise_iou(a, b), want, rtol=1e-5, atol=1e-7)
-  grad = jax.grad(lambda a: jnp.sum(boxes.pairwise_iou(a, a)))(jnp.zeros((2, 4)))
+  grad = jax.jit(jax.grad(lambda a: jnp.sum(boxes.pairwise_iou(a, a))))(
+    jnp.zeros((2, 4))
+  )
   assert np.all(np.isfinite(grad))
 
 
@@ -170,7 +172,13 @@ def test_nms_chain_at_0_3_differs_from_0_5():
   b = np.array([[0, 0, 10, 10], [4, 0, 14, 10], [8, 0, 18, 10]], np.float32)
   # IoU(A, B) = 60 / 140 = 0.43; IoU(B, C) = 0.43; IoU(A, C) = 20 / 180 = 0.11.
   s = np.array([3.0, 2.0, 1.0], np.float32)
-  for threshold, want in [(0.3, [0, 2]), (0.5, [0, 1, 2]), (0.1, [0])]:
+  for threshold, want in [
+    (0.3, [0, 2]),
+    (0.5, [0, 1, 2]),
+    (0.1, [0]),
+    (0.0, [0]),
+    (1.0, [0, 1, 2]),
+  ]:
     idx, keep = boxes.nms(b, s, iou_threshold=threshold, max_output=3)
     assert list(np.asarray(idx)[np.asarray(keep)]) == want
     assert want == greedy_nms_reference(b, s, threshold)
@@ -188,6 +196,8 @@ def test_nms_equals_greedy_with_ties_duplicates_and_invalid_entries(block_size):
   for seed, threshold in itertools.product(range(6), (0.3, 0.5, 0.7)):
     rng = np.random.default_rng(seed)
     b = random_grid_boxes(rng, n)
+    if seed % 2:  # quarter pixels, duplicates kept: still exact in float32
+      b = b / 4
     s = rng.integers(0, 6, n).astype(np.float32)  # many tied scores
     v = rng.random(n) > 0.15
     want = greedy_nms_reference(b.astype(np.float64), s, threshold, valid=list(v))
@@ -270,3 +280,15 @@ def test_batched_nms_equals_greedy_per_class_merged_by_score():
     b, np.array([3.0, 2, 1]), np.array([0, 1, 2]), iou_threshold=0.5, max_output=2
   )
   assert list(np.asarray(idx)[np.asarray(keep)]) == [0, 1]
+
+
+def test_host_iou_equals_pairwise_iou():
+  rng = np.random.default_rng(7)
+  xy = rng.uniform(0, 50, (2, 9, 2))
+  wh = rng.uniform(0, 20, (2, 9, 2))
+  a, b = (np.concatenate([xy[i], xy[i] + wh[i]], -1) for i in range(2))
+  b[0] = b[1]  # a duplicate
+  b[2, 2:] = b[2, :2]  # an empty box
+  np.testing.assert_allclose(
+    boxes.host_iou(a[:, None], b[None]), boxes.pairwise_iou(a, b), rtol=1e-5, atol=1e-6
+  )

@@ -226,14 +226,36 @@ def test_roi_ops_vmap_over_a_batch_and_reject_bad_input():
   f = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
   rois = np.tile(np.array([[[0, 0, 32, 32], [16, 16, 64, 48]]], np.float32), (2, 1, 1))
   for op in (roi.roi_align, roi.roi_pool):
-    out = jax.vmap(
-      lambda f, r, op=op: op(f, r, output_size=(2, 2), spatial_scale=1 / 16)
-    )(f, rois)
+    one = lambda f, r, op=op: op(f, r, output_size=(2, 2), spatial_scale=1 / 16)
+    out = jax.vmap(one)(f, rois)
     assert out.shape == (2, 2, 2, 2, 3)
-    np.testing.assert_allclose(
-      out[1], op(f[1], rois[1], output_size=(2, 2), spatial_scale=1 / 16)
-    )
+    np.testing.assert_allclose(out[1], one(f[1], rois[1]))
+  # roi_pool's hand-written gradient, through vmap, is the per-image gradient.
+  loss = lambda f, r: jnp.sum(
+    roi.roi_pool(f, r, output_size=(2, 2), spatial_scale=1 / 16) ** 2
+  )
+  batched = jax.jit(jax.grad(lambda f: jnp.sum(jax.vmap(loss)(f, rois))))(f)
+  np.testing.assert_allclose(batched[1], jax.grad(loss)(f[1], rois[1]), rtol=1e-6)
   with pytest.raises(UserError, match='sampling_ratio'):
     roi.roi_align(f[0], rois[0], spatial_scale=1.0, sampling_ratio=0)
   with pytest.raises(UserError, match=r'\[H, W, C\]'):
     roi.roi_pool(f, rois[0], spatial_scale=1.0)
+
+
+def test_roi_ops_handle_no_rois_and_a_one_cell_map():
+  f = np.array([[[3.0, -1.0]]], np.float32)  # [1, 1, 2]
+  rois = np.array([[0, 0, 1, 1], [-0.4, -0.4, 0.2, 0.3]], np.float32)
+  got = roi.roi_pool(f, rois, output_size=(2, 2), spatial_scale=1.0)
+  want, _ = roi_pool_reference(f, rois, (2, 2), 1.0)
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(
+    got[0, 0, 0], [3, -1]
+  )  # cells 0..1: bin (0, 0) is cell 0
+  np.testing.assert_array_equal(got[0, 1, 1], [0, 0])  # beyond the map: empty
+  got = roi.roi_align(f, rois, output_size=(2, 2), spatial_scale=1.0)
+  np.testing.assert_allclose(
+    got, roi_align_reference(f, rois, (2, 2), 1.0, 2, True), rtol=1e-6
+  )
+  for op in (roi.roi_pool, roi.roi_align):
+    none = op(f, np.zeros((0, 4), np.float32), spatial_scale=1.0)
+    assert none.shape == (0, 7, 7, 2)
