@@ -34,12 +34,11 @@ import numpy as np
 
 from nkjax.errors import UserError, choose
 from nkjax.models import cnn
+from nkjax.models.layers import Conv, batch_norm
 from nkjax.ops import anchors as anchor_ops
 from nkjax.ops import boxes as box_ops
 from nkjax.ops import conv as conv_ops
 from nkjax.ops import roi as roi_ops
-
-Conv = cnn.Conv
 
 # The box-delta normalisation of the Fast R-CNN head (torchvision's default) and
 # of the RPN (unit weights, as torchvision's RPN).
@@ -136,7 +135,7 @@ class ResNetBackbone(nn.Module):
     x = Conv(
       self.num_filters, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype
     )(x)
-    x = nn.relu(cnn.batch_norm(False, self.dtype)(x))
+    x = nn.relu(batch_norm(False, self.dtype)(x))
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     for i, n in enumerate(self.stage_sizes[:3]):
       for j in range(n):
