@@ -82,6 +82,16 @@ def test_frechet_distance_closed_forms():
   # Scaled by 2: ||mu||^2 + Tr(S + 4S - 2 (4 S^2)^(1/2)) = ||mu||^2 + Tr(S).
   expected = np.sum(a.mean(0) ** 2) + np.trace(np.cov(a, rowvar=False))
   assert metrics.frechet_distance(a, 2 * a) == pytest.approx(expected, rel=1e-6)
+  # Two different sets of fewer examples than features (singular covariances, as
+  # the GAN tests' small feature sets): the trace of the root from the
+  # eigenvalues of S_a S_b themselves, an independent route.
+  x, y = (np.random.default_rng(s).normal(size=(48, 64)) for s in (2, 3))
+  s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+  eig = np.clip(np.linalg.eigvals(s_x @ s_y).real, 0, None)
+  expected = np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(s_x + s_y)
+  expected -= 2 * np.sum(np.sqrt(eig))
+  assert expected > 0
+  assert metrics.frechet_distance(x, y) == pytest.approx(expected, rel=1e-4)
 
 
 def _state(discriminator, *, image_shape=(8, 8, 1), lr=1e-3, name='adam'):

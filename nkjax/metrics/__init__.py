@@ -58,12 +58,17 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
   ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al., 2017, with
   whatever features are given: this is FID only on Inception features).
   """
-  import scipy.linalg
-
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   mu_a, mu_b = a.mean(0), b.mean(0)
   s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  root = scipy.linalg.sqrtm(s_a @ s_b)
-  root = root.real  # sqrtm returns tiny imaginary parts from rounding
-  distance = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a + s_b - 2 * root)
+  # Tr (S_a S_b)^(1/2) is the sum of the square roots of the eigenvalues of the
+  # symmetric S_a^(1/2) S_b S_a^(1/2), which has the same ones: stable when
+  # there are fewer examples than features and the covariances are singular,
+  # where scipy's sqrtm of the product is not (scipy 1.18 gave a negative
+  # distance on two sets of 48 examples).
+  w, v = np.linalg.eigh(s_a)
+  half_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+  m = half_a @ s_b @ half_a
+  trace_root = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)))
+  distance = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * trace_root
   return max(float(distance), 0.0)  # identical sets can round to -1e-8

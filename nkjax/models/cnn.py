@@ -7,6 +7,7 @@ computation type (bfloat16 on accelerators); parameters stay float32.
 """
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -285,4 +286,5 @@ def count_params(model: nn.Module, input_shape: Sequence[int]) -> int:
   variables = jax.eval_shape(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape)), train=False)
   )
-  return sum(int(jnp.size(p)) for p in jax.tree.leaves(variables['params']))
+  # Shapes only: jnp.size of a ShapeDtypeStruct is deprecated since JAX 0.12.
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))

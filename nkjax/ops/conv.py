@@ -169,6 +169,19 @@ def max_pool(
   return x.reshape(n, h // kh, kh, w // kw, kw, c).max(axis=(2, 4))
 
 
+def cpu_forms_apply() -> bool:
+  """Whether the CPU-only forms of this module (the sum of shifted matmuls for
+  tiny convolution outputs, the sub-pixel transposed convolution) are taken.
+
+  Only when JAX computes on the host CPU: both work around XLA:CPU's kernels
+  and would only add ops on a GPU or a TPU, whose convolution emitters handle
+  these shapes at full rate. The backend is asked when the op is traced
+  (`jax.default_backend()`, the backend that `jax.jit` compiles for unless
+  told otherwise), so one program never mixes the two.
+  """
+  return jax.default_backend() == 'cpu'
+
+
 def conv_general_dilated(
   lhs,
   rhs,
@@ -204,7 +217,7 @@ def conv_general_dilated(
     and feature_group_count == 1
     and all(d == 1 for d in (lhs_dilation or (1, 1)))
   )
-  if jax.default_backend() != 'cpu' or not plain or out.shape[1] * out.shape[2] > 4:
+  if not cpu_forms_apply() or not plain or out.shape[1] * out.shape[2] > 4:
     return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
   pads = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
   y = conv2d(
@@ -256,7 +269,7 @@ def conv_transpose(
   backends.
   """
   kh, kw, _, cout = w.shape
-  if jax.default_backend() != 'cpu' or cout < 8:
+  if not cpu_forms_apply() or cout < 8:
     return jax.lax.conv_transpose(
       x, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
     )
