@@ -115,6 +115,52 @@ def _dcgan_round(batch_size: int):
   )
 
 
+def _faster_rcnn_step(
+  *, backbone, size, anchor_scales, fc, roi_op, roi_size, rpn_width, post_nms_train
+):
+  """A Faster R-CNN train step (approximate joint training) on random images of
+  `size` with three random boxes each; see experiments/detection.py."""
+
+  def setup(batch_size: int):
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from nkjax.models import detection as det
+    from nkjax.train import detection as det_steps
+    from nkjax.train import optim
+    from nkjax.train import state as state_lib
+
+    model = det.FasterRCNN(
+      num_classes=20, backbone=backbone, anchor_scales=anchor_scales, fc=fc,
+      roi_op=roi_op, roi_size=roi_size, rpn_width=rpn_width,
+    )  # fmt: skip
+    h, w = size
+    state = state_lib.create(
+      model=model, tx=optim.make_optimizer(name='momentum', learning_rate=1e-3),
+      rng=jax.random.key(0), inputs=(jnp.zeros((1, h, w, 3)),),
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, min(h, w) / 2, (batch_size, 3, 2))
+    boxes = np.concatenate(
+      [xy, xy + rng.uniform(16, min(h, w) / 2, (batch_size, 3, 2))], -1
+    )
+    batch = {
+      'image': rng.uniform(size=(batch_size, h, w, 3)).astype(np.float32),
+      'boxes': boxes.astype(np.float32),
+      'labels': rng.integers(0, 20, (batch_size, 3)).astype(np.int32),
+      'box_mask': np.ones((batch_size, 3), bool),
+    }
+    step = functools.partial(
+      det_steps.faster_rcnn_train_step, model=model, post_nms_top_n=post_nms_train
+    )
+    return state, step, batch
+
+  return setup
+
+
 BENCHMARKS: dict[str, Benchmark] = {
   'mlp': Benchmark(_mlp, (28, 28, 1), 10, 256, _torch('mlp')),
   'lenet5': Benchmark(_cnn('lenet5'), (28, 28, 1), 10, 256, _torch('lenet5')),
@@ -134,6 +180,40 @@ BENCHMARKS: dict[str, Benchmark] = {
   'lstm_lm': Benchmark(_lstm_lm, (128,), 100, 64, seq_len=128),
   # A DCGAN round (k = 1) on 32x32x3 images; examples/s counts real images.
   'dcgan': Benchmark(None, (32, 32, 3), 0, 128, setup=_dcgan_round),
+  # Faster R-CNN train steps: the offline preset (small backbone, 128x128, batch
+  # 4) and the VOC07 recipe (VGG-16, 600x1000, batch 2, 2000 training proposals).
+  'faster_rcnn': Benchmark(
+    None,
+    (128, 128, 3),
+    0,
+    4,
+    setup=_faster_rcnn_step(
+      backbone='small',
+      size=(128, 128),
+      anchor_scales=(16.0, 32.0, 64.0),
+      fc=(256, 256),
+      roi_op='align',
+      roi_size=5,
+      rpn_width=128,
+      post_nms_train=128,
+    ),
+  ),  # fmt: skip
+  'faster_rcnn_voc': Benchmark(
+    None,
+    (600, 1000, 3),
+    0,
+    2,
+    setup=_faster_rcnn_step(
+      backbone='vgg16',
+      size=(600, 1000),
+      anchor_scales=(128.0, 256.0, 512.0),
+      fc=(4096, 4096),
+      roi_op='pool',
+      roi_size=7,
+      rpn_width=512,
+      post_nms_train=2000,
+    ),
+  ),  # fmt: skip
 }
 
 

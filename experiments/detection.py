@@ -1,0 +1,650 @@
+"""Object detection: R-CNN, Fast R-CNN and Faster R-CNN, trained and compared.
+
+  python experiments/detection.py                                   # Faster R-CNN on shapes
+  python experiments/detection.py --config=experiments/detection.py:fast_rcnn
+  python experiments/detection.py --config=experiments/detection.py:rcnn
+  python experiments/detection.py --config=experiments/detection.py:compare   # one table
+  python experiments/detection.py --config.dataset=digits_canvas
+  python experiments/detection.py --config=experiments/detection.py:voc07 \\
+      --config.backbone_weights=vgg16.npz --config.data_dir=DIR     # the paper's recipe
+  python experiments/detection.py --config=experiments/detection.py:detect \\
+      --config.image=photo.png --config.run=runs/detection          # boxes on your image
+
+A run reports per-class AP (VOC07 11-point and all-point), mAP, COCO
+AP@[.5:.95] and AP50 and the test time per image (console table and
+summary.json), and writes `detections.png`: fixed test images with the
+detections (solid, with scores) over the ground truth (dashed).
+
+Proposals of Fast R-CNN and R-CNN (`--config.proposals`): `selective_search`
+(OpenCV contrib, the `[rcnn]` extra), or `sliding_windows`, the fallback that
+needs nothing: the same dense windows for every image. `auto` (the default)
+takes selective search when it is installed.
+"""
+
+import functools
+import hashlib
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from nkjax import launch, viz
+from nkjax.data import detection as det_data
+from nkjax.errors import UserError, choose
+from nkjax.metrics import detection as det_metrics
+from nkjax.models import detection as det
+from nkjax.train import checkpoint, loop, optim, sharding, writers
+from nkjax.train import detection as det_steps
+from nkjax.train import state as state_lib
+
+METHODS = ('faster_rcnn', 'fast_rcnn', 'rcnn')
+PRESETS = (*METHODS, 'compare', 'smoke', 'voc07', 'detect')
+PROPOSALS = ('auto', 'selective_search', 'sliding_windows')
+PAPER_MAP_VOC07 = {'faster_rcnn': 69.9, 'fast_rcnn': 66.9, 'rcnn': 66.0}
+
+
+def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
+  choose('preset', preset, PRESETS)
+  c = ml_collections.ConfigDict()
+  c.method = preset if preset in METHODS else 'faster_rcnn'
+  c.compare = preset == 'compare'
+  c.methods = METHODS
+  c.task = 'detect' if preset == 'detect' else 'train'
+  # detect: the image file and the workdir of the run whose checkpoint draws it.
+  c.image = ml_collections.config_dict.placeholder(str)
+  c.run = 'runs/detection'
+  c.dataset = 'shapes'  # or digits_canvas; voc/2007, coco/2017 through TFDS
+  c.data_dir = ml_collections.config_dict.placeholder(str)
+  c.image_size = 128  # generated sets: the side; TFDS: the shorter side
+  c.max_boxes = ml_collections.config_dict.placeholder(int)  # None: the dataset's
+  c.num_train = 2048
+  c.num_test = 256
+  # Networks.
+  c.backbone = 'small'  # vgg16, resnet18/34/50 (truncated at stride 16)
+  c.backbone_weights = ml_collections.config_dict.placeholder(str)  # ImageNet .npz
+  c.anchor_scales = (16.0, 32.0, 64.0)
+  c.anchor_ratios = (0.5, 1.0, 2.0)
+  c.rpn_width = 128
+  c.fc = (256, 256)
+  c.dropout_rate = 0.0
+  c.roi_op = 'align'  # or 'pool' (the papers' RoI max pooling)
+  c.roi_size = 5
+  # Faster R-CNN proposals (train / test) and RPN sampling.
+  c.rpn_pre_nms_train = 2000
+  c.rpn_post_nms_train = 128
+  c.rpn_pre_nms_test = 1000
+  c.rpn_post_nms_test = 100
+  c.rpn_nms_threshold = 0.7
+  c.rpn_batch = 256
+  c.rois_per_image = 64
+  c.fg_fraction = 0.25
+  # Fast R-CNN and R-CNN proposals.
+  c.proposals = 'auto'
+  c.max_proposals = 1000
+  c.window_sizes = (16.0, 32.0, 64.0)
+  # R-CNN: warp size, context pixels, crops per image, network.
+  c.warp_size = 32
+  c.context = 4
+  c.crops_per_image = 32
+  c.rcnn_widths = (16, 32, 64)
+  c.rcnn_fc = (256,)
+  # Test-time post-processing.
+  c.score_threshold = 0.05
+  c.nms_threshold = 0.3
+  c.max_detections = 100
+  # Optimisation.
+  c.optimizer = 'adam'
+  c.learning_rate = 1e-3
+  c.schedule = 'warmup_cosine'
+  c.warmup_steps = 100
+  c.momentum = 0.9
+  c.weight_decay = 0.0
+  c.batch_size = 4
+  c.eval_batch_size = 16
+  c.num_steps = 2000
+  c.log_every = 100
+  c.checkpoint_every = 1000
+  c.timing_images = 16
+  c.num_pictures = 8
+  c.seed = 0
+  if preset == 'rcnn':
+    c.learning_rate = 1e-3
+  if preset == 'compare':
+    c.num_steps = 2000
+  if preset == 'smoke':
+    c.backbone = 'small_tiny'
+    c.num_train, c.num_test = 16, 8
+    c.num_steps, c.log_every, c.checkpoint_every = 4, 2, 4
+    c.fc, c.rpn_width, c.rcnn_widths, c.rcnn_fc = (16, 16), 8, (4, 8), (16,)
+    c.batch_size, c.eval_batch_size = 8, 8
+    c.proposals, c.max_proposals = 'sliding_windows', 64
+    c.rpn_post_nms_train = c.rpn_post_nms_test = 32
+    c.warmup_steps = 0
+    c.timing_images, c.num_pictures = 2, 4
+  if preset == 'voc07':
+    # Ren et al. 2015 / Girshick 2015: VGG-16 from ImageNet, images with the
+    # shorter side 600 (longer <= 1000), 2 images of 128 RoIs (64 each), SGD
+    # 0.001 for 50k iterations then 0.0001 for 20k (Faster R-CNN VOC07 trainval,
+    # 70k in the paper's joint training), momentum 0.9, weight decay 5e-4;
+    # anchors 128/256/512 x 0.5/1/2; RPN 12000/2000 proposals in training,
+    # 6000/300 at test; RoI pooling 7x7, fc 4096-4096 with dropout.
+    c.dataset = 'voc/2007'
+    c.image_size = 600
+    c.backbone = 'vgg16'
+    c.anchor_scales = (128.0, 256.0, 512.0)
+    c.rpn_width = 512
+    c.fc = (4096, 4096)
+    c.dropout_rate = 0.5
+    c.roi_op = 'pool'
+    c.roi_size = 7
+    c.rpn_pre_nms_train, c.rpn_post_nms_train = 12000, 2000
+    c.rpn_pre_nms_test, c.rpn_post_nms_test = 6000, 300
+    c.proposals = 'selective_search'
+    c.max_proposals = 2000
+    c.warp_size, c.context = 227, 16
+    c.optimizer = 'momentum'
+    c.learning_rate = 1e-3
+    c.schedule = 'step'
+    c.warmup_steps = 0
+    c.weight_decay = 5e-4
+    c.batch_size = 2
+    c.eval_batch_size = 1
+    c.num_steps = 70_000
+    c.checkpoint_every = 10_000
+  return c
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def _mesh(batch_size: int, eval_batch_size: int):
+  # Two images per batch do not split over 8 devices: use the most devices
+  # that divide both batch sizes.
+  devices = jax.devices()
+  n = math.gcd(len(devices), math.gcd(batch_size, eval_batch_size))
+  return sharding.data_mesh(devices[:n])
+
+
+def _check_config(config) -> None:
+  choose('method', config.method, METHODS)
+  choose('proposals', config.proposals, PROPOSALS)
+  choose('roi_op', config.roi_op, ('align', 'pool'))
+  choose('backbone', config.backbone, det.BACKBONES)
+  for m in config.methods:
+    choose('method', m, METHODS)
+  if config.dataset in ('shapes', 'digits_canvas') and config.max_boxes is not None:
+    if config.max_boxes < det_data.MAX_OBJECTS:
+      raise UserError(
+        f'--config.max_boxes={config.max_boxes} is under the {det_data.MAX_OBJECTS} '
+        f'objects an image of {config.dataset} can hold; use max_boxes >= '
+        f'{det_data.MAX_OBJECTS}'
+      )
+  if config.batch_size < 1 or config.eval_batch_size < 1:
+    raise UserError('batch_size and eval_batch_size must be >= 1')
+
+
+def _load_data(config):
+  return det_data.load(
+    config.dataset,
+    batch_size=config.batch_size,
+    eval_batch_size=config.eval_batch_size,
+    seed=config.seed,
+    image_size=config.image_size,
+    max_boxes=config.max_boxes,
+    num_train=config.num_train,
+    num_test=config.num_test,
+    data_dir=config.data_dir,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+
+
+def build_model(config, method: str, num_classes: int):
+  """The network of `method` with the config's attributes."""
+  if method == 'faster_rcnn':
+    return det.FasterRCNN(
+      num_classes=num_classes, backbone=config.backbone,
+      anchor_scales=tuple(config.anchor_scales), anchor_ratios=tuple(config.anchor_ratios),
+      rpn_width=config.rpn_width, fc=tuple(config.fc), roi_op=config.roi_op,
+      roi_size=config.roi_size, pre_nms_top_n=config.rpn_pre_nms_test,
+      post_nms_top_n=config.rpn_post_nms_test, rpn_nms_threshold=config.rpn_nms_threshold,
+      score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
+      max_detections=config.max_detections, dropout_rate=config.dropout_rate,
+    )  # fmt: skip
+  if method == 'fast_rcnn':
+    return det.FastRCNN(
+      num_classes=num_classes, backbone=config.backbone, fc=tuple(config.fc),
+      roi_op=config.roi_op, roi_size=config.roi_size,
+      score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
+      max_detections=config.max_detections, dropout_rate=config.dropout_rate,
+    )  # fmt: skip
+  return det.RCNNClassifier(
+    num_classes=num_classes, widths=tuple(config.rcnn_widths), fc=tuple(config.rcnn_fc)
+  )
+
+
+def _init_inputs(config, method, image_shape):
+  image = jnp.zeros((1, *image_shape), jnp.float32)
+  if method == 'faster_rcnn':
+    return (image,)
+  if method == 'fast_rcnn':
+    return image, jnp.zeros((1, 8, 4)), jnp.ones((1, 8), bool)
+  return (jnp.zeros((1, config.warp_size, config.warp_size, 3), jnp.float32),)
+
+
+def load_weights_file(path: str) -> dict:
+  """A classifier's parameters from an `.npz` whose keys are '/'-joined paths
+  (`Conv_0/kernel`, `BasicBlock_0/Conv_0/kernel`, `Dense_0/bias`), as
+  `nkjax.models.sr.convert_keras_vgg19` writes them.
+
+  Raises:
+    UserError: the file is missing or not such an archive.
+  """
+  if not os.path.isfile(path):
+    raise UserError(
+      f'backbone weights file {path!r} not found; give --config.backbone_weights=PATH '
+      '(an .npz of the classifier parameters, keys like Conv_0/kernel)'
+    )
+  try:
+    with np.load(path) as z:
+      params: dict = {}
+      for key in z.files:
+        *parents, leaf = key.split('/')
+        node = params
+        for p in parents:
+          node = node.setdefault(p, {})
+        node[leaf] = np.asarray(z[key], np.float32)
+  except (OSError, ValueError) as e:
+    raise UserError(f'cannot read backbone weights {path!r}: {e}') from e
+  return params
+
+
+# ---------------------------------------------------------------- proposals (host)
+
+
+class ProposalSource:
+  """Proposals of Fast R-CNN and R-CNN for host batches: selective search
+  (cached per image, since training sees each image many times) or the fixed
+  sliding windows. `add(batch)` returns the batch with `proposals [b, P, 4]`
+  and `proposal_mask [b, P]`; `seconds_per_image` is the measured cost."""
+
+  def __init__(self, config, image_shape):
+    kind = config.proposals
+    if kind == 'auto':
+      kind = (
+        'selective_search' if det.selective_search_available() else 'sliding_windows'
+      )
+    self.kind = kind
+    self.size = config.max_proposals
+    self.cache: dict[bytes, np.ndarray] = {}
+    self.seconds = 0.0
+    self.images = 0
+    if kind == 'sliding_windows':
+      h, w = image_shape[:2]
+      windows = det.sliding_windows(height=h, width=w, sizes=tuple(config.window_sizes))
+      self.windows = det.pad_proposals(windows, self.size)
+    else:
+      det.selective_search(np.zeros((8, 8, 3), np.uint8), max_proposals=1)  # installed?
+
+  def one(
+    self, image: np.ndarray, cached: bool = True
+  ) -> tuple[np.ndarray, np.ndarray]:
+    t = time.perf_counter()
+    if self.kind == 'sliding_windows':
+      out = self.windows
+    elif not cached:
+      out = det.pad_proposals(
+        det.selective_search(image, max_proposals=self.size), self.size
+      )
+    else:
+      key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
+      if key not in self.cache:
+        self.cache[key] = det.selective_search(image, max_proposals=self.size)
+      out = det.pad_proposals(self.cache[key], self.size)
+    self.seconds += time.perf_counter() - t
+    self.images += 1
+    return out
+
+  def add(self, batch: dict, cached: bool = True) -> dict:
+    props = [self.one(im, cached) for im in batch['image']]
+    return {
+      **batch,
+      'proposals': np.stack([p for p, _ in props]),
+      'proposal_mask': np.stack([m for _, m in props]),
+    }
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _as_detections(out: dict) -> list[dict]:
+  return [
+    {
+      'boxes': out['det_boxes'][i][out['det_valid'][i]],
+      'scores': out['det_scores'][i][out['det_valid'][i]],
+      'labels': out['det_labels'][i][out['det_valid'][i]],
+    }
+    for i in range(len(out['det_valid']))
+  ]
+
+
+def _predict_step(config, method):
+  if method == 'faster_rcnn':
+    return det_steps.faster_rcnn_predict_step
+  if method == 'fast_rcnn':
+    return det_steps.fast_rcnn_predict_step
+  return functools.partial(
+    det_steps.rcnn_predict_step, warp_size=config.warp_size, context=config.context,
+    score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
+    max_detections=config.max_detections,
+  )  # fmt: skip
+
+
+def time_per_image(config, method, state, images, proposals) -> dict:
+  """Median seconds per test image, one image at a time on one device,
+  after a warm-up: the network (`net`), the host's proposals (`proposals`) and
+  their sum (`total`)."""
+  device = jax.devices()[0]
+  params = jax.device_put(jax.device_get(state), device)
+  step = jax.jit(_predict_step(config, method))
+  net, props = [], []
+  for i in range(len(images) + 1):
+    image = images[i % len(images)][None]
+    t = time.perf_counter()
+    batch = {'image': image}
+    if proposals is not None:
+      # Selective search is timed afresh for every image, not from the cache.
+      batch = proposals.add(batch, cached=False)
+    t_props = time.perf_counter() - t
+    t = time.perf_counter()
+    jax.block_until_ready(step(params, jax.device_put(batch, device)))
+    if i:  # the first image compiles
+      net.append(time.perf_counter() - t)
+      props.append(t_props)
+  net_s, props_s = float(np.median(net)), float(np.median(props))
+  return {'net': net_s, 'proposals': props_s, 'total': net_s + props_s}
+
+
+def evaluate(config, method, state, data, mesh, proposals, workdir) -> dict:
+  """mAP (VOC07 11-point, all-point), COCO AP, per-class AP, the test time per
+  image and `detections.png`, for the final state."""
+  predict = loop.make_predictor(_predict_step(config, method), mesh=mesh)
+  batches = data.eval_batches()
+  if proposals is not None:
+    batches = (proposals.add(b) for b in batches)
+  out = predict(state, batches)
+  detections = _as_detections(out)
+  truths = det_data.ground_truths(out)
+  k = data.num_classes
+  voc = det_metrics.voc_evaluate(
+    detections=detections, ground_truths=truths, num_classes=k
+  )
+  coco = det_metrics.coco_evaluate(
+    detections=detections, ground_truths=truths, num_classes=k,
+    image_sizes=[tuple(int(v) for v in s) for s in out['image_size']],
+  )  # fmt: skip
+  n = min(config.num_pictures, len(detections))
+  viz.save_detections(
+    os.path.join(workdir, 'detections.png'), out['image'][:n],
+    detections=detections[:n], ground_truths=truths[:n], class_names=data.class_names,
+    title=f'{method} on {config.dataset}: detections (solid, score >= 0.5) over ground truth (dashed)',
+  )  # fmt: skip
+  timing = time_per_image(
+    config, method, state, out['image'][: config.timing_images], proposals
+  )
+  names = data.class_names
+  return {
+    'method': method,
+    'map_07': float(voc['map_07']),
+    'map_all': float(voc['map_all']),
+    'coco_ap': float(coco['AP']),
+    'coco_ap50': float(coco['AP50']),
+    'coco_ap75': float(coco['AP75']),
+    'ap_07': {names[i]: float(voc['ap_07'][i]) for i in range(k)},
+    'ap_all': {names[i]: float(voc['ap_all'][i]) for i in range(k)},
+    'num_gt': {names[i]: int(voc['num_gt'][i]) for i in range(k)},
+    'test_seconds_per_image': timing,
+    'proposal_source': None if proposals is None else proposals.kind,
+    'test_images': len(detections),
+  }
+
+
+def print_table(result: dict) -> None:
+  print(f'\n{result["method"]} on {result.get("dataset", "")}')
+  print(f'{"class":>12} {"AP07":>7} {"AP all":>7} {"gt":>5}')
+  for name, ap in result['ap_07'].items():
+    print(
+      f'{name:>12} {ap:7.3f} {result["ap_all"][name]:7.3f} {result["num_gt"][name]:5d}'
+    )
+  t = result['test_seconds_per_image']
+  print(
+    f'{"mAP":>12} {result["map_07"]:7.3f} {result["map_all"]:7.3f}\n'
+    f'COCO AP@[.5:.95] {result["coco_ap"]:.3f}  AP50 {result["coco_ap50"]:.3f}  '
+    f'test time/image {1000 * t["total"]:.1f} ms (network {1000 * t["net"]:.1f}, '
+    f'proposals {1000 * t["proposals"]:.1f})'
+  )
+
+
+# ---------------------------------------------------------------- training
+
+
+def make_train_step(config, method, model):
+  common = dict(rois_per_image=config.rois_per_image, fg_fraction=config.fg_fraction)
+  if method == 'faster_rcnn':
+    return functools.partial(
+      det_steps.faster_rcnn_train_step, model=model, rpn_batch=config.rpn_batch,
+      pre_nms_top_n=config.rpn_pre_nms_train, post_nms_top_n=config.rpn_post_nms_train,
+      **common,
+    )  # fmt: skip
+  if method == 'fast_rcnn':
+    return functools.partial(det_steps.fast_rcnn_train_step, **common)
+  return functools.partial(
+    det_steps.rcnn_train_step, warp_size=config.warp_size, context=config.context,
+    crops_per_image=config.crops_per_image, fg_fraction=config.fg_fraction,
+  )  # fmt: skip
+
+
+def make_tx(config):
+  """The run's optimizer and schedule (`detect` rebuilds it to restore a
+  checkpoint's optimizer state)."""
+  schedule = optim.make_schedule(
+    name=config.schedule, learning_rate=config.learning_rate,
+    num_steps=config.num_steps, warmup_steps=config.warmup_steps,
+  )  # fmt: skip
+  tx = optim.make_optimizer(
+    name=config.optimizer, learning_rate=schedule, momentum=config.momentum,
+    weight_decay=config.weight_decay,
+  )  # fmt: skip
+  return tx
+
+
+def run_method(config, workdir: str, method: str) -> dict:
+  _check_config(config)
+  mesh = _mesh(config.batch_size, config.eval_batch_size)
+  data = _load_data(config)
+  image_shape = data.example_shape
+  model = build_model(config, method, data.num_classes)
+  tx = make_tx(config)
+  k_init, rng = jax.random.split(jax.random.key(config.seed))
+  state = state_lib.create(
+    model=model, tx=tx, rng=k_init, inputs=_init_inputs(config, method, image_shape)
+  )
+  if config.backbone_weights:
+    if method == 'rcnn':
+      raise UserError('backbone_weights apply to fast_rcnn and faster_rcnn only')
+    params = det.load_backbone_params(
+      {'backbone': state.params['backbone_net'], 'head': state.params['box_head']},
+      load_weights_file(config.backbone_weights),
+    )
+    state = state.replace(
+      params={
+        **state.params,
+        'backbone_net': params['backbone'],
+        'box_head': params['head'],
+      }
+    )
+  proposals = None if method == 'faster_rcnn' else ProposalSource(config, image_shape)
+
+  def train_batches(start):
+    for b in data.train_batches(start):
+      yield proposals.add(b) if proposals is not None else b
+
+  last = {}
+
+  def summarize(state):
+    t = time.perf_counter()
+    result = evaluate(config, method, state, data, mesh, proposals, workdir)
+    result['dataset'] = config.dataset
+    result['eval_seconds'] = time.perf_counter() - t
+    last.update(result)
+    return result
+
+  result = loop.fit(
+    state=state, train_step=make_train_step(config, method, model),
+    train_batches=train_batches, num_steps=config.num_steps, workdir=workdir, rng=rng,
+    mesh=mesh, examples_per_step=config.batch_size, log_every=config.log_every,
+    checkpoint_every=config.checkpoint_every,
+    config={**config.to_dict(), 'method': method, 'num_classes': data.num_classes,
+            'class_names': list(data.class_names)},
+    summarize=summarize,
+  )  # fmt: skip
+  print_table(last)
+  return {**result.summary, **last}
+
+
+# ---------------------------------------------------------------- detect
+
+
+def _read_image(path: str) -> np.ndarray:
+  if not path:
+    raise UserError('give the image to draw on: --config.image=PATH')
+  try:
+    from PIL import Image
+
+    with Image.open(path) as im:
+      im = im.convert('RGB')  # grey, palette and RGBA images become RGB
+      return np.asarray(im, np.float32) / 255.0
+  except (OSError, ValueError) as e:
+    raise UserError(
+      f'cannot read image {path!r} ({type(e).__name__}); give a PNG or JPEG file'
+    ) from e
+
+
+def detect(config, workdir: str) -> dict:
+  """Draws the detections of the run in `config.run` on `config.image`."""
+  summary_path = os.path.join(config.run, 'summary.json')
+  try:
+    with open(summary_path) as f:
+      run_config = ml_collections.ConfigDict(json.load(f)['config'])
+  except (OSError, ValueError, KeyError) as e:
+    raise UserError(
+      f'no finished run in {config.run!r} ({summary_path} missing or unreadable); '
+      'give --config.run=WORKDIR of a detection run'
+    ) from e
+  method = run_config.get('method')
+  if (
+    method not in ('faster_rcnn', 'fast_rcnn', 'rcnn')
+    or 'num_classes' not in run_config
+  ):
+    raise UserError(
+      f'{config.run!r} is not a detection run (its summary names no detector); '
+      'give --config.run=WORKDIR of experiments/detection.py'
+    )
+  image = _read_image(config.image)
+  # The detector saw images of one size: resize the shorter side to it.
+  size = run_config.image_size
+  h, w = image.shape[:2]
+  s = size / min(h, w)
+  new = (max(1, round(h * s)), max(1, round(w * s)))
+  image = np.asarray(jax.image.resize(jnp.asarray(image), (*new, 3), 'linear'))
+  model = build_model(run_config, method, run_config.num_classes)
+  state = state_lib.create(
+    model=model, tx=make_tx(run_config),
+    rng=jax.random.key(0), inputs=_init_inputs(run_config, method, image.shape),
+  )  # fmt: skip
+  ckpt = checkpoint.Checkpointer(os.path.join(config.run, 'checkpoints'))
+  try:
+    if ckpt.latest_step() is None:
+      raise UserError(f'no checkpoint in {ckpt.directory}; train the run first')
+    state = ckpt.restore(state)
+  finally:
+    ckpt.close()
+  batch = {'image': image[None]}
+  if method != 'faster_rcnn':
+    batch = ProposalSource(run_config, image.shape).add(batch)
+  out = jax.device_get(jax.jit(_predict_step(run_config, method))(state, batch))
+  dets = _as_detections(out)
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, 'detections.png')
+  viz.save_detections(
+    path, image[None], detections=dets, ground_truths=None,
+    class_names=tuple(run_config.class_names),
+    title=f'{method}: {os.path.basename(config.image)}', score_threshold=0.5, cols=1,
+  )  # fmt: skip
+  found = [
+    {
+      'box': [float(v) for v in b],
+      'score': float(sc),
+      'class': run_config.class_names[int(lb)],
+    }
+    for b, sc, lb in zip(
+      dets[0]['boxes'], dets[0]['scores'], dets[0]['labels'], strict=True
+    )
+    if sc >= 0.5
+  ]
+  result = {
+    'task': 'detect',
+    'image': config.image,
+    'picture': path,
+    'detections': found,
+  }
+  with open(os.path.join(workdir, 'detections.json'), 'w') as f:
+    json.dump(result, f, indent=1)
+  print(f'{len(found)} detections (score >= 0.5) -> {path}')
+  return result
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  if config.task == 'detect':
+    return detect(config, workdir)
+  _check_config(config)
+  if not config.compare:
+    return run_method(config, workdir, config.method)
+  table = {}
+  for m in config.methods:
+    s = run_method(config, os.path.join(workdir, m), m)
+    table[m] = {
+      'map_07': s['map_07'], 'map_all': s['map_all'], 'coco_ap': s['coco_ap'],
+      'coco_ap50': s['coco_ap50'], 'train_seconds': s['train_seconds'],
+      'test_seconds_per_image': s['test_seconds_per_image'],
+      'proposal_source': s['proposal_source'],
+    }  # fmt: skip
+  print(
+    f'\n{config.dataset}: {config.num_steps} steps of {config.batch_size} images each'
+  )
+  print(
+    f'{"method":>12} {"mAP07":>6} {"mAPall":>6} {"COCO AP":>7} {"AP50":>6} '
+    f'{"train s":>8} {"test ms/img":>11} {"(net + proposals)":>18}'
+  )
+  for m, r in table.items():
+    t = r['test_seconds_per_image']
+    print(
+      f'{m:>12} {r["map_07"]:6.3f} {r["map_all"]:6.3f} {r["coco_ap"]:7.3f} '
+      f'{r["coco_ap50"]:6.3f} {r["train_seconds"]:8.1f} {1000 * t["total"]:11.1f} '
+      f'{1000 * t["net"]:8.1f} + {1000 * t["proposals"]:.1f}'
+    )
+  summary = {'task': 'compare', 'dataset': config.dataset, 'results': table}
+  writers.write_summary(workdir, summary)
+  return summary
+
+
+if __name__ == '__main__':
+  launch.run(main)

@@ -1,0 +1,101 @@
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nkjax.errors import UserError
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
+import detection  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def compare_run(tmp_path_factory):
+  """The three detectors, a few steps each on the same tiny shapes data."""
+  workdir = tmp_path_factory.mktemp('compare')
+  config = detection.get_config('smoke')
+  config.compare = True
+  summary = detection.main(config, str(workdir))
+  return workdir, summary
+
+
+def test_compare_smoke_trains_the_three_detectors_and_reports_every_figure(compare_run):
+  workdir, summary = compare_run
+  assert set(summary['results']) == {'faster_rcnn', 'fast_rcnn', 'rcnn'}
+  for method, row in summary['results'].items():
+    assert 0 <= row['map_07'] <= 1 and 0 <= row['coco_ap'] <= 1, method
+    assert row['test_seconds_per_image']['total'] > 0
+    run = json.loads((workdir / method / 'summary.json').read_text())
+    assert len(run['ap_07']) == 5 and len(run['ap_all']) == 5  # the five shapes
+    assert run['test_images'] == 8 and sum(run['num_gt'].values()) > 0
+    for term in ('cls_loss', 'box_loss', 'loss'):
+      assert np.isfinite(run['train'][term])
+    assert (workdir / method / 'detections.png').stat().st_size > 5000
+  faster = json.loads((workdir / 'faster_rcnn' / 'summary.json').read_text())
+  assert np.isfinite(faster['train']['rpn_cls_loss'])
+  assert np.isfinite(faster['train']['rpn_box_loss'])
+  assert summary['results']['fast_rcnn']['proposal_source'] == 'sliding_windows'
+
+
+def test_detect_draws_on_a_colour_or_grey_image(compare_run, tmp_path):
+  workdir, _ = compare_run
+  for mode in ('RGB', 'L'):
+    path = tmp_path / f'img_{mode}.png'
+    Image.fromarray((np.random.default_rng(0).uniform(size=(90, 120, 3)) * 255).astype(
+      np.uint8)).convert(mode).save(path)  # fmt: skip
+    config = detection.get_config('detect')
+    config.image, config.run = str(path), str(workdir / 'faster_rcnn')
+    out = detection.main(config, str(tmp_path / mode))
+    assert (tmp_path / mode / 'detections.png').stat().st_size > 1000
+    assert isinstance(out['detections'], list)
+
+
+def test_detect_bad_inputs_are_one_line_errors(compare_run, tmp_path):
+  workdir, _ = compare_run
+  bad = tmp_path / 'bad.png'
+  bad.write_bytes(b'not an image')
+  config = detection.get_config('detect')
+  config.image, config.run = str(bad), str(workdir / 'faster_rcnn')
+  with pytest.raises(UserError, match='cannot read image'):
+    detection.main(config, str(tmp_path / 'a'))
+  # A run of another experiment: its summary names no detector.
+  other = tmp_path / 'cnn_run'
+  other.mkdir()
+  (other / 'summary.json').write_text(json.dumps({'config': {'model': 'lenet5'}}))
+  config.run = str(other)
+  with pytest.raises(UserError, match='not a detection run'):
+    detection.main(config, str(tmp_path / 'b'))
+  # A detection run of another detector's shapes: the checkpoint does not fit.
+  good = tmp_path / 'good.png'
+  Image.new('RGB', (64, 64)).save(good)
+  fake = tmp_path / 'fake_run'
+  run = json.loads((workdir / 'faster_rcnn' / 'summary.json').read_text())
+  fake.mkdir()
+  run['config']['fc'] = [32, 32]
+  (fake / 'summary.json').write_text(json.dumps(run))
+  os.symlink(workdir / 'faster_rcnn' / 'checkpoints', fake / 'checkpoints')
+  config.image, config.run = str(good), str(fake)
+  with pytest.raises(UserError, match='does not fit'):
+    detection.main(config, str(tmp_path / 'c'))
+  for d in 'abc':
+    assert not (tmp_path / d / 'detections.png').exists()
+
+
+def test_more_objects_than_max_boxes_is_a_clear_error_before_anything_is_written(
+  tmp_path,
+):
+  config = detection.get_config('smoke')
+  config.max_boxes = 3
+  with pytest.raises(UserError, match='max_boxes'):
+    detection.main(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+def test_unknown_method_lists_the_valid_ones(tmp_path):
+  config = detection.get_config('smoke')
+  config.method = 'yolo'
+  with pytest.raises(UserError, match='valid choices: fast_rcnn, faster_rcnn, rcnn'):
+    detection.main(config, str(tmp_path / 'run'))
