@@ -6,8 +6,11 @@ so a run killed mid-save leaves the previous checkpoints intact.
 """
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
@@ -52,6 +55,7 @@ class Checkpointer:
       )
     self._manager = ocp.CheckpointManager(
       self.directory,
+      item_handlers=ocp.StandardCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(
         preservation_policy=pp.AnyPreservationPolicy(policies),
         enable_async_checkpointing=True,
@@ -100,3 +104,94 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _get(tree, keys: list[str], what: str):
+  for i, key in enumerate(keys):
+    try:
+      tree = tree[key] if isinstance(tree, Mapping) else getattr(tree, key)
+    except (KeyError, AttributeError):
+      raise UserError(
+        f'{what} has no {".".join(keys[: i + 1])!r}; name a sub-tree it holds'
+      ) from None
+  return tree
+
+
+def _set(tree, keys: list[str], value):
+  if not keys:
+    return value
+  key, rest = keys[0], keys[1:]
+  if isinstance(tree, Mapping):
+    return {**tree, key: _set(tree[key], rest, value)}
+  return tree.replace(**{key: _set(getattr(tree, key), rest, value)})
+
+
+def _path(key_path) -> str:
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in key_path)
+
+
+def warm_start(
+  state: Any,
+  *,
+  source_workdir: str,
+  source: str = 'params',
+  target: str = 'params',
+) -> Any:
+  """`state` with its sub-tree `target` taken from another run's latest checkpoint.
+
+  For `loop.fit(..., warm_start=functools.partial(warm_start, source_workdir=...))`:
+  SRGAN's generator starts from the SRResNet run (`target='g.params'`), a
+  detector's stage starts from the previous stage's weights.
+
+  Args:
+    state: this run's initial state (a `TrainState`, a GAN state, ...).
+    source_workdir: the other run's workdir (its `checkpoints/` is read).
+    source, target: dotted paths of the sub-trees in the checkpointed state
+      and in `state`, e.g. 'params', 'g.params', 'params.backbone'.
+
+  Raises:
+    UserError: one line naming both paths when the source has no checkpoint,
+      or the first parameter whose path or shape differs.
+  """
+  directory = os.path.abspath(os.path.join(source_workdir, 'checkpoints'))
+  here = _get(state, target.split('.'), "this run's state")
+  manager = (
+    ocp.CheckpointManager(
+      directory,
+      item_handlers=ocp.StandardCheckpointHandler(),
+      options=ocp.CheckpointManagerOptions(create=False, read_only=True),
+    )
+    if os.path.isdir(directory)
+    else None
+  )
+  step = manager.latest_step() if manager is not None else None
+  if step is None:
+    raise UserError(
+      f'no checkpoint to warm-start {target!r} from in {directory}; train that run '
+      'first or point the warm-start option at another workdir'
+    )
+  try:
+    tree = manager.item_metadata(step).tree
+    # Restored as numpy on the host; fit places the state on the mesh.
+    like = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree)
+    restored = manager.restore(step, args=ocp.args.StandardRestore(like))
+  finally:
+    manager.close()
+  there = _get(
+    restored, source.split('.'), f'the checkpoint at step {step} in {directory}'
+  )
+  want = {_path(k): v for k, v in jax.tree_util.tree_flatten_with_path(here)[0]}
+  got = {_path(k): v for k, v in jax.tree_util.tree_flatten_with_path(there)[0]}
+  for p in sorted(want.keys() | got.keys()):
+    a, b = want.get(p), got.get(p)
+    if a is None or b is None or np.shape(a) != np.shape(b):
+      shape = lambda x: 'missing' if x is None else tuple(np.shape(x))  # noqa: E731
+      raise UserError(
+        f'cannot warm-start {target!r} of this run from {source!r} of {directory} '
+        f'(step {step}): parameter {p} is {shape(a)} here and {shape(b)} there'
+      )
+  new = jax.tree.unflatten(
+    jax.tree.structure(here),
+    [np.asarray(got[p], dtype=np.asarray(v).dtype) for p, v in want.items()],
+  )
+  return _set(state, target.split('.'), new)

@@ -12,10 +12,18 @@ The loop knows nothing about the model. An experiment hands it
   global batch, a dict of arrays whose leading axis is the batch; variable-size
   targets are padded to fixed shapes with a mask, so every batch has one shape;
 * `eval_fn(state) -> dict[str, float]`: any host-side evaluation (mean
-  metrics through `make_evaluator`, or mAP, PSNR, a Frechet distance).
+  metrics through `make_evaluator`, or mAP, PSNR, a Frechet distance);
+* optionally `frozen`: arrays the step reads but never trains (a frozen VGG19
+  for a content loss, a frozen backbone); the step is then
+  `train_step(state, batch, rng, frozen)`;
+* optionally `warm_start(state) -> state`, applied when the workdir has no
+  checkpoint yet (parameters from another run: `checkpoint.warm_start`), and
+  `summarize(state) -> dict`, the experiment's own figures for `summary.json`.
 
 and gets back the final state and the run's summary. Resume is the default:
 when `workdir` holds checkpoints, training continues from the latest one.
+Whole-set predictions on the host (PSNR per image, detections for mAP, a
+confusion matrix) come from `make_predictor`.
 """
 
 import dataclasses
@@ -32,6 +40,7 @@ from jax.sharding import Mesh
 
 from nkjax import metrics as metrics_lib
 from nkjax import viz
+from nkjax.data import batching
 from nkjax.train import checkpoint, sharding, writers
 
 StepFn = Callable[[Any, Any, jax.Array], tuple[Any, metrics_lib.Metrics]]
@@ -43,16 +52,31 @@ class FitResult:
   summary: dict
 
 
-def jit_train_step(train_step: StepFn, mesh: Mesh) -> StepFn:
+def jit_train_step(train_step: StepFn, mesh: Mesh, *, frozen: bool = False) -> StepFn:
   """`train_step` jitted for data parallelism: state and key replicated, batch
-  split along axis 0; the input state's buffers are donated to the output."""
+  split along axis 0; the input state's buffers are donated to the output.
+
+  With `frozen`, the step takes a fourth argument, replicated and not donated:
+  an argument rather than a closure, so that its arrays are inputs of the
+  compiled program and not constants baked into it.
+  """
   repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   return jax.jit(
     train_step,
-    in_shardings=(repl, data, repl),
+    in_shardings=(repl, data, repl, repl) if frozen else (repl, data, repl),
     out_shardings=(repl, repl),
     donate_argnums=0,
   )
+
+
+def _jit_on_batches(fn, mesh: Mesh, *, split_batch: bool, jit: bool):
+  """`fn(state, batch)` jitted with the state replicated and the batch split
+  (or replicated), its outputs replicated so that every process holds them all."""
+  if not jit:
+    return fn
+  repl = sharding.replicated(mesh)
+  data = sharding.batch_sharded(mesh) if split_batch else repl
+  return jax.jit(fn, in_shardings=(repl, data), out_shardings=repl)
 
 
 def make_evaluator(
@@ -60,25 +84,69 @@ def make_evaluator(
   batches: Callable[[], Iterable],
   *,
   mesh: Mesh,
+  split_batch: bool = True,
   jit: bool = True,
 ) -> Callable[[Any], dict[str, float]]:
   """An `eval_fn` that averages `eval_step(state, batch)` over one pass of `batches()`.
 
   Batches are padded to one shape with a `mask` so that every example counts
   once; the `(sum, count)` pairs are added over batches and divided on the host.
+  `split_batch=False` replicates each batch on every device instead of
+  splitting it (each process then passes whole batches): for inputs that do
+  not split over the devices, such as one full-size image at a time.
   """
-  repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  step = (
-    jax.jit(eval_step, in_shardings=(repl, data), out_shardings=repl)
-    if jit
-    else eval_step
-  )
+  step = _jit_on_batches(eval_step, mesh, split_batch=split_batch, jit=jit)
 
   def evaluate(state) -> dict[str, float]:
-    outs = [step(state, sharding.shard_batch(b, mesh)) for b in batches()]
+    outs = [
+      step(state, sharding.shard_batch(b, mesh, split=split_batch)) for b in batches()
+    ]
     return metrics_lib.compute(metrics_lib.merge(outs))
 
   return evaluate
+
+
+def make_predictor(
+  predict_step: Callable[[Any, Any], Mapping[str, jax.Array]],
+  *,
+  mesh: Mesh,
+  split_batch: bool = True,
+  jit: bool = True,
+) -> Callable[[Any, Iterable], dict[str, np.ndarray]]:
+  """Whole-set prediction on the host: `predict(state, batches) -> arrays`.
+
+  `predict_step(state, batch)` returns a dict of per-example arrays `[b, ...]`;
+  it is jitted once, here. `predict` runs it over an iterable of padded
+  batches (each with `mask` `[b]`) and returns its outputs concatenated over
+  the real examples, beside the batch's own arrays (except `mask`), as numpy.
+  Outputs and inputs come back replicated, so with several processes every
+  process gets every example, not only its own rows.
+
+  `split_batch=False` replicates each batch on every device instead of
+  splitting it: full-size test images of different shapes are evaluated one
+  at a time this way (batch 1 on 8 devices), and each process passes the
+  whole batch.
+  """
+
+  def outputs_and_inputs(state, batch):
+    out = dict(predict_step(state, batch))
+    clash = sorted(set(out) & set(batch))
+    if clash:
+      raise ValueError(f'predict_step outputs {clash} shadow batch arrays')
+    return {**batch, **out}
+
+  step = _jit_on_batches(outputs_and_inputs, mesh, split_batch=split_batch, jit=jit)
+
+  def predict(state, batches: Iterable) -> dict[str, np.ndarray]:
+    def host_batches():
+      for b in batches:
+        yield jax.device_get(
+          step(state, sharding.shard_batch(b, mesh, split=split_batch))
+        )
+
+    return batching.collect(host_batches())
+
+  return predict
 
 
 def _unaliased(tree):
@@ -123,6 +191,9 @@ def fit(
   sync_every: int = 16,
   config: Mapping | None = None,
   jit: bool = True,
+  frozen: Any = None,
+  warm_start: Callable[[Any], Any] | None = None,
+  summarize: Callable[[Any], Mapping] | None = None,
 ) -> FitResult:
   """Trains `state` to `num_steps`, resuming from `workdir` if it holds checkpoints.
 
@@ -148,6 +219,14 @@ def fit(
       ~100 sharded steps without waiting has hung XLA's CPU all-reduce.
     config: stored in `summary.json`.
     jit: False runs the steps eagerly, for debugging.
+    frozen: a pytree of arrays passed to every step as a fourth argument,
+      `train_step(state, batch, rng, frozen)`: replicated on the mesh, never
+      donated, trained or checkpointed (a frozen feature extractor).
+    warm_start: `state -> state`, applied to the initial state when `workdir`
+      holds no checkpoint (e.g. `functools.partial(checkpoint.warm_start,
+      source_workdir=...)`); a resumed run continues from its own checkpoint.
+    summarize: `state -> dict` of the experiment's own figures (a PSNR table,
+      mAP), called once with the final state and merged into `summary.json`.
 
   Raises:
     FloatingPointError: when the loss is not finite, naming the step and the
@@ -161,6 +240,8 @@ def fit(
     best_metric=best_metric,
     best_mode=best_mode,
   )
+  if warm_start is not None and ckpt.latest_step() is None:
+    state = warm_start(state)
   state = ckpt.restore(_unaliased(sharding.replicate(state, mesh)))
   start = int(state.step)
   if start:
@@ -168,7 +249,10 @@ def fit(
       'Resuming from the checkpoint at step %d in %s.', start, ckpt.directory
     )
 
-  step_fn = jit_train_step(train_step, mesh) if jit else train_step
+  step_fn = (
+    jit_train_step(train_step, mesh, frozen=frozen is not None) if jit else train_step
+  )
+  extra_args = () if frozen is None else (sharding.replicate(frozen, mesh),)
   rng = sharding.replicate(rng, mesh)
 
   progress = writers.Progress(total=num_steps, initial=start, enabled=first_process)
@@ -186,7 +270,7 @@ def fit(
     t_window = time.perf_counter()
     for step in range(start + 1, num_steps + 1):
       batch = sharding.shard_batch(next(batches), mesh)
-      state, step_metrics = step_fn(state, batch, rng)
+      state, step_metrics = step_fn(state, batch, rng, *extra_args)
       pending.append((step, step_metrics))
       is_log = _due(step, log_every, num_steps)
       is_eval = eval_fn is not None and _due(step, eval_every, num_steps)
@@ -247,6 +331,12 @@ def fit(
     'eval': eval_metrics,
     'config': dict(config or {}),
   }
+  if summarize is not None:
+    extra = dict(summarize(state))
+    clash = sorted(set(extra) & set(summary))
+    if clash:
+      raise ValueError(f'summarize() returned keys the loop writes itself: {clash}')
+    summary.update(extra)
   if first_process:
     writers.write_summary(workdir, summary)
     rows = writers.read_metrics(workdir)

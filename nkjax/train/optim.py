@@ -1,5 +1,9 @@
 """Optimizers and learning-rate schedules by name, dispatched explicitly."""
 
+import inspect
+from collections.abc import Sequence
+
+import jax
 import optax
 
 from nkjax.errors import UserError, choose
@@ -97,3 +101,99 @@ def make_optimizer(
   if weight_decay and name != 'adamw':
     chain.append(optax.add_decayed_weights(weight_decay))
   return optax.chain(*chain, opt)
+
+
+def _path_str(key_path) -> str:
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in key_path)
+
+
+def freeze(
+  tx: optax.GradientTransformation, *, frozen: Sequence[str]
+) -> optax.GradientTransformation:
+  """`tx` for every parameter except those under `frozen`, which stay bitwise equal.
+
+  Args:
+    tx: the optimizer of the trained parameters.
+    frozen: path prefixes, '/'-joined module names as in the params tree
+      ('backbone', 'rpn/conv'); a parameter is frozen when its path equals a
+      prefix or starts with it followed by '/'.
+
+  The frozen parameters get zero updates and no optimizer state (no Adam
+  moments are kept for them): "train only the heads", Faster R-CNN's
+  alternating stages.
+  """
+  prefixes = tuple(p.strip('/') for p in frozen)
+
+  def label(path: str) -> str:
+    hit = any(path == p or path.startswith(p + '/') for p in prefixes)
+    return 'frozen' if hit else 'trained'
+
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(lambda k, _: label(_path_str(k)), params)
+
+  return optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()}, labels)
+
+
+def build(
+  *,
+  optimizer: str,
+  learning_rate: float,
+  num_steps: int,
+  schedule: str = 'constant',
+  warmup_steps: int = 0,
+  decay_boundaries: Sequence[float] = (0.5, 0.75),
+  decay_factor: float = 0.1,
+  momentum: float = 0.9,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  weight_decay: float = 0.0,
+  grad_clip_norm: float | None = None,
+  frozen: Sequence[str] = (),
+) -> optax.GradientTransformation:
+  """`make_optimizer` on a `make_schedule`, from the fields experiments share.
+
+  Every experiment's config carries these fields under the same names
+  (`default_fields()`), so `build(num_steps=..., **fields(config))` is the one
+  way an experiment makes its optimizer. `frozen` as in `freeze`.
+  """
+  lr = make_schedule(
+    name=schedule,
+    learning_rate=learning_rate,
+    num_steps=num_steps,
+    warmup_steps=warmup_steps,
+    decay_boundaries=tuple(decay_boundaries),
+    decay_factor=decay_factor,
+  )
+  tx = make_optimizer(
+    name=optimizer,
+    learning_rate=lr,
+    momentum=momentum,
+    b1=b1,
+    b2=b2,
+    weight_decay=weight_decay,
+    grad_clip_norm=grad_clip_norm,
+  )
+  return freeze(tx, frozen=frozen) if frozen else tx
+
+
+_FIELDS = tuple(inspect.signature(build).parameters)
+
+
+def default_fields(**overrides) -> dict:
+  """The optimizer fields of an experiment's config with their defaults
+  (`num_steps` excluded: it belongs to the run), `overrides` applied."""
+  defaults = {
+    name: p.default
+    for name, p in inspect.signature(build).parameters.items()
+    if p.default is not inspect.Parameter.empty
+  }
+  defaults.update(optimizer='adam', learning_rate=1e-3, decay_boundaries=(0.5, 0.75))
+  defaults.update(overrides)
+  defaults['frozen'] = tuple(defaults['frozen'])
+  defaults['decay_boundaries'] = tuple(defaults['decay_boundaries'])
+  return defaults
+
+
+def fields(config) -> dict:
+  """The optimizer fields present in an experiment's config, for `build(**...)`."""
+  return {k: config[k] for k in _FIELDS if k != 'num_steps' and k in config}

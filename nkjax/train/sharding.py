@@ -40,13 +40,15 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     )
 
 
-def shard_batch(batch, mesh: Mesh):
-  """Places this process's part of a global batch on the mesh, split along axis 0.
+def shard_batch(batch, mesh: Mesh, *, split: bool = True):
+  """Places a batch on the mesh, split along axis 0 or (`split=False`) replicated.
 
-  Each process passes its local rows (the global batch divided by the process
-  count); the result is one global array per leaf.
+  Split: each process passes its local rows (the global batch divided by the
+  process count); the result is one global array per leaf. Replicated: each
+  process passes the whole batch and every device holds all of it, for inputs
+  that do not split over the devices (one full-size test image on 8 devices).
   """
-  sharding = batch_sharded(mesh)
+  sharding = batch_sharded(mesh) if split else replicated(mesh)
   return jax.tree.map(
     lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
   )
