@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nkjax.errors import UserError
 
@@ -133,3 +134,50 @@ def crop_to_multiple(image, factor: int):
   MATLAB's `modcrop` does before making an LR image."""
   h, w = image.shape[-3], image.shape[-2]
   return image[..., : h - h % factor, : w - w % factor, :]
+
+
+# ---------------------------------------------------------------- host side
+
+
+def _keys_cubic(x: np.ndarray) -> np.ndarray:
+  ax = np.abs(x)
+  return (1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1) + (
+    -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2
+  ) * ((ax > 1) & (ax <= 2))
+
+
+def contributions(n: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+  """MATLAB's `contributions()`: for each of the `ceil(scale n)` output pixels,
+  its input taps `[out, taps]` (0-based, mirrored into range) and their
+  normalised float64 weights `[out, taps]`."""
+  out = output_size(n, scale)
+  kernel_scale = min(scale, 1.0)  # antialiasing: stretch the kernel when shrinking
+  width = 4.0 / kernel_scale
+  u = np.arange(1, out + 1) / scale + 0.5 * (1 - 1 / scale)
+  left = np.floor(u - width / 2).astype(int)
+  taps = left[:, None] + np.arange(int(math.ceil(width)) + 2)[None, :]
+  w = kernel_scale * _keys_cubic(kernel_scale * (u[:, None] - taps))
+  w /= w.sum(axis=1, keepdims=True)
+  period = np.concatenate([np.arange(n), np.arange(n)[::-1]])
+  return period[(taps - 1) % (2 * n)], w
+
+
+def _resize_axis0(x: np.ndarray, scale: float) -> np.ndarray:
+  idx, w = contributions(x.shape[0], scale)
+  w = w.astype(np.float32)
+  out = np.zeros((idx.shape[0], *x.shape[1:]), np.float32)
+  # One gathered row block per tap: memory of one output, not [out, taps, ...].
+  for t in range(idx.shape[1]):
+    out += w[:, t, None, None] * x[idx[:, t]]
+  return out
+
+
+def imresize_np(image: np.ndarray, *, scale: float) -> np.ndarray:
+  """`imresize` on the host in NumPy float32, for data preparation: `[h, w, c]`
+  -> `[ceil(scale h), ceil(scale w), c]`. Same definition (`contributions`), no
+  compilation per image size."""
+  x = np.asarray(image, np.float32)
+  x = _resize_axis0(x, scale)
+  return np.ascontiguousarray(
+    _resize_axis0(x.transpose(1, 0, 2), scale).transpose(1, 0, 2)
+  )

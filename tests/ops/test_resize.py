@@ -111,3 +111,15 @@ def test_bad_scale_is_a_user_error():
     resize.imresize(jnp.zeros((4, 4, 1)), scale=0)
   with pytest.raises(UserError, match=r'\[h, w, c\]'):
     resize.imresize(jnp.zeros((4, 4)), scale=2.0)
+
+
+@pytest.mark.parametrize(
+  'shape, scale', [((13, 11), 1 / 3), ((7, 9), 4.0), ((3, 5), 0.25)]
+)
+def test_host_numpy_resize_matches_the_loops_and_the_jax_version(shape, scale):
+  image = np.random.default_rng(3).uniform(0, 1, (*shape, 2)).astype(np.float32)
+  got = resize.imresize_np(image, scale=scale)
+  np.testing.assert_allclose(got, _reference(image, scale), atol=1e-6)
+  np.testing.assert_allclose(
+    got, resize.imresize(jnp.asarray(image), scale=scale), atol=2e-5
+  )
