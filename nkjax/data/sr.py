@@ -136,9 +136,10 @@ def read_image(path: str) -> np.ndarray:
 
 
 def write_png(path: str, image: np.ndarray) -> None:
-  """Writes `[h, w, 3]` in [0, 1] (clipped) as an 8-bit RGB PNG."""
+  """Writes `[h, w, 3]` in [0, 1] (clipped) as an 8-bit RGB PNG; makes the folder."""
   from PIL import Image
 
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   x = np.round(np.clip(np.asarray(image, np.float64), 0, 1) * 255).astype(np.uint8)
   Image.fromarray(x).save(path)
 
