@@ -19,7 +19,7 @@ def test_unknown_benchmark_lists_the_valid_ones(capsys):
   with pytest.raises(SystemExit):
     bench.main(['resnet9000'])
   assert (
-    'valid choices: dcgan, lenet5, lstm_lm, mlp, resnet20, resnet50, vgg11'
+    'valid choices: dcgan, lenet5, lstm_lm, mlp, resnet20, resnet50, srcnn, srresnet, srresnet_x4_512, vdsr, vdsr_x4_512, vgg11'
     in capsys.readouterr().err
   )
 
@@ -69,3 +69,9 @@ def test_dcgan_round_benchmark_runs(capsys):
   bench.main(['dcgan', '--batch-size', '8', '--steps', '1', '--repeats', '1'])
   figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert figures['benchmark'] == 'dcgan' and figures['examples_per_second'] > 0
+
+
+def test_srcnn_benchmark_runs(capsys):
+  bench.main(['srcnn', '--batch-size', '8', '--steps', '1', '--repeats', '1'])
+  figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert figures['benchmark'] == 'srcnn' and figures['examples_per_second'] > 0
