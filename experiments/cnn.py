@@ -46,36 +46,18 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.task = 'train'
   c.model = 'lenet5'
-  c.dataset = 'digits'
-  c.data_dir = ml_collections.config_dict.placeholder(str)
-  c.image_size = ml_collections.config_dict.placeholder(int)
-  c.image_size = 28  # the digits' 8x8 upsampled to LeNet-5's input; None: native
-  c.train_subset = ml_collections.config_dict.placeholder(int)
+  c.update(
+    classify.default_fields(
+      image_size=28,  # the digits' 8x8 upsampled to LeNet-5's input; None: native
+      learning_rate=2e-3, num_steps=1200, eval_every=300, checkpoint_every=600,
+    )
+  )  # fmt: skip
   c.dropout_rate = ml_collections.config_dict.placeholder(
     float
   )  # None: the model's own
   c.norm = False  # batch norm in LeNet-5 and VGG (ResNets always have it)
   c.dtype = 'float32'  # 'bfloat16': bfloat16 compute, float32 parameters
   c.augment = 'none'
-  c.optimizer = 'adam'
-  c.learning_rate = 2e-3
-  c.schedule = 'cosine'
-  c.warmup_steps = 0
-  c.decay_boundaries = (0.5, 0.75)
-  c.momentum = 0.9
-  c.weight_decay = 0.0
-  c.grad_clip_norm = ml_collections.config_dict.placeholder(float)
-  c.l1 = 0.0
-  c.l2 = 0.0
-  c.batch_size = 64
-  c.eval_batch_size = 512
-  c.num_steps = 1200
-  c.log_every = 100
-  c.eval_every = 300
-  c.checkpoint_every = 600
-  c.keep_checkpoints = 2
-  c.seed = 0
-  c.debug = False
   if preset == 'smoke':
     c.num_steps = 10
     c.log_every = 5
@@ -111,10 +93,13 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   return c
 
 
-def build_model(config, num_classes: int, **overrides):
+def build_model(config, num_classes: int, image_side: int, **overrides):
   """The configured model; `dropout_rate` and `norm` only where the model has them."""
   choose('dtype', config.dtype, DTYPES)
   kwargs = {'num_classes': num_classes, 'dtype': DTYPES[config.dtype]}
+  if config.model == 'lenet5':
+    # C1 sees the paper's 32x32: MNIST-sized 28x28 inputs are padded by 2.
+    kwargs['padding'] = max(0, (32 - image_side) // 2)
   dropout = overrides.pop('dropout_rate', config.dropout_rate)
   norm = overrides.pop('norm', config.norm)
   if dropout is not None:
@@ -133,20 +118,7 @@ def build_model(config, num_classes: int, **overrides):
 
 
 def _optimizer(config):
-  schedule = optim.make_schedule(
-    name=config.schedule,
-    learning_rate=config.learning_rate,
-    num_steps=config.num_steps,
-    warmup_steps=config.warmup_steps,
-    decay_boundaries=tuple(config.decay_boundaries),
-  )
-  return optim.make_optimizer(
-    name=config.optimizer,
-    learning_rate=schedule,
-    momentum=config.momentum,
-    weight_decay=config.weight_decay,
-    grad_clip_norm=config.grad_clip_norm,
-  )
+  return optim.build(num_steps=config.num_steps, **optim.fields(config))
 
 
 def _load(config, mesh):
@@ -166,7 +138,7 @@ def _load(config, mesh):
   )
 
 
-def _fit(config, model, data, mesh, workdir, **overrides):
+def _fit(config, model, data, mesh, workdir, summarize=None, **overrides):
   return classify.fit(
     model=model,
     data=data,
@@ -185,15 +157,26 @@ def _fit(config, model, data, mesh, workdir, **overrides):
     keep_checkpoints=config.keep_checkpoints,
     config=config.to_dict(),
     jit=not config.debug,
+    summarize=summarize,
   )
 
 
 def write_pictures(state, data, mesh, workdir: str) -> dict:
-  """Confusion matrix, first-layer kernels, feature maps and misclassified images."""
+  """Confusion matrix, first-layer kernels, feature maps and misclassified images.
+
+  Every process predicts (the prediction is one sharded program); process 0
+  draws.
+  """
   # One pass over the test set gives the confusion matrix, the feature-map input
   # and the misclassified images.
   labels, preds, test_images = classify.predict(state, data.eval_batches(), mesh=mesh)
   cm = classify.confusion_matrix(labels, preds, data.num_classes)
+  figures = {
+    'confusion_matrix': cm.tolist(),
+    'test_accuracy_from_predictions': float(np.trace(cm) / cm.sum()),
+  }
+  if jax.process_index() != 0:
+    return figures
   viz.plot_confusion_matrix(
     cm,
     os.path.join(workdir, 'confusion.png'),
@@ -236,10 +219,7 @@ def write_pictures(state, data, mesh, workdir: str) -> dict:
       os.path.join(workdir, 'misclassified.png'),
       titles=[f'true {labels[i]}, said {preds[i]}' for i in wrong_idx],
     )
-  return {
-    'confusion_matrix': cm.tolist(),
-    'test_accuracy_from_predictions': float(np.trace(cm) / cm.sum()),
-  }
+  return figures
 
 
 def _conv_outputs(tree, prefix=()):
@@ -254,13 +234,15 @@ def _conv_outputs(tree, prefix=()):
 def run_train(config, workdir):
   mesh = sharding.data_mesh()
   data = _load(config, mesh)
-  model = build_model(config, data.num_classes)
-  result = _fit(config, model, data, mesh, workdir)
-  params = {'params': state_lib.num_params(result.state.params)}
-  if jax.process_index() == 0:
-    pictures = write_pictures(result.state, data, mesh, workdir)
-    writers.write_summary(workdir, {**result.summary, **params, **pictures})
-  return {**result.summary, **params}
+  model = build_model(config, data.num_classes, data.example_shape[0])
+  result = _fit(
+    config, model, data, mesh, workdir,
+    summarize=lambda state: {
+      'params': state_lib.num_params(state.params),
+      **write_pictures(state, data, mesh, workdir),
+    },
+  )  # fmt: skip
+  return result.summary
 
 
 def run_regularization(config, workdir):
@@ -274,6 +256,7 @@ def run_regularization(config, workdir):
     name: build_model(
       config,
       data.num_classes,
+      data.example_shape[0],
       **{k: v for k, v in VARIANTS[name].items() if k in structural},
     )
     for name in config.variants

@@ -31,7 +31,7 @@ from nkjax import backprop, launch, metrics, viz
 from nkjax.data import batching, images
 from nkjax.errors import choose
 from nkjax.models import gan as gan_models
-from nkjax.train import gan, loop, optim, scan, sharding, writers
+from nkjax.train import gan, loop, optim, scan, sharding, steps, writers
 from nkjax.train import state as state_lib
 
 VARIANTS = ('gan', 'dcgan', 'cgan', 'wgan', 'wgan_gp')
@@ -52,10 +52,7 @@ def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
   c.m = 64  # real and noise samples per discriminator update
   c.k = 1  # discriminator updates per generator update
   c.saturating = False  # True: the minimax generator loss log(1 - D(G(z)))
-  c.optimizer = 'adam'
-  c.learning_rate = 2e-4
-  c.b1 = 0.5
-  c.b2 = 0.999
+  c.update(optim.default_fields(optimizer='adam', learning_rate=2e-4, b1=0.5))
   c.clip = ml_collections.config_dict.placeholder(float)
   c.gp_weight = 10.0
   c.ema = True
@@ -106,20 +103,19 @@ def _objective(variant: str) -> str:
   return {'wgan': 'wgan', 'wgan_gp': 'wgan_gp'}.get(variant, 'minimax')
 
 
-def feature_classifier(train, *, num_classes: int, seed: int, steps: int):
+def feature_classifier(
+  train, *, num_classes: int, rng: jax.Array, seed: int, steps: int
+):
   """A pixels-128-64-classes relu MLP trained on real training images; its last
   hidden layer gives the features for the Frechet distance.
 
   Returns `features_and_classes(images in [0, 1]) -> (features, predicted classes)`.
   """
-  x = train['image'].reshape(len(train['image']), -1)
-  data = {'x': x, 'y': np.eye(num_classes, dtype=np.float32)[train['label']]}
-  params = backprop.init(jax.random.key(seed), [x.shape[1], 128, 64, num_classes])
-  vg = lambda p, b: jax.value_and_grad(backprop.objective)(
-    p, b['x'], b['y'], activation='relu', loss='softmax_ce'
-  )  # noqa: E731
+  data = backprop.flat_onehot(train, num_classes=num_classes)
+  x = data['x']
+  params = backprop.init(rng, [x.shape[1], 128, 64, num_classes])
   params, _ = scan.train(
-    value_and_grad=vg,
+    value_and_grad=backprop.softmax_value_and_grad('relu'),
     params=params,
     tx=optax.adam(1e-3),
     data=data,
@@ -151,19 +147,19 @@ def run_variant(config, workdir, variant: str) -> dict:
     image_size=config.image_size,
     data_dir=config.data_dir,
     attribute=config.attribute,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
   )
   conditional = variant == 'cgan'
-  g_model, d_model = _networks(variant, data.image_shape, data.num_classes)
+  g_model, d_model = _networks(variant, data.example_shape, data.num_classes)
 
   def make_tx():
-    return optim.make_optimizer(
-      name=config.optimizer,
-      learning_rate=config.learning_rate,
-      b1=config.b1,
-      b2=config.b2,
-    )
+    return optim.build(num_steps=config.num_rounds, **optim.fields(config))
 
-  k_g, k_d, rng = jax.random.split(jax.random.key(config.seed), 3)
+  # Named streams from the one root key, each used once.
+  k_g, k_d, rng, k_eval, k_grid, k_features = jax.random.split(
+    jax.random.key(config.seed), 6
+  )
   labels = (jnp.zeros((1,), jnp.int32),) if conditional else ()
   g = state_lib.create(
     model=g_model,
@@ -175,7 +171,7 @@ def run_variant(config, workdir, variant: str) -> dict:
     model=d_model,
     tx=make_tx(),
     rng=k_d,
-    inputs=(jnp.zeros((1, *data.image_shape)), *labels),
+    inputs=(jnp.zeros((1, *data.example_shape)), *labels),
   )
   state = gan.create(g, d, ema=config.ema)
 
@@ -184,7 +180,11 @@ def run_variant(config, workdir, variant: str) -> dict:
   real_train = batching.collect(data.train_eval_batches(), config.feature_examples)
   real_test = batching.collect(data.eval_batches(), config.feature_examples)
   features = feature_classifier(
-    real_train, num_classes=num_classes, seed=config.seed, steps=config.feature_steps
+    real_train,
+    num_classes=num_classes,
+    rng=k_features,
+    seed=config.seed,
+    steps=config.feature_steps,
   )
   # Real-image features, computed once: the floor and every eval compare against them.
   real_test_feats, real_test_classes = map(np.asarray, features(real_test['image']))
@@ -193,40 +193,36 @@ def run_variant(config, workdir, variant: str) -> dict:
   )
   feature_accuracy = float(np.mean(real_test_classes == real_test['label']))
   # One fixed batch of noise and labels for the quality figures of every eval.
-  eval_z = jax.random.normal(
-    jax.random.key(99), (config.eval_samples, config.latent_dim)
-  )
-  eval_y = jax.random.randint(
-    jax.random.key(98), (config.eval_samples,), 0, num_classes
-  )
+  k_eval_z, k_eval_y = jax.random.split(k_eval)
+  eval_z = jax.random.normal(k_eval_z, (config.eval_samples, config.latent_dim))
+  eval_y = jax.random.randint(k_eval_y, (config.eval_samples,), 0, num_classes)
   last_histogram = {}
 
   # The sample grid: 10 columns; for the cGAN one row per class (at most 10).
   rows = min(num_classes, 10) if conditional else 10
-  fixed_z = jax.random.normal(jax.random.key(1234), (10 * rows, config.latent_dim))
+  fixed_z = jax.random.normal(k_grid, (10 * rows, config.latent_dim))
   fixed_labels = jnp.repeat(jnp.arange(rows), 10)
 
   @jax.jit
   def generate(state, z, y):
     params = state.ema if state.ema is not None else state.g.params
-    variables = (
-      {'params': params}
-      if state.g.batch_stats is None
-      else {'params': params, 'batch_stats': state.g.batch_stats}
-    )
-    return state.g.apply_fn(variables, z, *((y,) if conditional else ()), train=False)
+    return state.g.apply_fn(
+      steps.model_variables(state.g, params), z, *((y,) if conditional else ()),
+      train=False,
+    )  # fmt: skip
 
   def evaluate(state) -> dict:
     step = int(state.step)
     grid = (np.asarray(generate(state, fixed_z, fixed_labels)) + 1) / 2
-    os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-    title = f'{variant}, round {step}' + (' (row = class)' if conditional else '')
-    viz.save_images(
-      grid,
-      os.path.join(workdir, 'samples', f'step_{step:06d}.png'),
-      cols=10,
-      suptitle=title,
-    )
+    if jax.process_index() == 0:
+      os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+      title = f'{variant}, round {step}' + (' (row = class)' if conditional else '')
+      viz.save_images(
+        grid,
+        os.path.join(workdir, 'samples', f'step_{step:06d}.png'),
+        cols=10,
+        suptitle=title,
+      )
     feats, classes = features((generate(state, eval_z, eval_y) + 1) / 2)
     classes = np.asarray(classes)
     counts = np.bincount(classes, minlength=num_classes)
@@ -255,17 +251,14 @@ def run_variant(config, workdir, variant: str) -> dict:
     workdir=workdir, rng=rng, mesh=mesh, examples_per_step=round_batch, eval_fn=evaluate,
     eval_every=config.eval_every, log_every=config.log_every, checkpoint_every=config.eval_every,
     loss_key='d_loss', config={**config.to_dict(), 'variant': variant},
+    summarize=lambda state: {
+      'variant': variant, 'real_vs_real_frechet_floor': floor,
+      'feature_classifier_test_accuracy': feature_accuracy,
+      # fit always evaluates the final state before summarizing
+      'class_histogram': last_histogram.get('counts'),
+    },
   )  # fmt: skip
-  summary = {
-    **result.summary,
-    'variant': variant,
-    'real_vs_real_frechet_floor': floor,
-    'feature_classifier_test_accuracy': feature_accuracy,
-  }
-  if last_histogram:  # fit always evaluates the final state
-    summary['class_histogram'] = last_histogram['counts']
-  writers.write_summary(workdir, summary)
-  return summary
+  return result.summary
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -23,29 +23,10 @@ PRESETS = ('default', 'smoke')
 def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)
   c = ml_collections.ConfigDict()
-  c.dataset = 'digits'
-  c.data_dir = ml_collections.config_dict.placeholder(str)
-  c.image_size = ml_collections.config_dict.placeholder(int)  # None: native size
+  c.update(classify.default_fields())
   c.hidden = (512, 512)
   c.activation = 'relu'
   c.dropout_rate = 0.2
-  c.optimizer = 'adam'
-  c.learning_rate = 1e-3
-  c.schedule = 'cosine'
-  c.warmup_steps = 0
-  c.weight_decay = 0.0
-  c.grad_clip_norm = ml_collections.config_dict.placeholder(float)
-  c.l1 = 0.0
-  c.l2 = 0.0
-  c.batch_size = 64
-  c.eval_batch_size = 512
-  c.num_steps = 1500
-  c.log_every = 100
-  c.eval_every = 250
-  c.checkpoint_every = 500
-  c.keep_checkpoints = 2
-  c.seed = 0
-  c.debug = False  # True: run steps without jit
   if preset == 'smoke':
     c.hidden = (32,)
     c.num_steps = 20
@@ -65,6 +46,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> loop.FitResult:
     eval_batch_size=config.eval_batch_size,
     seed=config.seed,
     image_size=config.image_size,
+    train_subset=config.train_subset,
     data_dir=config.data_dir,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
@@ -75,18 +57,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> loop.FitResult:
     activation=config.activation,
     dropout_rate=config.dropout_rate,
   )
-  schedule = optim.make_schedule(
-    name=config.schedule,
-    learning_rate=config.learning_rate,
-    num_steps=config.num_steps,
-    warmup_steps=config.warmup_steps,
-  )
-  tx = optim.make_optimizer(
-    name=config.optimizer,
-    learning_rate=schedule,
-    weight_decay=config.weight_decay,
-    grad_clip_norm=config.grad_clip_norm,
-  )
+  tx = optim.build(num_steps=config.num_steps, **optim.fields(config))
   return classify.fit(
     model=model,
     data=data,

@@ -15,7 +15,6 @@ import functools
 import json
 import math
 import os
-import types
 
 import jax
 import jax.numpy as jnp
@@ -43,9 +42,12 @@ def get_config(preset: str = 'char_lm') -> ml_collections.ConfigDict:
   c.cell = 'lstm'
   c.features = 256
   c.num_layers = 1
-  c.optimizer = 'adam'
-  c.learning_rate = 3e-3
-  c.grad_clip_norm = 1.0  # exploding gradients: clip the global norm
+  # Exploding gradients: clip the global norm.
+  c.update(
+    optim.default_fields(
+      optimizer='adam', learning_rate=3e-3, schedule='cosine', grad_clip_norm=1.0
+    )
+  )
   c.batch_size = 64
   c.eval_batch_size = 128
   c.num_steps = 1500
@@ -91,12 +93,7 @@ def get_config(preset: str = 'char_lm') -> ml_collections.ConfigDict:
 
 
 def _tx(config):
-  schedule = optim.make_schedule(
-    name='cosine', learning_rate=config.learning_rate, num_steps=config.num_steps
-  )
-  return optim.make_optimizer(
-    name=config.optimizer, learning_rate=schedule, grad_clip_norm=config.grad_clip_norm
-  )
+  return optim.build(num_steps=config.num_steps, **optim.fields(config))
 
 
 def _lm_model(config, vocab_size):
@@ -130,16 +127,33 @@ def _corpus(config) -> tuple[str, str]:
   )
 
 
-def _sample_text(model, params, vocab, config) -> str:
+def _sample_text(model, params, vocab, config, rng) -> str:
   generate = jax.jit(
     functools.partial(
       rnn.generate, model, length=config.sample_length, temperature=config.temperature
     )
   )
-  tokens = generate(
-    params, jnp.asarray(vocab.encode(config.prompt)), rng=jax.random.key(config.seed)
-  )
+  tokens = generate(params, jnp.asarray(vocab.encode(config.prompt)), rng=rng)
   return config.prompt + vocab.decode(np.asarray(tokens))
+
+
+def _process_rows() -> dict:
+  return {'process_index': jax.process_index(), 'process_count': jax.process_count()}
+
+
+def _lm_summary(state, model, vocab, data, workdir, config, rng) -> dict:
+  """The char_lm run's own figures, and a sample written beside them."""
+  sample = _sample_text(model, jax.device_get(state.params), vocab, config, rng)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'samples.txt'), 'w') as f:
+      f.write(sample + '\n')
+  return {
+    'corpus': config.corpus,
+    'train_chars': data.num_train,
+    'val_chars': data.num_test,
+    'vocab_size': len(vocab),
+    'sample': sample,
+  }
 
 
 def run_char_lm(config, workdir):
@@ -152,33 +166,26 @@ def run_char_lm(config, workdir):
   if not config.prompt:
     raise UserError('--config.prompt must have at least one character')
   vocab.encode(config.prompt)
+  data = text.windows(
+    config.corpus, train_ids, val_ids, seq_len=config.seq_len,
+    batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+    seed=config.seed, vocab_size=len(vocab), **_process_rows(),
+  )  # fmt: skip
   model = _lm_model(config, len(vocab))
-  params_rng, rng = jax.random.split(jax.random.key(config.seed))
+  params_rng, rng, sample_rng = jax.random.split(jax.random.key(config.seed), 3)
   state = state_lib.create(
     model=model,
     tx=_tx(config),
     rng=params_rng,
     inputs=(jnp.zeros((1, config.seq_len), jnp.int32),),
   )
-  evaluate = loop.make_evaluator(
-    steps.lm_eval_step,
-    lambda: text.consecutive_windows(
-      val_ids, seq_len=config.seq_len, batch_size=config.eval_batch_size
-    ),
-    mesh=mesh,
-  )
+  evaluate = loop.make_evaluator(steps.lm_eval_step, data.eval_batches, mesh=mesh)
   os.makedirs(workdir, exist_ok=True)
   vocab.save(os.path.join(workdir, 'vocab.json'))
   result = loop.fit(
     state=state,
     train_step=steps.lm_train_step,
-    train_batches=lambda start: text.random_windows(
-      train_ids,
-      seq_len=config.seq_len,
-      batch_size=config.batch_size,
-      seed=config.seed,
-      start_step=start,
-    ),
+    train_batches=data.train_batches,
     num_steps=config.num_steps,
     workdir=workdir,
     rng=rng,
@@ -191,23 +198,15 @@ def run_char_lm(config, workdir):
     best_metric='loss',
     best_mode='min',
     config=config.to_dict(),
+    summarize=lambda state: _lm_summary(
+      state, model, vocab, data, workdir, config, sample_rng
+    ),
   )
-  sample = _sample_text(model, jax.device_get(result.state.params), vocab, config)
+  summary = result.summary
   print(
-    f'\nvalidation: {result.summary["eval"]["bits_per_char"]:.3f} bits per character, perplexity {result.summary["eval"]["perplexity"]:.2f}'
+    f'\nvalidation: {summary["eval"]["bits_per_char"]:.3f} bits per character, perplexity {summary["eval"]["perplexity"]:.2f}'
   )
-  print(f'sample (temperature {config.temperature}):\n{sample}')
-  with open(os.path.join(workdir, 'samples.txt'), 'w') as f:
-    f.write(sample + '\n')
-  summary = {
-    **result.summary,
-    'corpus': config.corpus,
-    'train_chars': len(train_ids),
-    'val_chars': len(val_ids),
-    'vocab_size': len(vocab),
-    'sample': sample,
-  }
-  writers.write_summary(workdir, summary)
+  print(f'sample (temperature {config.temperature}):\n{summary["sample"]}')
   return summary
 
 
@@ -223,17 +222,16 @@ def run_sample(config, workdir):
     trained = ml_collections.ConfigDict(json.load(f)['config'])
   vocab = text.CharVocab.load(paths['vocab.json'])
   model = _lm_model(trained, len(vocab))
+  init_rng, sample_rng = jax.random.split(jax.random.key(config.seed))
   state = state_lib.create(
     model=model,
     tx=_tx(trained),
-    rng=jax.random.key(0),
+    rng=init_rng,  # the weights come from the checkpoint; only shapes matter
     inputs=(jnp.zeros((1, trained.seq_len), jnp.int32),),
   )
-  ckpt = checkpoint.Checkpointer(os.path.join(source, 'checkpoints'))
-  step = ckpt.latest_step()
-  state = ckpt.restore(state)
-  ckpt.close()
-  sample = _sample_text(model, state.params, vocab, config)
+  state = checkpoint.warm_start(state, source_workdir=source)
+  step = checkpoint.Checkpointer(os.path.join(source, 'checkpoints')).latest_step()
+  sample = _sample_text(model, state.params, vocab, config, sample_rng)
   print(
     f'checkpoint step {step} of {source}, temperature {config.temperature}:\n{sample}'
   )
@@ -250,7 +248,7 @@ def run_sample(config, workdir):
   return summary
 
 
-def _fit_classifier(config, model, data, workdir, inputs):
+def _fit_classifier(config, model, data, workdir, inputs, summarize=None):
   mesh = sharding.data_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   sharding.check_batch_size(config.eval_batch_size, mesh)
@@ -258,6 +256,7 @@ def _fit_classifier(config, model, data, workdir, inputs):
     model=model, data=data, tx=_tx(config), mesh=mesh, workdir=workdir, num_steps=config.num_steps,
     batch_size=config.batch_size, seed=config.seed, inputs=inputs, log_every=config.log_every,
     eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, config=config.to_dict(),
+    summarize=summarize,
   )  # fmt: skip
 
 
@@ -287,14 +286,11 @@ def run_sentiment(config, workdir):
     }
     for s in raw
   }
-  data = types.SimpleNamespace(
-    train_batches=lambda start: batching.train_batches(
-      arrays['train'], batch_size=config.batch_size, seed=config.seed, start_step=start
-    ),
-    eval_batches=lambda: batching.eval_batches(
-      arrays['test'], batch_size=config.eval_batch_size
-    ),
-  )
+  data = batching.from_arrays(
+    'imdb_reviews', arrays['train'], arrays['test'], batch_size=config.batch_size,
+    eval_batch_size=config.eval_batch_size, seed=config.seed, num_classes=2,
+    **_process_rows(),
+  )  # fmt: skip
   model = rnn.SequenceClassifier(
     num_classes=2,
     vocab_size=len(vocab),
@@ -304,18 +300,17 @@ def run_sentiment(config, workdir):
     num_layers=config.num_layers,
     bidirectional=config.bidirectional,
   )
-  result = _fit_classifier(config, model, data, workdir, inputs=('tokens', 'length'))
+  result = _fit_classifier(
+    config, model, data, workdir, inputs=('tokens', 'length'),
+    summarize=lambda state: {
+      'vocab_size': len(vocab), 'train_reviews': len(texts['train']),
+      'test_reviews': len(texts['test']),
+    },
+  )  # fmt: skip
   print(
     f'\n{config.cell} sentiment on {len(texts["train"])} reviews: test accuracy {result.summary["eval"]["accuracy"]:.4f}'
   )
-  summary = {
-    **result.summary,
-    'vocab_size': len(vocab),
-    'train_reviews': len(texts['train']),
-    'test_reviews': len(texts['test']),
-  }
-  writers.write_summary(workdir, summary)
-  return summary
+  return result.summary
 
 
 def run_seq_digits(config, workdir):
@@ -324,6 +319,7 @@ def run_seq_digits(config, workdir):
     batch_size=config.batch_size,
     eval_batch_size=config.eval_batch_size,
     seed=config.seed,
+    **_process_rows(),
   )
   table = {}
   for cell in config.cells:

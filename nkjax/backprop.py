@@ -23,8 +23,10 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nkjax.errors import choose
+from nkjax.models import layers
 
 Params = list[dict[str, jax.Array]]
 
@@ -35,12 +37,16 @@ def _sigmoid_grad(z):
   return jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
 
 
-# name -> (f, f'), f' as a function of the pre-activation z.
+# name -> (f, f'), f' by hand as a function of the pre-activation z; f is the
+# one every model uses (`nkjax.models.layers`).
 ACTIVATIONS = {
-  'sigmoid': (jax.nn.sigmoid, _sigmoid_grad),
-  'tanh': (jnp.tanh, lambda z: 1.0 - jnp.tanh(z) ** 2),
-  'relu': (jax.nn.relu, lambda z: (z > 0).astype(z.dtype)),
-  'identity': (lambda z: z, jnp.ones_like),
+  name: (layers.ACTIVATIONS[name], derivative)
+  for name, derivative in {
+    'sigmoid': _sigmoid_grad,
+    'tanh': lambda z: 1.0 - jnp.tanh(z) ** 2,
+    'relu': lambda z: (z > 0).astype(z.dtype),
+    'identity': jnp.ones_like,
+  }.items()
 }
 LOSSES = ('mse', 'bce', 'softmax_ce')
 INITS = ('normal', 'zeros', 'constant')
@@ -184,3 +190,28 @@ def loss_and_grads(
   y_hat, cache = forward(params, x, **kw)
   grads, _ = backward(params, cache, y_hat, y, **kw)
   return loss_value(y_hat, y, loss=loss), grads
+
+
+def flat_onehot(data: dict, *, num_classes: int) -> dict[str, np.ndarray]:
+  """`{'image' [n, ...], 'label' [n]}` as `{'x': [n, pixels], 'y': one-hot [n, classes]}`,
+  the form the functions here take."""
+  return {
+    'x': np.asarray(data['image']).reshape(len(data['image']), -1),
+    'y': np.eye(num_classes, dtype=np.float32)[data['label']],
+  }
+
+
+def accuracy(params: Params, data: dict, *, activation: str) -> float:
+  """Top-1 accuracy of a softmax network on `flat_onehot` data."""
+  out, _ = forward(
+    params, jnp.asarray(data['x']), activation=activation, loss='softmax_ce'
+  )
+  return float(np.mean(np.argmax(out, -1) == np.argmax(data['y'], -1)))
+
+
+def softmax_value_and_grad(activation: str):
+  """`(params, batch) -> (loss, grads)` of softmax cross-entropy by hand, for
+  `nkjax.train.scan.train` on `flat_onehot` batches."""
+  return lambda p, b: loss_and_grads(
+    p, b['x'], b['y'], activation=activation, loss='softmax_ce'
+  )

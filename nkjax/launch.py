@@ -107,8 +107,23 @@ def _default_workdir(config_arg: str) -> str:
   return os.path.join('runs', f'{name}-{preset}' if preset else name)
 
 
-def run(main) -> None:
-  """Parses flags and calls `main(config, workdir)` of the calling experiment."""
+def _add_xla_flags(flags_to_add) -> None:
+  # Before JAX starts its backends; a flag the user set explicitly wins.
+  current = os.environ.get('XLA_FLAGS', '')
+  for flag in flags_to_add:
+    if flag.partition('=')[0] not in current:
+      current = f'{current} {flag}'.strip()
+  os.environ['XLA_FLAGS'] = current
+
+
+def run(main, *, xla_flags: tuple[str, ...] = ()) -> None:
+  """Parses flags and calls `main(config, workdir)` of the calling experiment.
+
+  `xla_flags` are added to `XLA_FLAGS` unless the user set them: an
+  experiment's own requirement of the compiler (bp's exact symmetry claims
+  need `--xla_cpu_multi_thread_eigen=false`).
+  """
+  _add_xla_flags(xla_flags)
   use_all_cpu_cores()
   experiment_file = os.path.relpath(sys.modules['__main__'].__file__)
   try:

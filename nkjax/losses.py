@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nkjax.errors import UserError
+
 
 def softmax_cross_entropy(*, logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Cross-entropy between softmax(logits) and integer class labels.
@@ -86,3 +88,23 @@ def gradient_penalty(
   grads = jax.grad(lambda x: jnp.sum(critic(x)))(x_hat)
   norms = jnp.sqrt(jnp.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=-1) + 1e-12)
   return jnp.mean((norms - 1.0) ** 2)
+
+
+# ---------------------------------------------------------------- detection
+
+
+def smooth_l1(predictions: jax.Array, targets: jax.Array, *, beta: float = 1.0):
+  """Elementwise smooth L1 (Fast R-CNN eq. 3, with a transition point `beta`).
+
+  With x = predictions - targets: 0.5 x^2 / beta where |x| < beta, else
+  |x| - 0.5 beta; the two pieces meet with equal value and slope at |x| = beta.
+  beta = 1 is Fast R-CNN's; beta = 0 is plain L1 (|x|). Same shape as the inputs;
+  the caller sums over the four coordinates and masks and normalises.
+  """
+  x = jnp.asarray(predictions) - jnp.asarray(targets)
+  if beta < 0:
+    raise UserError(f'smooth_l1 beta must be >= 0 (0 is plain L1); got {beta}')
+  if beta == 0:
+    return jnp.abs(x)
+  ax = jnp.abs(x)
+  return jnp.where(ax < beta, 0.5 * x * x / beta, ax - 0.5 * beta)

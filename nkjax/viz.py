@@ -164,3 +164,111 @@ def save_feature_maps(
     for ax, c in zip(row[1:], range(min(channels, fmap.shape[-1])), strict=False):
       ax.imshow(_normalise(fmap[..., c]), cmap='viridis')
   return save_figure(fig, path)
+
+
+def detection_figure(
+  images: np.ndarray,
+  *,
+  detections: list[dict] | None,
+  ground_truths: list[dict] | None = None,
+  class_names,
+  title: str,
+  score_threshold: float = 0.5,
+  cols: int = 4,
+):
+  """A grid of images with boxes drawn on them, as a matplotlib figure.
+
+  Args:
+    images: `[n, h, w, 3]` (or `[n, h, w, 1]`) intensities in [0, 1].
+    detections: per image `{'boxes': [k, 4], 'scores': [k], 'labels': [k]}`,
+      boxes `(x1, y1, x2, y2)` in pixels (continuous coordinates); drawn solid
+      with the class name and score where the score >= `score_threshold`.
+      None draws none.
+    ground_truths: per image `{'boxes': [g, 4], 'labels': [g]}` and optionally
+      `'difficult'` `[g]`; drawn dashed with the class name (difficult ones
+      dotted and grey).
+    class_names: a name per class id.
+    title: the figure's title.
+    cols: images per row.
+  """
+  images = np.asarray(images, np.float32)
+  n, h, w = images.shape[:3]
+  cols = max(1, min(cols, n))
+  rows = max(1, int(np.ceil(n / cols)))
+  fig, axes = plt.subplots(
+    rows, cols, figsize=(2.6 * cols, 2.6 * rows + 0.3), squeeze=False
+  )
+  palette = plt.get_cmap('tab10').colors
+  for ax in axes.flat:
+    ax.axis('off')
+  for i, ax in zip(range(n), axes.flat, strict=False):
+    img = np.clip(images[i], 0, 1)
+    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap='gray', vmin=0, vmax=1)
+    # imshow puts pixel i's centre at i; the continuous box edge x sits at x - 0.5.
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    gt = (ground_truths or [None] * n)[i]
+    if gt is not None:
+      difficult = gt.get('difficult', np.zeros(len(gt['labels']), bool))
+      for box, label, hard in zip(
+        np.asarray(gt['boxes']), np.asarray(gt['labels']), np.asarray(difficult),
+        strict=True,
+      ):  # fmt: skip
+        colour = 'grey' if hard else palette[int(label) % len(palette)]
+        x1, y1, x2, y2 = (float(v) - 0.5 for v in box)
+        ax.add_patch(
+          plt.Rectangle(
+            (x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
+            linestyle=':' if hard else '--', linewidth=1.2,
+          )
+        )  # fmt: skip
+        ax.text(
+          x1, y2, class_names[int(label)], color='white', fontsize=6, va='top',
+          bbox={'facecolor': colour, 'alpha': 0.6, 'pad': 0.5, 'linewidth': 0},
+        )  # fmt: skip
+    det = (detections or [None] * n)[i]
+    if det is not None:
+      for box, label, score in zip(
+        np.asarray(det['boxes']), np.asarray(det['labels']), np.asarray(det['scores']),
+        strict=True,
+      ):  # fmt: skip
+        if score < score_threshold:
+          continue
+        colour = palette[int(label) % len(palette)]
+        x1, y1, x2, y2 = (float(v) - 0.5 for v in box)
+        ax.add_patch(
+          plt.Rectangle(
+            (x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
+            linestyle='-', linewidth=1.5,
+          )
+        )  # fmt: skip
+        ax.text(
+          x1, y1, f'{class_names[int(label)]} {float(score):.2f}', color='white',
+          fontsize=6, va='bottom',
+          bbox={'facecolor': colour, 'alpha': 0.8, 'pad': 0.5, 'linewidth': 0},
+        )  # fmt: skip
+  fig.suptitle(title, fontsize=10)
+  return fig
+
+
+def save_detections(
+  path: str,
+  images: np.ndarray,
+  *,
+  detections: list[dict] | None,
+  ground_truths: list[dict] | None = None,
+  class_names,
+  title: str,
+  score_threshold: float = 0.5,
+  cols: int = 4,
+  dpi: int = 100,
+) -> str:
+  """Boxes on a grid of images -> PNG: ground truth dashed, detections solid.
+
+  The arguments are those of `detection_figure`; returns `path`.
+  """
+  fig = detection_figure(
+    images, detections=detections, ground_truths=ground_truths,
+    class_names=class_names, title=title, score_threshold=score_threshold, cols=cols,
+  )  # fmt: skip
+  return save_figure(fig, path, dpi=dpi)

@@ -121,3 +121,43 @@ def test_unknown_model_lists_the_valid_ones():
     match='unknown model .resnet9.; valid choices: alexnet, lenet5, resnet18',
   ):
     cnn.create('resnet9')
+
+
+def test_frozen_batch_norm_trains_on_the_stored_statistics():
+  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3)) * 3.0 + 1.0
+  model = cnn.create('resnet_tiny', num_classes=3, frozen_batch_norm=True)
+  variables = model.init(jax.random.key(0), x, train=False)
+  out, updates = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  # The statistics stay as stored, and training mode computes what eval does.
+  for a, b in zip(
+    jax.tree.leaves(updates['batch_stats']),
+    jax.tree.leaves(variables['batch_stats']),
+    strict=True,
+  ):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(out, model.apply(variables, x, train=False))
+  # Unfrozen, the same call moves them.
+  live = cnn.create('resnet_tiny', num_classes=3)
+  _, moved = live.apply(variables, x, train=True, mutable=['batch_stats'])
+  assert any(
+    not np.array_equal(a, b)
+    for a, b in zip(
+      jax.tree.leaves(moved), jax.tree.leaves(variables['batch_stats']), strict=True
+    )
+  )
+
+
+@pytest.mark.parametrize(
+  'name, attribute, value, valid',
+  [
+    ('lenet5', 'pool', 'median', 'avg, max'),
+    ('resnet_tiny', 'stem', 'tiny', 'cifar, imagenet'),
+    ('resnet_tiny', 'shortcut', 'C', 'A, B'),
+  ],
+)
+def test_unknown_module_strings_name_the_valid_values(name, attribute, value, valid):
+  model = cnn.create(name, num_classes=3, **{attribute: value})
+  with pytest.raises(
+    ValueError, match=f"unknown {attribute} '{value}'; valid choices: {valid}"
+  ):
+    model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False)

@@ -4,10 +4,13 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from nkjax.data.dataset import Dataset
 from nkjax.errors import UserError
 
 
-def _local_rows(batch_size: int, process_index: int, process_count: int) -> slice:
+def local_rows(batch_size: int, process_index: int, process_count: int) -> slice:
+  """This process's rows of a global batch: the `process_index`-th of
+  `process_count` equal, consecutive parts."""
   if batch_size % process_count:
     raise UserError(
       f'batch size {batch_size} is not divisible by the {process_count} processes'
@@ -40,7 +43,7 @@ def train_batches(
     raise UserError(
       f'batch size {batch_size} must be between 1 and the {n} training examples'
     )
-  rows = _local_rows(batch_size, process_index, process_count)
+  rows = local_rows(batch_size, process_index, process_count)
   per_epoch = n // batch_size
   epoch, perm = -1, None
   step = start_step
@@ -73,7 +76,7 @@ def eval_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
   """One ordered pass over every example, each batch padded to `batch_size` with a mask."""
   n = len(next(iter(arrays.values())))
-  rows = _local_rows(batch_size, process_index, process_count)
+  rows = local_rows(batch_size, process_index, process_count)
   for start in range(0, n, batch_size):
     batch = pad_batch(
       {k: v[start : start + batch_size] for k, v in arrays.items()}, batch_size
@@ -96,3 +99,34 @@ def collect(
   if not parts:
     raise UserError('no examples to collect: the split is empty')
   return {k: np.concatenate([p[k] for p in parts])[:limit] for k in parts[0]}
+
+
+def from_arrays(
+  name: str,
+  train: Mapping[str, np.ndarray],
+  test: Mapping[str, np.ndarray],
+  *,
+  batch_size: int,
+  eval_batch_size: int,
+  seed: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  **info,
+) -> Dataset:
+  """A `Dataset` over equal-length arrays in memory (the digits, an encoded corpus).
+
+  `info` fills the record's remaining fields (`num_classes`, `example_shape`,
+  `class_names`); batch sizes are global, each process gets its rows.
+  """
+  shard = {'process_index': process_index, 'process_count': process_count}
+  return Dataset(
+    name=name,
+    train_batches=lambda start: train_batches(
+      train, batch_size=batch_size, seed=seed, start_step=start, **shard
+    ),
+    eval_batches=lambda: eval_batches(test, batch_size=eval_batch_size, **shard),
+    train_eval_batches=lambda: eval_batches(train, batch_size=eval_batch_size, **shard),
+    num_train=len(next(iter(train.values()))),
+    num_test=len(next(iter(test.values()))),
+    **info,
+  )

@@ -1,13 +1,14 @@
 """Image classification datasets by name: the embedded digits or TFDS.
 
-Every dataset comes out the same way: `image` float32 `[b, h, w, c]` in [0, 1],
-`label` int32 `[b]`, and for eval a `mask` over padded examples.
+Every dataset comes out as a `Dataset` whose batches are `image` float32
+`[b, h, w, c]` in [0, 1], `label` int32 `[b]`, and for eval a `mask` over padded
+examples; `example_shape` is `(h, w, c)`.
 """
 
 import dataclasses
-from collections.abc import Callable, Iterator
 
 from nkjax.data import batching, digits, tfds_loader
+from nkjax.data.dataset import Dataset
 from nkjax.errors import UserError, choose
 
 
@@ -41,27 +42,6 @@ DATASETS = {
 OFFLINE_HINT = 'the embedded default --config.dataset=digits works offline'
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageData:
-  """A dataset ready for a training loop.
-
-  Attributes:
-    train_batches: `start_step -> endless iterator` of shuffled train batches.
-    eval_batches: `() -> iterator` of one padded pass over the test split.
-    train_eval_batches: `() -> iterator` of one padded, unshuffled pass over
-      the training examples, for measuring training accuracy.
-  """
-
-  name: str
-  num_classes: int
-  image_shape: tuple[int, int, int]
-  num_train: int | None  # None where the source does not say (mocked TFDS)
-  num_test: int | None
-  train_batches: Callable[[int], Iterator[dict]]
-  eval_batches: Callable[[], Iterator[dict]]
-  train_eval_batches: Callable[[], Iterator[dict]]
-
-
 def load(
   name: str,
   *,
@@ -74,7 +54,7 @@ def load(
   attribute: str | None = None,
   process_index: int = 0,
   process_count: int = 1,
-) -> ImageData:
+) -> Dataset:
   """Loads `name` (one of `DATASETS`), images resized to `image_size` if given.
 
   Global batch sizes; each process gets its rows of every batch.
@@ -92,22 +72,11 @@ def load(
   if name == 'digits':
     train, test = (digits.load(s, image_size=image_size) for s in ('train', 'test'))
     train = {k: v[:train_subset] for k, v in train.items()}
-    return ImageData(
-      name=name,
-      num_classes=digits.NUM_CLASSES,
-      image_shape=train['image'].shape[1:],
-      num_train=len(train['label']),
-      num_test=len(test['label']),
-      train_batches=lambda start: batching.train_batches(
-        train, batch_size=batch_size, seed=seed, start_step=start, **shard
-      ),
-      eval_batches=lambda: batching.eval_batches(
-        test, batch_size=eval_batch_size, **shard
-      ),
-      train_eval_batches=lambda: batching.eval_batches(
-        train, batch_size=eval_batch_size, **shard
-      ),
-    )
+    return batching.from_arrays(
+      name, train, test, batch_size=batch_size, eval_batch_size=eval_batch_size,
+      seed=seed, num_classes=digits.NUM_CLASSES,
+      example_shape=train['image'].shape[1:], **shard,
+    )  # fmt: skip
 
   source = DATASETS[name]
   train_split, test_split = source.train, source.test
@@ -146,10 +115,10 @@ def load(
       seed=seed, start_step=start, **shard,
     )  # fmt: skip
 
-  return ImageData(
+  return Dataset(
     name=name,
     num_classes=num_classes,
-    image_shape=(h, w, c),
+    example_shape=(h, w, c),
     num_train=tfds_loader.num_examples(b, train_split),
     num_test=tfds_loader.num_examples(b, test_split),
     train_batches=lambda start: stream(train_split, batch_size, True, start),

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from nkjax.data import batching, tfds_loader
+from nkjax.data.dataset import Dataset
 from nkjax.errors import UserError
 
 OFFLINE_HINT = 'the embedded default --config.corpus=pydoc works offline'
@@ -67,34 +68,90 @@ class CharVocab:
 
 
 def random_windows(
-  tokens: np.ndarray, *, seq_len: int, batch_size: int, seed: int, start_step: int = 0
+  tokens: np.ndarray,
+  *,
+  seq_len: int,
+  batch_size: int,
+  seed: int,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
 ) -> Iterator[dict]:
   """Endless batches of `seq_len + 1` consecutive tokens from random offsets.
 
-  Batch `s` depends only on `(seed, s)`, so a resumed run sees the same batches.
+  Batch `s` depends only on `(seed, s)`, so a resumed run sees the same batches;
+  `batch_size` is global and each process gets its rows of every batch.
   """
   if len(tokens) <= seq_len + 1:
     raise UserError(
       f'the text ({len(tokens)} tokens) is shorter than one window of {seq_len + 1}'
     )
+  rows = batching.local_rows(batch_size, process_index, process_count)
   step = start_step
   while True:
     starts = np.random.default_rng([seed, step]).integers(
       0, len(tokens) - seq_len - 1, batch_size
-    )
+    )[rows]
     yield {'tokens': np.stack([tokens[s : s + seq_len + 1] for s in starts])}
     step += 1
 
 
 def consecutive_windows(
-  tokens: np.ndarray, *, seq_len: int, batch_size: int
+  tokens: np.ndarray,
+  *,
+  seq_len: int,
+  batch_size: int,
+  process_index: int = 0,
+  process_count: int = 1,
 ) -> Iterator[dict]:
-  """One pass of non-overlapping windows (each predicts `seq_len` tokens), padded with a mask."""
+  """One pass of non-overlapping windows (each predicts `seq_len` tokens), padded
+  with a mask; each process gets its rows of every global batch."""
   n = (len(tokens) - 1) // seq_len
   windows = np.stack(
     [tokens[i * seq_len : i * seq_len + seq_len + 1] for i in range(n)]
   )
-  yield from batching.eval_batches({'tokens': windows}, batch_size=batch_size)
+  yield from batching.eval_batches(
+    {'tokens': windows},
+    batch_size=batch_size,
+    process_index=process_index,
+    process_count=process_count,
+  )
+
+
+def windows(
+  name: str,
+  train: np.ndarray,
+  test: np.ndarray,
+  *,
+  seq_len: int,
+  batch_size: int,
+  eval_batch_size: int,
+  seed: int,
+  vocab_size: int,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Dataset:
+  """A language-modelling `Dataset` of token ids: random training windows and
+  one pass of consecutive test windows, `{'tokens': [b, seq_len + 1]}`."""
+  shard = {'process_index': process_index, 'process_count': process_count}
+  return Dataset(
+    name=name,
+    train_batches=lambda start: random_windows(
+      train,
+      seq_len=seq_len,
+      batch_size=batch_size,
+      seed=seed,
+      start_step=start,
+      **shard,
+    ),  # fmt: skip
+    eval_batches=lambda: consecutive_windows(
+      test, seq_len=seq_len, batch_size=eval_batch_size, **shard
+    ),
+    num_train=len(train),
+    num_test=len(test),
+    num_classes=vocab_size,
+    example_shape=(seq_len + 1,),
+  )
 
 
 _WORD = re.compile(r"[a-z0-9']+")

@@ -15,61 +15,26 @@ import jax
 import jax.numpy as jnp
 
 from nkjax.errors import choose
+from nkjax.models.layers import Conv, activation, batch_norm
 from nkjax.ops import conv as conv_ops
 from nkjax.ops.conv import adaptive_avg_pool
 
-# flax's Conv with XLA:CPU's slow case for tiny maps avoided (see conv_ops).
-Conv = functools.partial(nn.Conv, conv_general_dilated=conv_ops.conv_general_dilated)
-
-
-class ConvTranspose(nn.Module):
-  """`flax.linen.ConvTranspose` (NHWC, kernel not flipped): the same parameters,
-  names and result, computed by `conv_ops.conv_transpose`, whose gradient avoids
-  XLA:CPU's slow path for input-dilated convolutions."""
-
-  features: int
-  kernel_size: tuple[int, int]
-  strides: tuple[int, int] = (1, 1)
-  padding: Any = 'SAME'
-  use_bias: bool = True
-  dtype: Any = None
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param(
-      'kernel',
-      nn.initializers.lecun_normal(),
-      (*self.kernel_size, x.shape[-1], self.features),
-    )
-    bias = (
-      self.param('bias', nn.initializers.zeros, (self.features,))
-      if self.use_bias
-      else None
-    )
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = conv_ops.conv_transpose(x, kernel, self.strides, self.padding)
-    return y if bias is None else y + bias
-
-
-def batch_norm(train: bool, dtype, **kwargs) -> nn.BatchNorm:
-  """Batch norm as torchvision has it: running averages with momentum 0.9
-  (PyTorch's 0.1), epsilon 1e-5; batch statistics in training, running ones in eval."""
-  return nn.BatchNorm(
-    use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, **kwargs
-  )
-
-
-ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'sigmoid': nn.sigmoid}
+POOLS = ('max', 'avg')
+STEMS = ('imagenet', 'cifar')
+SHORTCUTS = ('A', 'B')
 
 
 class LeNet5(nn.Module):
   """LeCun et al. (1998): C1 6@5x5, S2, C3 16@5x5, S4, C5 120, F6 84, output.
 
-  A 28x28 input is padded by 2 to the paper's 32x32, so the layer sizes (and
-  the 61,706 parameters at 10 classes) are the paper's. `pool` 'avg' is the
-  paper's subsampling; 'max' trains faster.
+  The first convolution pads its input by `padding`: 2 takes MNIST's 28x28 to
+  the paper's 32x32, so the layer sizes (and the 61,706 parameters at 10
+  classes) are the paper's; use 0 for inputs that are 32x32 already. `pool`
+  'avg' is the paper's subsampling; 'max' trains faster.
 
   Attributes:
+    padding: zero padding of C1's input on each side, in pixels.
+    pool: 'max' or 'avg'.
     norm: add batch norm after each convolution and hidden dense layer.
     dropout_rate: dropout before each dense layer (not the keep rate).
   """
@@ -77,20 +42,20 @@ class LeNet5(nn.Module):
   num_classes: int = 10
   activation: str = 'relu'
   pool: str = 'max'
+  padding: int = 2
   dropout_rate: float = 0.0
   norm: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    act = ACTIVATIONS[self.activation]
+    act = activation(self.activation)
+    choose('pool', self.pool, POOLS)
     pool = conv_ops.max_pool if self.pool == 'max' else nn.avg_pool
     norm = lambda y: batch_norm(train, self.dtype)(y) if self.norm else y  # noqa: E731
     x = x.astype(self.dtype)
-    pad = 'SAME' if x.shape[1] == 28 else 'VALID'
-    x = pool(
-      act(norm(Conv(6, (5, 5), padding=pad, dtype=self.dtype)(x))), (2, 2), (2, 2)
-    )
+    c1 = Conv(6, (5, 5), padding=self.padding, dtype=self.dtype)
+    x = pool(act(norm(c1(x))), (2, 2), (2, 2))
     x = pool(
       act(norm(Conv(16, (5, 5), padding='VALID', dtype=self.dtype)(x))),
       (2, 2),
@@ -222,6 +187,7 @@ class Bottleneck(nn.Module):
 
 
 def _shortcut(x, filters, strides, kind, train, dtype):
+  choose('shortcut', kind, SHORTCUTS)
   if x.shape[-1] == filters and strides == 1:
     return x
   if kind == 'A':
@@ -241,6 +207,8 @@ class ResNet(nn.Module):
     block: `BasicBlock` or `Bottleneck`.
     num_filters: filters of the first stage; doubled at each next stage.
     shortcut: 'B' (projection) for ImageNet, 'A' (zero padding) for CIFAR.
+    frozen_batch_norm: batch norm uses (and keeps) its stored statistics in
+      training too, as detection backbones fine-tuned on small batches do.
   """
 
   stage_sizes: Sequence[int]
@@ -249,10 +217,14 @@ class ResNet(nn.Module):
   stem: str = 'imagenet'
   shortcut: str = 'B'
   num_classes: int = 1000
+  frozen_batch_norm: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
+    choose('stem', self.stem, STEMS)
+    # `train` reaches only batch norm below (no dropout in a ResNet).
+    train = train and not self.frozen_batch_norm
     x = x.astype(self.dtype)
     if self.stem == 'imagenet':
       x = Conv(

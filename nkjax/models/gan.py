@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from nkjax.errors import UserError
-from nkjax.models.cnn import Conv, ConvTranspose, batch_norm
+from nkjax.models.layers import Conv, ConvTranspose, batch_norm
 
 
 def _condition(x, labels, num_classes):

@@ -1,25 +1,11 @@
 """Fully connected classifiers (the feed-forward chapter)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from nkjax.errors import choose
-
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-  'relu': nn.relu,
-  'tanh': jnp.tanh,
-  'sigmoid': nn.sigmoid,
-  'gelu': nn.gelu,
-}
-
-
-def activation(name: str) -> Callable[[jax.Array], jax.Array]:
-  """The activation function called `name`, one of `ACTIVATIONS`."""
-  choose('activation', name, ACTIVATIONS)
-  return ACTIVATIONS[name]
+from nkjax.models.layers import activation
 
 
 class MLP(nn.Module):
@@ -28,7 +14,7 @@ class MLP(nn.Module):
   Attributes:
     hidden: widths of the hidden layers; `()` is multinomial logistic regression.
     num_outputs: width of the output layer (classes, for a classifier).
-    activation: a name from `ACTIVATIONS`.
+    activation: a name from `nkjax.models.layers.ACTIVATIONS`.
     dropout_rate: the probability of dropping a hidden unit (not the keep rate).
   """
 

@@ -34,9 +34,8 @@ import numpy as np
 
 from nkjax.errors import UserError
 from nkjax.models import cnn
+from nkjax.models.layers import Conv, batch_norm
 from nkjax.ops import conv as conv_ops
-
-Conv = cnn.Conv
 
 
 def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
@@ -111,7 +110,7 @@ class ResidualBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    bn = functools.partial(cnn.batch_norm, train, None)
+    bn = functools.partial(batch_norm, train, None)
     y = Conv(self.features, (3, 3), padding='SAME')(x)
     y = _prelu()(bn()(y) if self.norm else y)
     y = Conv(self.features, (3, 3), padding='SAME')(y)
@@ -143,7 +142,7 @@ class SRResNet(nn.Module):
     for _ in range(self.blocks):
       y = ResidualBlock(self.features, self.norm)(y, train=train)
     y = Conv(self.features, (3, 3), padding='SAME')(y)
-    y = x + (cnn.batch_norm(train, None)(y) if self.norm else y)
+    y = x + (batch_norm(train, None)(y) if self.norm else y)
     for _ in range(stages):
       y = Conv(4 * self.features, (3, 3), padding='SAME')(y)
       y = _prelu()(pixel_shuffle(y, 2))
@@ -166,7 +165,7 @@ class SRGANDiscriminator(nn.Module):
       for stride in (1, 2):
         x = Conv(width, (3, 3), (stride, stride), padding='SAME')(x)
         if i or stride == 2:  # no batch norm after the first convolution
-          x = cnn.batch_norm(train, None)(x)
+          x = batch_norm(train, None)(x)
         x = act(x)
     x = act(nn.Dense(self.dense)(x.reshape(x.shape[0], -1)))
     return nn.Dense(1)(x)[:, 0]

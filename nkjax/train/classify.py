@@ -6,13 +6,39 @@ from collections.abc import Callable, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from nkjax.data import batching
-from nkjax.train import loop, sharding, steps
+from nkjax.train import loop, optim, steps
 from nkjax.train import state as state_lib
+
+
+def default_fields(**overrides) -> dict:
+  """The config fields every classifier experiment shares (data, optimizer,
+  loop cadences, seed) with their defaults, `overrides` applied; each
+  experiment adds its model's own fields."""
+  fields = {
+    'dataset': 'digits',
+    'data_dir': ml_collections.config_dict.placeholder(str),
+    'image_size': ml_collections.config_dict.placeholder(int),  # None: native
+    'train_subset': ml_collections.config_dict.placeholder(int),
+    **optim.default_fields(optimizer='adam', learning_rate=1e-3, schedule='cosine'),
+    'l1': 0.0,
+    'l2': 0.0,
+    'batch_size': 64,
+    'eval_batch_size': 512,
+    'num_steps': 1500,
+    'log_every': 100,
+    'eval_every': 250,
+    'checkpoint_every': 500,
+    'keep_checkpoints': 2,
+    'seed': 0,
+    'debug': False,  # True: run the steps without jit
+  }
+  fields.update(overrides)
+  return fields
 
 
 def fit(
@@ -35,6 +61,7 @@ def fit(
   keep_checkpoints: int = 2,
   config: Mapping | None = None,
   jit: bool = True,
+  summarize: Callable | None = None,
 ) -> loop.FitResult:
   """Initialises `model` from `seed` and trains it on `data` with `loop.fit`.
 
@@ -72,25 +99,21 @@ def fit(
     best_metric='accuracy',
     config=config,
     jit=jit,
+    summarize=summarize,
   )
 
 
+def _classes(state, batch, *, inputs: tuple[str, ...] = ('image',)):
+  logits = state.apply_fn(
+    steps.model_variables(state, state.params), *[batch[k] for k in inputs], train=False
+  )
+  return {'pred': jnp.argmax(logits, axis=-1)}
+
+
 def predict(state, batches, *, mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """`(labels, predicted classes, images)` over one padded pass of `batches`, padding dropped."""
-
-  @jax.jit
-  def classes(state, images):
-    logits = state.apply_fn(
-      steps.model_variables(state, state.params), images, train=False
-    )
-    return jnp.argmax(logits, axis=-1)
-
-  def predicted():
-    for batch in batches:
-      out = classes(state, sharding.shard_batch(batch['image'], mesh))
-      yield {**batch, 'pred': np.asarray(out)}
-
-  got = batching.collect(predicted())
+  """`(labels, predicted classes, images)` over one padded pass of `batches`,
+  padding dropped (`loop.make_predictor`)."""
+  got = loop.make_predictor(_classes, mesh=mesh)(state, batches)
   return got['label'], got['pred'], got['image']
 
 

@@ -16,7 +16,7 @@ import optax
 from nkjax import losses
 from nkjax.errors import choose
 from nkjax.train.state import TrainState
-from nkjax.train.steps import step_key
+from nkjax.train.steps import model_variables, step_key
 
 OBJECTIVES = ('minimax', 'wgan', 'wgan_gp')
 
@@ -38,11 +38,9 @@ def create(g: TrainState, d: TrainState, *, ema: bool) -> GANState:
 
 def _apply(ts: TrainState, params, *args, train: bool):
   """Runs a network; returns (output, new batch stats or None)."""
-  if ts.batch_stats is None:
-    return ts.apply_fn({'params': params}, *args, train=train), None
-  variables = {'params': params, 'batch_stats': ts.batch_stats}
-  if not train:
-    return ts.apply_fn(variables, *args, train=False), None
+  variables = model_variables(ts, params)
+  if ts.batch_stats is None or not train:
+    return ts.apply_fn(variables, *args, train=train), None
   out, updates = ts.apply_fn(variables, *args, train=True, mutable=['batch_stats'])
   return out, updates['batch_stats']
 
@@ -128,21 +126,24 @@ def gan_round(
 
   cond = lambda y: (y,) if conditional else ()  # noqa: E731
   squash = (lambda s: s) if critic else jax.nn.sigmoid
-  g, d = state.g, state.d
-  d_losses, d_real, d_fake = [], [], []
-  for i in range(k):
+  g = state.g
+
+  def d_update(d, xs):
+    i, real, real_labels = xs
     z, fake_labels = noise(i)
-    fake, _ = _apply(
-      g, g.params, z, *cond(fake_labels), train=True
-    )  # G's statistics move only in its own update
+    # G's statistics move only in its own update.
+    fake, _ = _apply(g, g.params, z, *cond(fake_labels), train=True)
     key = step_key(rng, state.step * (k + 1) + i, 'penalty')
     d, loss, real_out, fake_out = _discriminator_update(
-      d, images[i], cond(labels[i]), jax.lax.stop_gradient(fake), cond(fake_labels),
+      d, real, cond(real_labels), jax.lax.stop_gradient(fake), cond(fake_labels),
       objective=objective, gp_weight=gp_weight, clip=clip, key=key,
     )  # fmt: skip
-    d_losses.append(loss)
-    d_real.append(jnp.mean(squash(real_out)))
-    d_fake.append(jnp.mean(squash(fake_out)))
+    return d, (loss, jnp.mean(squash(real_out)), jnp.mean(squash(fake_out)))
+
+  # A scan, not a Python loop: the program holds one D update whatever k is.
+  d, (d_losses, d_real, d_fake) = jax.lax.scan(
+    d_update, state.d, (jnp.arange(k), images, labels)
+  )
 
   z, fake_labels = noise(k)
 
@@ -165,9 +166,9 @@ def gan_round(
   )
   one = jnp.ones(())
   metrics = {
-    'd_loss': (jnp.mean(jnp.stack(d_losses)), one),
+    'd_loss': (jnp.mean(d_losses), one),
     'g_loss': (g_loss, one),
-    'd_real': (jnp.mean(jnp.stack(d_real)), one),
-    'd_fake': (jnp.mean(jnp.stack(d_fake)), one),
+    'd_real': (jnp.mean(d_real), one),
+    'd_fake': (jnp.mean(d_fake), one),
   }
   return GANState(step=state.step + 1, g=g, d=d, ema=ema), metrics

@@ -4,6 +4,7 @@ import inspect
 from collections.abc import Sequence
 
 import jax
+import ml_collections
 import optax
 
 from nkjax.errors import UserError, choose
@@ -191,6 +192,9 @@ def default_fields(**overrides) -> dict:
   defaults.update(overrides)
   defaults['frozen'] = tuple(defaults['frozen'])
   defaults['decay_boundaries'] = tuple(defaults['decay_boundaries'])
+  if defaults['grad_clip_norm'] is None:
+    # A typed empty field, so that --config.grad_clip_norm=1.0 can set it.
+    defaults['grad_clip_norm'] = ml_collections.config_dict.placeholder(float)
   return defaults
 
 

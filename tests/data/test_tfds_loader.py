@@ -17,7 +17,7 @@ def test_mocked_dataset_gives_float_batches_of_the_declared_shape(name, shape):
     data = images.load(name, batch_size=8, eval_batch_size=16, seed=0)
     batch = next(data.train_batches(0))
     evals = list(data.eval_batches())
-  assert data.num_classes == 10 and data.image_shape == shape
+  assert data.num_classes == 10 and data.example_shape == shape
   assert batch['image'].shape == (8, *shape) and batch['image'].dtype == np.float32
   assert 0.0 <= batch['image'].min() and batch['image'].max() <= 1.0
   assert batch['label'].dtype == np.int32
@@ -49,7 +49,7 @@ def test_celeb_a_is_a_centre_square_labelled_by_one_attribute():
       image_size=178,
     )  # fmt: skip
     first, full = next(default.eval_batches()), next(smiling.eval_batches())
-  assert default.image_shape == (64, 64, 3) and default.num_classes == 2
+  assert default.example_shape == (64, 64, 3) and default.num_classes == 2
   assert first['image'].shape == (6, 64, 64, 3)
   # Labels are the attribute, in the stored order: Male by default, or the one named.
   np.testing.assert_array_equal(first['label'], [e['attributes']['Male'] for e in raw])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -73,7 +74,16 @@ def test_perceptron_never_separates_xor_but_a_2_2_1_network_fits_it(tmp_path):
 
 
 def test_symmetric_initialisations_keep_hidden_units_identical(tmp_path):
-  r = _run(tmp_path, 'init_symmetry', num_steps=300)['results']
+  # As a user runs it: the launcher gives bp its deterministic matrix products
+  # (in this process, the test set-up's XLA flags are fixed already).
+  root = os.path.join(os.path.dirname(__file__), '..', '..')
+  subprocess.run(
+    [sys.executable, 'experiments/bp.py', '--config=experiments/bp.py:init_symmetry',
+     '--config.num_steps=300', f'--workdir={tmp_path}'],
+    cwd=root, check=True, capture_output=True,
+    env={**os.environ, 'XLA_FLAGS': '', 'JAX_PLATFORMS': 'cpu'},
+  )  # fmt: skip
+  r = json.loads((tmp_path / 'summary.json').read_text())['results']
   assert r['zeros']['max_hidden_unit_difference'] == 0.0
   assert r['constant']['max_hidden_unit_difference'] == 0.0
   assert r['normal']['max_hidden_unit_difference'] > 0.1

@@ -6,6 +6,7 @@ import json
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -124,14 +125,19 @@ def test_freeze_keeps_named_sub_trees_bitwise_and_trains_the_rest():
 def test_build_matches_make_optimizer_on_a_schedule():
   params = {'w': jnp.ones(3)}
   g = {'w': jnp.array([1.0, -2.0, 3.0])}
-  fields = optim.default_fields(optimizer='momentum', learning_rate=0.1,
-                                schedule='step', decay_boundaries=(0.5,))  # fmt: skip
-  a = optim.build(num_steps=4, **fields)
+  config = ml_collections.ConfigDict(
+    optim.default_fields(
+      optimizer='momentum', learning_rate=0.1, schedule='step', decay_boundaries=(0.5,)
+    )
+  )
+  config.grad_clip_norm = 100.0  # the typed empty field takes a value
+  a = optim.build(num_steps=4, **optim.fields(config))
   b = optim.make_optimizer(
     name='momentum',
     learning_rate=optim.make_schedule(
       name='step', learning_rate=0.1, num_steps=4, decay_boundaries=(0.5,)
     ),
+    grad_clip_norm=100.0,
   )
   sa, sb = a.init(params), b.init(params)
   for _ in range(4):
