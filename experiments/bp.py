@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from nkjax import backprop, launch, viz
+from nkjax import backprop, launch, validate, viz
 from nkjax.data import digits
 from nkjax.errors import UserError, choose
 from nkjax.train import scan, writers
@@ -37,6 +37,24 @@ PRESETS = (
   'gd_variants',
   'mlp',
 )
+CHECKS = {
+  **validate.TRAINING,
+  'perceptron_lr': validate.positive_number(),
+  'perceptron_epochs': validate.count,
+  'hidden': validate.count,
+  'depth': validate.count,
+  'width': validate.count,
+  'num_updates': validate.count,
+  'batch_sizes': validate.each(validate.count),
+  'depths': validate.each(validate.cadence),
+  'widths': validate.each(validate.count),
+  'eps': validate.positive_number(),
+}
+
+
+def resumable(config) -> bool:
+  """No task here keeps checkpoints: each reruns in seconds."""
+  return False
 
 
 def get_config(preset: str = 'chain_rule') -> ml_collections.ConfigDict:
@@ -305,7 +323,14 @@ def run_xor(config, workdir):
       colors='k',
     )
     ax.scatter(XOR_X[:, 0], XOR_X[:, 1], c=XOR_Y, cmap='RdBu_r', edgecolors='k', s=120)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel('x1 (input)')
+    ax.set_ylabel('x2 (input)')
+  fig.suptitle(
+    f'{viz.run_name(workdir)}: XOR decision boundaries (black: output 0.5; '
+    'points red = 1, blue = 0)',
+    fontsize=10,
+  )
   viz.save_figure(fig, os.path.join(workdir, 'xor_boundaries.png'))
   return {
     'perceptron': {
@@ -439,16 +464,23 @@ def run_sigmoid_saturation(config, workdir):
     )
 
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-  ax1.plot(z, slope)
-  ax1.axhline(0.25, ls='--', c='gray')
+  ax1.plot(z, slope, label="sigmoid'(x)")
+  ax1.axhline(0.25, ls='--', c='gray', label='1/4')
   ax1.set_title("sigmoid'(x) <= 1/4")
-  ax1.set_xlabel('x')
+  ax1.set_xlabel('x (pre-activation)')
+  ax1.set_ylabel("sigmoid'(x)")
+  ax1.legend()
   for a, n in norms.items():
     ax2.semilogy(np.arange(1, len(n) + 1), n, marker='o', label=a)
   ax2.set_title('gradient norm per layer at initialisation')
   ax2.set_xlabel('layer (1 = input side)')
   ax2.set_ylabel('||dL/dW||')
-  ax2.legend()
+  ax2.legend(title='activation')
+  fig.suptitle(
+    f'{viz.run_name(workdir)}: sigmoid saturation, {config.depth} hidden layers '
+    f'of {config.width}',
+    fontsize=10,
+  )
   viz.save_figure(fig, os.path.join(workdir, 'sigmoid_saturation.png'))
   return {
     'sigmoid_grad_max': float(slope.max()),
@@ -516,9 +548,16 @@ def run_gd_variants(config, workdir):
     ax2.plot(updates * r['seconds_per_update'] * 1e3, r['train_loss'], label=name(bs))
   for ax, xlabel in ((ax1, 'updates'), (ax2, 'wall time (ms, compiled)')):
     ax.set_xlabel(xlabel)
-    ax.set_ylabel('loss on the whole training set')
+    ax.set_ylabel('loss on the whole training set (nats)')
     ax.set_yscale('log')
     ax.legend()
+  ax1.set_title('loss per update', fontsize=9)
+  ax2.set_title('loss per unit of time', fontsize=9)
+  fig.suptitle(
+    f'{viz.run_name(workdir)}: full-batch, mini-batch and stochastic gradient '
+    f'descent, learning rate {config.learning_rate}',
+    fontsize=10,
+  )
   viz.save_figure(fig, os.path.join(workdir, 'gd_variants.png'))
   return {
     name(bs): {
@@ -580,8 +619,12 @@ def run_mlp(config, workdir):
     else:
       ax.plot(*zip(*points, strict=True), marker='o', label=f'{depth} hidden layer(s)')
   ax.set_xscale('log', base=2)
-  ax.set_xlabel('hidden width')
-  ax.set_ylabel('test accuracy')
+  ax.set_xlabel('hidden width (units per layer)')
+  ax.set_ylabel('test accuracy (fraction correct)')
+  ax.set_title(
+    f'{viz.run_name(workdir)}: relu MLPs on the digits, {config.num_steps} Adam steps',
+    fontsize=10,
+  )
   ax.legend()
   viz.save_figure(fig, os.path.join(workdir, 'mlp_width_depth.png'))
   return {

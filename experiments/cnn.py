@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nkjax import launch, viz
+from nkjax import launch, validate, viz
 from nkjax.data import images
 from nkjax.errors import UserError, choose
 from nkjax.models import cnn
@@ -31,6 +31,14 @@ from nkjax.train import state as state_lib
 PRESETS = ('default', 'smoke', 'regularization', 'cifar_resnet20', 'gaussian')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 AUGMENTS = ('none', 'crop_flip')
+CHECKS = {
+  **validate.TRAINING,
+  'decay_boundaries': validate.each(
+    validate.interval(0, 1, low_open=True, high_open=True)
+  ),
+  'kernel_size': validate.count,
+  'sigma': validate.positive_number(),
+}
 # Regularization study: each variant's changes to the plain network.
 VARIANTS = {
   'none': {},
@@ -157,6 +165,7 @@ def _fit(config, model, data, mesh, workdir, summarize=None, **overrides):
     keep_checkpoints=config.keep_checkpoints,
     config=config.to_dict(),
     jit=not config.debug,
+    divergence_factor=config.divergence_factor,
     summarize=summarize,
   )
 
@@ -177,24 +186,29 @@ def write_pictures(state, data, mesh, workdir: str) -> dict:
   }
   if jax.process_index() != 0:
     return figures
+  run = viz.run_name(workdir)
+  accuracy = np.trace(cm) / cm.sum()
   viz.plot_confusion_matrix(
     cm,
     os.path.join(workdir, 'confusion.png'),
-    title=f'test accuracy {np.trace(cm) / cm.sum():.4f}',
+    title=f'{run}: test confusion matrix, accuracy {accuracy:.4f}',
   )
 
   kernel = np.asarray(
     jax.device_get(state.params['Conv_0']['kernel'])
   )  # [kh, kw, cin, cout]
-  kernels = np.moveaxis(
-    kernel if kernel.shape[2] == 3 else kernel.mean(axis=2, keepdims=True), -1, 0
-  )
+  colour = kernel.shape[2] == 3
+  kernels = np.moveaxis(kernel if colour else kernel.mean(axis=2, keepdims=True), -1, 0)
+  kh, kw = kernel.shape[:2]
   viz.save_images(
     kernels,
     os.path.join(workdir, 'kernels.png'),
-    normalise=True,
+    # Colour kernels have no one scale to show; each is stretched to [0, 1].
+    normalise=colour,
+    colorbar_label=None if colour else 'weight',
     titles=[f'#{i}' for i in range(len(kernels))],
-    suptitle='first-layer kernels',
+    suptitle=f'{run}: first-layer {kh}x{kw} kernels'
+    + (' (each stretched to [0, 1])' if colour else ''),
   )
 
   x = jnp.asarray(test_images[:1])
@@ -210,7 +224,12 @@ def write_pictures(state, data, mesh, workdir: str) -> dict:
     (path[0], np.asarray(v['__call__'][0][0], np.float32))
     for path, v in _conv_outputs(inter['intermediates'])
   ]
-  viz.save_feature_maps(maps[:8], os.path.join(workdir, 'feature_maps.png'))
+  viz.save_feature_maps(
+    maps[:8],
+    os.path.join(workdir, 'feature_maps.png'),
+    title=f'{run}: feature maps of test image 0, a {_class_name(data, labels[0])} '
+    f'(predicted {_class_name(data, preds[0])}); each map scaled to its own range',
+  )
 
   wrong_idx = np.flatnonzero(labels != preds)[:24]
   if len(wrong_idx):
@@ -218,8 +237,14 @@ def write_pictures(state, data, mesh, workdir: str) -> dict:
       test_images[wrong_idx],
       os.path.join(workdir, 'misclassified.png'),
       titles=[f'true {labels[i]}, said {preds[i]}' for i in wrong_idx],
+      suptitle=f'{run}: misclassified test images '
+      f'(first {len(wrong_idx)} of {int(np.sum(labels != preds))})',
     )
   return figures
+
+
+def _class_name(data, label) -> str:
+  return data.class_names[int(label)] if data.class_names else str(int(label))
 
 
 def _conv_outputs(tree, prefix=()):
@@ -284,15 +309,13 @@ def run_regularization(config, workdir):
     print(
       f'{name:>11} {r["train_accuracy"]:10.4f} {r["test_accuracy"]:9.4f} {r["gap"]:7.4f}'
     )
-  fig, ax = plt.subplots(figsize=(7, 3.5))
-  xs = np.arange(len(rows))
-  ax.bar(xs - 0.2, [r['train_accuracy'] for r in rows.values()], 0.4, label='train')
-  ax.bar(xs + 0.2, [r['test_accuracy'] for r in rows.values()], 0.4, label='test')
-  ax.set_xticks(xs, list(rows))
-  ax.set_ylim(min(r['test_accuracy'] for r in rows.values()) - 0.05, 1.0)
-  ax.set_ylabel('accuracy')
-  ax.legend()
-  viz.save_figure(fig, os.path.join(workdir, 'regularization.png'))
+  viz.save_figure(
+    regularization_figure(
+      rows, title=f'{viz.run_name(workdir)}: {config.model} on {data.num_train} '
+      f'training digits, {config.num_steps} steps',
+    ),
+    os.path.join(workdir, 'regularization.png'),
+  )  # fmt: skip
   summary = {
     'task': 'regularization',
     'train_examples': data.num_train,
@@ -301,6 +324,46 @@ def run_regularization(config, workdir):
   }
   writers.write_summary(workdir, summary)
   return summary
+
+
+def regularization_figure(rows: dict, *, title: str):
+  """Train and test accuracy per regularizer, as grouped bars."""
+  fig, ax = plt.subplots(figsize=(7, 3.8))
+  xs = np.arange(len(rows))
+  ax.bar(xs - 0.2, [r['train_accuracy'] for r in rows.values()], 0.4, label='train')
+  ax.bar(xs + 0.2, [r['test_accuracy'] for r in rows.values()], 0.4, label='test')
+  ax.set_xticks(xs, list(rows))
+  ax.set_ylim(min(r['test_accuracy'] for r in rows.values()) - 0.05, 1.0)
+  ax.set_xlabel('regularizer')
+  ax.set_ylabel('accuracy (fraction correct)')
+  ax.set_title('train and test accuracy: the gap is overfitting', fontsize=9)
+  ax.legend()
+  fig.suptitle(title, fontsize=10)
+  return fig
+
+
+def gaussian_figure(kernel, photo, blurred, *, title: str):
+  """The kernel (with its colour scale), the photo and the filtered photo."""
+  size = kernel.shape[0]
+  fig, axes = plt.subplots(
+    1, 3, figsize=(13.5, 4.2), gridspec_kw={'width_ratios': [1.3, 3, 3]}
+  )
+  r = (size - 1) / 2
+  shown = axes[0].imshow(
+    kernel, cmap='viridis', extent=(-r - 0.5, r + 0.5, r + 0.5, -r - 0.5)
+  )
+  fig.colorbar(shown, ax=axes[0], label='weight', shrink=0.8)
+  axes[0].set_title(f'{size}x{size} kernel')
+  axes[0].set_xlabel('x offset (pixels)')
+  axes[0].set_ylabel('y offset (pixels)')
+  axes[1].imshow(photo)
+  axes[1].set_title('original (scikit-learn china.jpg)')
+  axes[2].imshow(np.clip(blurred, 0, 1))
+  axes[2].set_title('filtered')
+  for ax in axes[1:]:
+    ax.axis('off')
+  fig.suptitle(title)
+  return fig
 
 
 def run_gaussian(config, workdir):
@@ -312,20 +375,14 @@ def run_gaussian(config, workdir):
   kernel = image_ops.gaussian_kernel(config.kernel_size, config.sigma)
   blurred = image_ops.filter2d(photo, kernel)
   os.makedirs(workdir, exist_ok=True)
-  fig, axes = plt.subplots(
-    1, 3, figsize=(13, 3.8), gridspec_kw={'width_ratios': [1, 3, 3]}
-  )
-  axes[0].imshow(np.asarray(kernel), cmap='viridis')
-  axes[0].set_title(
-    f'{config.kernel_size}x{config.kernel_size} Gaussian, sigma={config.sigma}'
-  )
-  axes[1].imshow(np.asarray(photo[0]))
-  axes[1].set_title('original (scikit-learn china.jpg)')
-  axes[2].imshow(np.clip(np.asarray(blurred[0]), 0, 1))
-  axes[2].set_title('filtered')
-  for ax in axes:
-    ax.axis('off')
-  viz.save_figure(fig, os.path.join(workdir, 'gaussian.png'))
+  viz.save_figure(
+    gaussian_figure(
+      np.asarray(kernel), np.asarray(photo[0]), np.asarray(blurred[0]),
+      title=f'{viz.run_name(workdir)}: Gaussian filter, {config.kernel_size}x'
+      f'{config.kernel_size}, sigma = {config.sigma} pixels',
+    ),
+    os.path.join(workdir, 'gaussian.png'),
+  )  # fmt: skip
   # High frequencies fall: the mean squared difference between neighbouring pixels.
   roughness = lambda im: float(jnp.mean(jnp.diff(im, axis=2) ** 2))  # noqa: E731
   summary = {
@@ -339,6 +396,11 @@ def run_gaussian(config, workdir):
   print(summary)
   writers.write_summary(workdir, summary)
   return summary
+
+
+def resumable(config) -> bool:
+  """Whether the task trains (and so resumes); the launcher asks."""
+  return config.task != 'gaussian'
 
 
 TASKS = {

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from nkjax import backprop, launch, metrics, viz
+from nkjax import backprop, launch, metrics, validate, viz
 from nkjax.data import batching, images
 from nkjax.errors import choose
 from nkjax.models import gan as gan_models
@@ -36,6 +36,20 @@ from nkjax.train import state as state_lib
 
 VARIANTS = ('gan', 'dcgan', 'cgan', 'wgan', 'wgan_gp')
 PRESETS = (*VARIANTS, 'compare', 'smoke')
+CHECKS = {
+  **validate.TRAINING,
+  'latent_dim': validate.count,
+  'm': validate.count,
+  'k': validate.count,
+  'b1': validate.fraction,
+  'b2': validate.fraction,
+  'clip': validate.optional(validate.positive_number()),
+  'gp_weight': validate.non_negative,
+  'num_rounds': validate.count,
+  'eval_samples': validate.count,
+  'feature_steps': validate.count,
+  'feature_examples': validate.count,
+}
 
 
 def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
@@ -63,6 +77,9 @@ def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
   c.feature_steps = 2000  # training steps of the feature classifier
   c.feature_examples = 10_000  # real images it trains on, and real test images
   c.seed = 0
+  # Stop when d_loss passes this x its first value; 0: never. Off for the
+  # Wasserstein critics, whose losses are signed and unbounded by design.
+  c.divergence_factor = 0.0 if c.variant in ('wgan', 'wgan_gp') else 1000.0
   if c.variant == 'wgan':
     c.k, c.optimizer, c.learning_rate, c.clip, c.num_rounds = (
       5,
@@ -216,7 +233,10 @@ def run_variant(config, workdir, variant: str) -> dict:
     grid = (np.asarray(generate(state, fixed_z, fixed_labels)) + 1) / 2
     if jax.process_index() == 0:
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-      title = f'{variant}, round {step}' + (' (row = class)' if conditional else '')
+      title = (
+        f'{viz.run_name(workdir)}: {variant} samples of a fixed noise batch, '
+        f'round {step}' + (' (row = class)' if conditional else '')
+      )
       viz.save_images(
         grid,
         os.path.join(workdir, 'samples', f'step_{step:06d}.png'),
@@ -250,7 +270,8 @@ def run_variant(config, workdir, variant: str) -> dict:
     state=state, train_step=step_fn, train_batches=batches, num_steps=config.num_rounds,
     workdir=workdir, rng=rng, mesh=mesh, examples_per_step=round_batch, eval_fn=evaluate,
     eval_every=config.eval_every, log_every=config.log_every, checkpoint_every=config.eval_every,
-    loss_key='d_loss', config={**config.to_dict(), 'variant': variant},
+    loss_key='d_loss', divergence_factor=config.divergence_factor,
+    config={**config.to_dict(), 'variant': variant},
     summarize=lambda state: {
       'variant': variant, 'real_vs_real_frechet_floor': floor,
       'feature_classifier_test_accuracy': feature_accuracy,
@@ -259,6 +280,22 @@ def run_variant(config, workdir, variant: str) -> dict:
     },
   )  # fmt: skip
   return result.summary
+
+
+def compare_figure(grids: dict, table: dict, *, title: str):
+  """Each variant's final sample grid (a PNG path per variant), side by side."""
+  cols = min(3, len(grids))
+  rows = -(-len(grids) // cols)
+  fig, axes = plt.subplots(
+    rows, cols, figsize=(3.4 * cols, 3.6 * rows + 0.4), squeeze=False
+  )
+  for ax in axes.flat:
+    ax.axis('off')
+  for ax, (v, path) in zip(axes.flat, grids.items(), strict=False):
+    ax.imshow(plt.imread(path))
+    ax.set_title(f'{v}: Frechet {table[v]["frechet"]:.2f}', fontsize=9)
+  fig.suptitle(title, fontsize=10)
+  return fig
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -289,12 +326,14 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for v, r in table.items():
     ca = '' if r['condition_accuracy'] is None else f'{r["condition_accuracy"]:.3f}'
     print(f'{v:>8} {r["frechet"]:9.3f} {r["floor"]:7.3f} {ca:>9}')
-  fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.6))
-  for ax, (v, path) in zip(np.atleast_1d(axes), grids.items(), strict=True):
-    ax.imshow(plt.imread(path))
-    ax.set_title(f'{v}: Frechet {table[v]["frechet"]:.2f}')
-    ax.axis('off')
-  viz.save_figure(fig, os.path.join(workdir, 'compare.png'), dpi=110)
+  viz.save_figure(
+    compare_figure(
+      grids, table,
+      title=f'{viz.run_name(workdir)}: samples of each variant after '
+      f'{config.num_rounds} rounds (lower Frechet is closer to the data)',
+    ),
+    os.path.join(workdir, 'compare.png'), dpi=110,
+  )  # fmt: skip
   summary = {'task': 'compare', 'results': table}
   writers.write_summary(workdir, summary)
   return summary

@@ -11,13 +11,14 @@ curves.png into --workdir (default runs/mlp); rerunning resumes.
 import jax
 import ml_collections
 
-from nkjax import launch
+from nkjax import launch, validate
 from nkjax.data import images
 from nkjax.errors import choose
 from nkjax.models.mlp import MLP
 from nkjax.train import classify, loop, optim, sharding
 
 PRESETS = ('default', 'smoke')
+CHECKS = {**validate.TRAINING, 'hidden': validate.each(validate.count, min_len=0)}
 
 
 def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
@@ -75,6 +76,7 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> loop.FitResult:
     keep_checkpoints=config.keep_checkpoints,
     config=config.to_dict(),
     jit=not config.debug,
+    divergence_factor=config.divergence_factor,
   )
 
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nkjax import launch, viz
+from nkjax import launch, validate, viz
 from nkjax.data import batching, images, text
 from nkjax.errors import UserError, choose
 from nkjax.models import rnn
@@ -31,6 +31,19 @@ from nkjax.train import state as state_lib
 
 PRESETS = ('char_lm', 'sample', 'sentiment', 'seq_digits', 'vanishing', 'smoke')
 CORPORA = ('pydoc', 'tiny_shakespeare')
+# The launcher's default --workdir where it is not runs/rnn-<preset>.
+DEFAULT_WORKDIRS = {'sample': 'runs/rnn'}
+CHECKS = {
+  **validate.TRAINING,
+  'features': validate.count,
+  'num_layers': validate.count,
+  'embed': validate.count,
+  'seq_len': validate.count,
+  'temperature': validate.positive_number(),
+  'sample_length': validate.count,
+  'vocab_size': validate.count,
+  'max_len': validate.count,
+}
 
 
 def get_config(preset: str = 'char_lm') -> ml_collections.ConfigDict:
@@ -54,6 +67,7 @@ def get_config(preset: str = 'char_lm') -> ml_collections.ConfigDict:
   c.log_every = 100
   c.eval_every = 500
   c.checkpoint_every = 500
+  c.divergence_factor = 1000.0  # stop when the loss passes this x its first; 0: never
   if c.task in ('char_lm', 'sample'):
     c.corpus = 'pydoc'  # or 'tiny_shakespeare' (TFDS)
     c.embed = 64
@@ -62,7 +76,9 @@ def get_config(preset: str = 'char_lm') -> ml_collections.ConfigDict:
     c.temperature = 0.8
     c.sample_length = 300
   if preset == 'sample':
-    c.checkpoint_dir = 'runs/rnn'  # a char_lm run's --workdir (the default one)
+    # The char_lm run to sample from; None: the --workdir itself, whose default
+    # for this preset is the default char_lm run's (DEFAULT_WORKDIRS).
+    c.checkpoint_dir = ml_collections.config_dict.placeholder(str)
   elif preset == 'smoke':
     c.features = 32
     c.seq_len = 32
@@ -198,6 +214,7 @@ def run_char_lm(config, workdir):
     best_metric='loss',
     best_mode='min',
     config=config.to_dict(),
+    divergence_factor=config.divergence_factor,
     summarize=lambda state: _lm_summary(
       state, model, vocab, data, workdir, config, sample_rng
     ),
@@ -211,12 +228,24 @@ def run_char_lm(config, workdir):
 
 
 def run_sample(config, workdir):
-  """Samples from the latest checkpoint of a char_lm run, with its own model config."""
-  source = config.checkpoint_dir
+  """Samples from the latest checkpoint of a char_lm run, with its own model config.
+
+  The run is `config.checkpoint_dir`, or `workdir` itself when that is None; the
+  sample goes to `workdir/summary.json`, or to `workdir/sample.json` when the
+  run is in `workdir` (its own summary.json stays untouched).
+  """
+  source = config.checkpoint_dir or workdir
+  where = (
+    f'--config.checkpoint_dir={source}'
+    if config.checkpoint_dir
+    else f'--workdir={source}'
+  )
   paths = {name: os.path.join(source, name) for name in ('summary.json', 'vocab.json')}
   if not all(os.path.exists(p) for p in paths.values()):
     raise UserError(
-      f'no finished char_lm run in {source}: train one first (python experiments/rnn.py --workdir={source}) or point --config.checkpoint_dir at one'
+      f'no finished char_lm run in {source} ({where}): train one first '
+      f'(python experiments/rnn.py --workdir={source}) or name the folder of one '
+      'with --workdir or --config.checkpoint_dir'
     )
   with open(paths['summary.json']) as f:
     trained = ml_collections.ConfigDict(json.load(f)['config'])
@@ -244,7 +273,11 @@ def run_sample(config, workdir):
     'temperature': config.temperature,
     'sample': sample,
   }
-  writers.write_summary(workdir, summary)
+  if os.path.abspath(source) == os.path.abspath(workdir):
+    with open(os.path.join(workdir, 'sample.json'), 'w') as f:
+      json.dump(writers.strict_json(summary), f, indent=2)
+  else:
+    writers.write_summary(workdir, summary)
   return summary
 
 
@@ -256,6 +289,7 @@ def _fit_classifier(config, model, data, workdir, inputs, summarize=None):
     model=model, data=data, tx=_tx(config), mesh=mesh, workdir=workdir, num_steps=config.num_steps,
     batch_size=config.batch_size, seed=config.seed, inputs=inputs, log_every=config.log_every,
     eval_every=config.eval_every, checkpoint_every=config.checkpoint_every, config=config.to_dict(),
+    divergence_factor=config.divergence_factor,
     summarize=summarize,
   )  # fmt: skip
 
@@ -393,10 +427,14 @@ def run_vanishing(config, workdir):
   fig, ax = plt.subplots(figsize=(6, 4))
   for c, n in norms.items():
     ax.semilogy(np.arange(len(n)), n, label=c)
-  ax.set_xlabel('k: steps before the last')
-  ax.set_ylabel('||dL/dh_(T-k)||')
-  ax.set_title('gradient through time at initialisation')
-  ax.legend()
+  ax.set_xlabel('k: time steps before the last')
+  ax.set_ylabel('||dL/dh_(T-k)|| (log scale)')
+  ax.set_title(
+    f'{viz.run_name(workdir)}: gradient through time at initialisation\n'
+    f'T = {config.seq_len}, {config.features} units, random inputs',
+    fontsize=10,
+  )
+  ax.legend(title='cell')
   viz.save_figure(fig, os.path.join(workdir, 'vanishing.png'))
   summary = {
     'task': 'vanishing',
@@ -405,6 +443,11 @@ def run_vanishing(config, workdir):
   }
   writers.write_summary(workdir, summary)
   return summary
+
+
+def resumable(config) -> bool:
+  """Whether the task trains (and so resumes); the launcher asks."""
+  return config.task in ('char_lm', 'sentiment', 'seq_digits')
 
 
 TASKS = {

@@ -1,7 +1,75 @@
 """nkjax: a deep-learning course as tested, runnable JAX code.
 
+Subpackages and modules (each imported on first use, so `import nkjax` is cheap
+and `nkjax.models` pulls in flax but never TensorFlow, matplotlib or orbax):
+
+* `nkjax.models`: flax.linen networks by name: MLP, LeNet5, AlexNet, VGG11-19,
+  ResNet18-56, the RNN/LSTM/GRU cells and layers, the GAN generators and
+  discriminators.
+* `nkjax.ops`: the course's ops from their definitions: `conv2d`, `pool2d`,
+  layer sizes, image filters.
+* `nkjax.metrics`: `(sum, count)` metrics merged on the host, the Frechet
+  distance; `nkjax.metrics.detection` for VOC and COCO AP.
+* `nkjax.losses`: per-example losses and L1/L2 penalties.
+* `nkjax.backprop`: forward and backward passes by hand, as the chain rule
+  states them.
+* `nkjax.train`: train state, optimizers (`optim.build`), the one training
+  loop (`loop.fit`, `loop.make_predictor`), orbax checkpoints, sharding.
+* `nkjax.data`: the embedded digits, TFDS loaders, batching, detection sets.
+* `nkjax.viz`: curves, image grids and boxes -> PNG (matplotlib, Agg).
+* `nkjax.launch`: the one absl launcher that every experiment runs through.
+* `nkjax.errors`: `UserError`, bad input reported as one line.
+
 The library never reads flags or configs: experiments in `experiments/` do, and
-pass explicit keyword arguments to the functions here.
+pass explicit keyword arguments to the functions here. README.md ("Using nkjax
+in your own code") shows three tested examples.
+
+>>> import nkjax
+>>> nkjax.models.LeNet5(num_classes=10).num_classes
+10
 """
 
+import importlib
+
 __version__ = '0.1.0'
+
+# The GitHub repository (owner/name) nkjax is published under: the one place
+# the README's Open-in-Colab badge and the notebook's install step are built
+# from (tests/test_notebook.py checks both against it).
+REPOSITORY = 'nkjax/nkjax'
+NOTEBOOK = 'notebooks/nkjax_colab.ipynb'
+
+
+def colab_url(branch: str = 'main') -> str:
+  """The Colab address that opens the notebook from the repository."""
+  return (
+    f'https://colab.research.google.com/github/{REPOSITORY}/blob/{branch}/{NOTEBOOK}'
+  )
+
+
+# Loaded on first attribute access (PEP 562): `import nkjax` imports nothing
+# heavy, and each subpackage costs only what it imports itself.
+_SUBMODULES = (
+  'backprop',
+  'data',
+  'errors',
+  'launch',
+  'losses',
+  'metrics',
+  'models',
+  'ops',
+  'train',
+  'viz',
+)
+
+__all__ = ['__version__', 'REPOSITORY', 'NOTEBOOK', 'colab_url', *_SUBMODULES]
+
+
+def __getattr__(name: str):
+  if name in _SUBMODULES:
+    return importlib.import_module(f'{__name__}.{name}')
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_SUBMODULES))

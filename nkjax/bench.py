@@ -1,7 +1,13 @@
-"""Train-step benchmarks: examples/s, compile time and peak memory.
+"""Train-step benchmarks: examples/s, compile time, memory, FLOP/s and MFU.
 
   python -m nkjax.bench mlp
   python -m nkjax.bench mlp --batch-size 1024 --repeats 10
+  python -m nkjax.bench --suite accelerator     # every model, sized for the device
+
+FLOPs per step are XLA's cost analysis of the compiled step (its count of the
+multiply-adds and elementwise ops, 2 per multiply-add), over every device; MFU
+divides FLOP/s by the devices' dense peak for the compute dtype (`PEAKS`), and
+is left out for a device the table does not know (or pass --peak-tflops).
 
 Each figure is the median of `--repeats` timed runs of `--steps` steps, after
 a warm-up, on a data-parallel mesh over every device (on a CPU, one fake
@@ -198,15 +204,82 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
+# Dense peak FLOP/s of one JAX device: (pattern matched in `device_kind`,
+# bfloat16, float32). By JAX's default precision float32 matrix products and
+# convolutions run as TF32 on the tensor cores of Ampere and later GPUs and as
+# one bfloat16 pass on TPUs, so those float32 peaks are the TF32 and bfloat16
+# ones. A TPU v2 or v3 chip is two JAX devices (its cores), hence half the chip's
+# figure; from v4 on one device is one chip. The T4 has no bfloat16 tensor cores.
+# Vendor data sheets; sparsity figures halved where a sheet quotes them.
+PEAKS: tuple[tuple[str, float | None, float | None], ...] = (
+  (r'h100.*pcie', 756e12, 378e12),
+  (r'h100', 989e12, 495e12),  # SXM
+  (r'h200', 989e12, 495e12),  # SXM
+  (r'a100', 312e12, 156e12),
+  (r'\bl4\b', 121e12, 60e12),
+  (r'\bt4\b', None, 8.1e12),
+  (r'tpu v2\b', 22.5e12, 22.5e12),
+  (r'tpu v3\b', 61.5e12, 61.5e12),
+  (r'tpu v4\b', 275e12, 275e12),
+  (r'tpu v5 ?(lite|e)\b', 197e12, 197e12),
+  (r'tpu v5p?$', 459e12, 459e12),
+  (r'tpu v6 ?(lite|e)\b', 918e12, 918e12),
+)
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+  """One device's dense peak FLOP/s for `dtype` ('bfloat16' or 'float32'), or
+  None for a device (or a dtype on it) the table does not know.
+
+  >>> peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16')
+  989000000000000.0
+  """
+  import re
+
+  for pattern, bf16, fp32 in PEAKS:
+    if re.search(pattern, device_kind.lower()):
+      return bf16 if dtype == 'bfloat16' else fp32
+  return None
+
+
 def _peak_memory_bytes(devices) -> tuple[int, str]:
   stats = [d.memory_stats() for d in devices]
   if all(s and 'peak_bytes_in_use' in s for s in stats):
     return max(
       s['peak_bytes_in_use'] for s in stats
-    ), 'device peak bytes in use (max over devices)'
+    ), 'device peak bytes in use (max over devices, whole process so far)'
   return resource.getrusage(
     resource.RUSAGE_SELF
   ).ru_maxrss * 1024, 'host peak RSS (whole process)'
+
+
+def _program_memory_bytes(compiled) -> int | None:
+  """One device's memory for the compiled program: arguments, outputs and
+  temporaries, less the outputs that reuse donated arguments."""
+  m = compiled.memory_analysis()
+  if m is None:
+    return None
+  return (
+    m.argument_size_in_bytes
+    + m.output_size_in_bytes
+    + m.temp_size_in_bytes
+    - m.alias_size_in_bytes
+  )
+
+
+def compiled_flops(compiled) -> float | None:
+  """FLOPs of one run of a compiled program on one device, by XLA's cost analysis.
+
+  Under SPMD each device runs the partitioned program, so the whole step is
+  this times the device count. XLA counts a loop's body once, whatever its
+  trip count (see `step_flops`).
+  """
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older jaxlibs: one dict per program
+    analysis = analysis[0] if analysis else None
+  if not analysis or 'flops' not in analysis:
+    return None
+  return float(analysis['flops'])
 
 
 def _time(
@@ -244,7 +317,7 @@ def _throughput(
   }
 
 
-def _random_batch(bench: Benchmark, batch_size: int) -> dict:
+def _random_batch(bench: Benchmark, batch_size: int, input_shape=None) -> dict:
   import numpy as np
 
   if bench.seq_len:
@@ -255,12 +328,114 @@ def _random_batch(bench: Benchmark, batch_size: int) -> dict:
     }
   return {
     'image': np.random.default_rng(1)
-    .uniform(size=(batch_size, *bench.input_shape))
+    .uniform(size=(batch_size, *(input_shape or bench.input_shape)))
     .astype(np.float32),
     'label': np.random.default_rng(2)
     .integers(0, bench.num_classes, batch_size)
     .astype(np.int32),
   }
+
+
+def _input_shape(bench: Benchmark, image_size: int | None) -> tuple[int, ...]:
+  if image_size is None or bench.seq_len:
+    return bench.input_shape
+  return (image_size, image_size, *bench.input_shape[2:])
+
+
+def _setup(name: str, *, batch_size: int, dtype: str, image_size, unroll: int = 1):
+  """(state, train_step, host batch) of benchmark `name`, on the host."""
+  import jax
+  import jax.numpy as jnp
+
+  from nkjax.errors import UserError
+  from nkjax.train import optim
+  from nkjax.train import state as state_lib
+  from nkjax.train import steps as steps_lib
+
+  bench = BENCHMARKS[name]
+  if bench.setup is not None:
+    if dtype != 'float32':
+      raise UserError(f'benchmark {name} has no bfloat16 variant')
+    return bench.setup(batch_size)
+  model = bench.model()
+  if dtype == 'bfloat16':
+    if not hasattr(model, 'dtype'):
+      raise UserError(
+        f'benchmark {name} has no bfloat16 variant; those with one: lenet5, vgg11, resnet20, resnet50'
+      )
+    model = model.clone(dtype=jnp.bfloat16)
+  if unroll != 1:
+    model = model.clone(unroll=unroll)
+  tx = optim.make_optimizer(name='adam', learning_rate=1e-3)
+  shape = _input_shape(bench, image_size)
+  example = jnp.zeros((1, *shape), jnp.int32 if bench.seq_len else jnp.float32)
+  state = state_lib.create(model=model, tx=tx, rng=jax.random.key(0), inputs=(example,))
+  train_step = (
+    steps_lib.lm_train_step if bench.seq_len else steps_lib.classifier_train_step
+  )
+  return state, train_step, _random_batch(bench, batch_size, shape)
+
+
+def several_steps(train_step: Callable, steps_per_call: int) -> Callable:
+  """`train_step` run `steps_per_call` times on the same batch in one compiled
+  call (a `lax.scan`), for models whose one step is too small to keep a device
+  busy between the host's dispatches; returns the last step's metrics."""
+  import jax
+
+  def run(state, batch, rng):
+    state, metrics = jax.lax.scan(
+      lambda s, _: train_step(s, batch, rng), state, length=steps_per_call
+    )
+    return state, jax.tree.map(lambda m: m[-1], metrics)
+
+  return run
+
+
+def _compile(train_step, state, batch, rng, mesh):
+  from nkjax.train import loop
+
+  return loop.jit_train_step(train_step, mesh).lower(state, batch, rng).compile()
+
+
+def step_flops(
+  name: str,
+  *,
+  batch_size: int,
+  dtype: str = 'float32',
+  image_size=None,
+  mesh=None,
+  counted: float | None = None,
+) -> float | None:
+  """FLOPs of one train step of benchmark `name` over every device (XLA's count).
+
+  A recurrent model's time loop is compiled as a loop whose body XLA counts
+  once, so it is counted at unroll factors 1 and 2: the difference is one time
+  step, and the step is the first count plus (seq_len - 1) more time steps.
+  `counted`: the count of the one-step program at unroll 1, if already known.
+  """
+  import jax
+
+  from nkjax.train import sharding
+
+  mesh = mesh or sharding.data_mesh()
+
+  def count(unroll):
+    state, train_step, host_batch = _setup(
+      name, batch_size=batch_size, dtype=dtype, image_size=image_size, unroll=unroll
+    )
+    args = (
+      sharding.replicate(state, mesh),
+      sharding.shard_batch(host_batch, mesh),
+      sharding.replicate(jax.random.key(0), mesh),
+    )
+    flops = compiled_flops(_compile(train_step, *args, mesh))
+    return None if flops is None else flops * mesh.devices.size
+
+  flops = count(1) if counted is None else counted
+  seq_len = BENCHMARKS[name].seq_len
+  if flops is None or not seq_len:
+    return flops
+  return flops + (seq_len - 1) * (count(2) - flops)
 
 
 def run(
@@ -271,52 +446,70 @@ def run(
   repeats: int = 5,
   warmup: int = 3,
   dtype: str = 'float32',
+  steps_per_call: int = 1,
+  image_size: int | None = None,
+  peak_tflops: float | None = None,
 ) -> dict:
-  """Measures one benchmark's jitted, data-parallel train step (Adam); returns its figures."""
+  """Measures one benchmark's jitted, data-parallel train step (Adam); returns its figures.
+
+  Args:
+    name: a key of `BENCHMARKS`.
+    batch_size: global batch (default: the benchmark's).
+    steps: compiled calls per timed run; `repeats` timed runs, after `warmup` calls.
+    dtype: 'float32', or 'bfloat16' compute with float32 parameters.
+    steps_per_call: train steps per compiled call (`several_steps`).
+    image_size: square images of this size instead of the benchmark's.
+    peak_tflops: one device's peak in TFLOP/s, for a device `PEAKS` lacks.
+
+  Returns:
+    A dict of JSON-ready figures: `examples_per_second` (and `tokens_per_second`
+    for a language model), `compile_seconds`, memory in MB, `tflops_per_step`
+    (all devices), `tflop_per_second` and `mfu` (None without a peak).
+  """
   import jax
-  import jax.numpy as jnp
 
   from nkjax.errors import UserError, choose
-  from nkjax.train import loop, optim, sharding
-  from nkjax.train import state as state_lib
-  from nkjax.train import steps as steps_lib
+  from nkjax.train import sharding
 
   choose('benchmark', name, BENCHMARKS)
   choose('dtype', dtype, ('float32', 'bfloat16'))
+  if steps_per_call < 1:
+    raise UserError(f'steps per call must be at least 1, got {steps_per_call}')
   bench = BENCHMARKS[name]
   batch_size = batch_size or bench.batch_size
   mesh = sharding.data_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  if bench.setup is not None:
-    if dtype != 'float32':
-      raise UserError(f'benchmark {name} has no bfloat16 variant')
-    state, train_step, host_batch = bench.setup(batch_size)
-  else:
-    model = bench.model()
-    if dtype == 'bfloat16':
-      if not hasattr(model, 'dtype'):
-        raise UserError(
-          f'benchmark {name} has no bfloat16 variant; those with one: lenet5, vgg11, resnet20, resnet50'
-        )
-      model = model.clone(dtype=jnp.bfloat16)
-    tx = optim.make_optimizer(name='adam', learning_rate=1e-3)
-    example = jnp.zeros(
-      (1, *bench.input_shape), jnp.int32 if bench.seq_len else jnp.float32
-    )
-    state = state_lib.create(
-      model=model, tx=tx, rng=jax.random.key(0), inputs=(example,)
-    )
-    train_step = (
-      steps_lib.lm_train_step if bench.seq_len else steps_lib.classifier_train_step
-    )
-    host_batch = _random_batch(bench, batch_size)
+  state, train_step, host_batch = _setup(
+    name, batch_size=batch_size, dtype=dtype, image_size=image_size
+  )
   state = sharding.replicate(state, mesh)
   batch = sharding.shard_batch(host_batch, mesh)
   rng = sharding.replicate(jax.random.key(0), mesh)
 
   t0 = time.perf_counter()
-  compiled = loop.jit_train_step(train_step, mesh).lower(state, batch, rng).compile()
+  step = (
+    train_step if steps_per_call == 1 else several_steps(train_step, steps_per_call)
+  )
+  compiled = _compile(step, state, batch, rng, mesh)
   compile_seconds = time.perf_counter() - t0
+  program_memory = _program_memory_bytes(compiled)
+  counted = None
+  if steps_per_call == 1:
+    counted = compiled_flops(compiled)
+    counted = None if counted is None else counted * mesh.devices.size
+  # Several steps per call is a loop that XLA counts once: count one step.
+  flops = (
+    counted
+    if steps_per_call == 1 and not bench.seq_len
+    else step_flops(
+      name,
+      batch_size=batch_size,
+      dtype=dtype,
+      image_size=image_size,
+      mesh=mesh,
+      counted=counted,
+    )
+  )
 
   def run_steps(n):
     nonlocal state
@@ -326,19 +519,39 @@ def run(
 
   times = _time(run_steps, steps=steps, repeats=repeats, warmup=warmup)
   memory, memory_kind = _peak_memory_bytes(mesh.devices.flat)
+  figures = _throughput(times, steps * steps_per_call, batch_size, bench.seq_len)
+  device_kind = jax.devices()[0].device_kind
+  peak = peak_tflops * 1e12 if peak_tflops else peak_flops(device_kind, dtype)
+  flops_per_second = (
+    None if flops is None else flops / (1e-3 * figures['step_ms_median'])
+  )
   return {
     'benchmark': name,
     'framework': f'jax {jax.__version__}',
     'batch_size': batch_size,
+    'input_shape': list(_input_shape(bench, image_size)),
     'dtype': dtype,
     'platform': jax.default_backend(),
     'devices': int(mesh.devices.size),
-    'device_kind': jax.devices()[0].device_kind,
+    'device_kind': device_kind,
+    'steps_per_call': steps_per_call,
     'compile_seconds': round(compile_seconds, 3),
-    **_throughput(times, steps, batch_size, bench.seq_len),
+    **figures,
     'peak_memory_mb': round(memory / 2**20, 1),
     'peak_memory_kind': memory_kind,
-    'timing': f'median of {repeats} runs of {steps} steps after {warmup} warm-up steps',
+    'program_memory_mb': None
+    if program_memory is None
+    else round(program_memory / 2**20, 1),
+    'tflops_per_step': None if flops is None else flops / 1e12,
+    'tflop_per_second': None
+    if flops_per_second is None
+    else float(f'{flops_per_second / 1e12:.4g}'),
+    'peak_tflop_per_second_per_device': None if peak is None else peak / 1e12,
+    'mfu': None
+    if peak is None or flops_per_second is None
+    else float(f'{flops_per_second / (peak * mesh.devices.size):.4g}'),
+    'timing': f'median of {repeats} runs of {steps} calls of {steps_per_call} '
+    f'steps after {warmup} warm-up calls',
   }
 
 
@@ -390,25 +603,114 @@ def run_torch(
   }
 
 
+@dataclasses.dataclass(frozen=True)
+class SuiteEntry:
+  """One benchmark of a suite: `run`'s arguments for it."""
+
+  name: str
+  batch_size: int
+  dtype: str = 'float32'
+  steps_per_call: int = 1
+  image_size: int | None = None
+
+
+# On a GPU or TPU: bfloat16 where the model has it; several steps per call for
+# models whose one step leaves the device idle between dispatches.
+ACCELERATOR_SUITE = (
+  SuiteEntry('resnet50', 256, 'bfloat16'),
+  SuiteEntry('resnet20', 128, 'bfloat16', steps_per_call=10),
+  SuiteEntry('lenet5', 256, 'bfloat16', steps_per_call=50),
+  SuiteEntry('mlp', 256, steps_per_call=50),
+  SuiteEntry('lstm_lm', 64, steps_per_call=5),
+  SuiteEntry('dcgan', 128, steps_per_call=10),
+)
+# The same models sized for a few CPU cores, without ResNet-50: its set-up and
+# compilation alone took minutes on 2 cores (`python -m nkjax.bench resnet50`
+# times it on its own).
+CPU_SUITE = (
+  SuiteEntry('resnet20', 32),
+  SuiteEntry('lenet5', 128),
+  SuiteEntry('mlp', 256),
+  SuiteEntry('lstm_lm', 16),
+  SuiteEntry('dcgan', 32),
+)
+SUITES = ('accelerator',)
+
+
+def suite_entries(suite: str, platform: str) -> tuple[SuiteEntry, ...]:
+  """The entries of `suite` for a JAX platform ('cpu', 'gpu', 'tpu')."""
+  from nkjax.errors import choose
+
+  choose('suite', suite, SUITES)
+  return CPU_SUITE if platform == 'cpu' else ACCELERATOR_SUITE
+
+
+def format_table(rows: list[dict]) -> str:
+  """The suite's figures as a Markdown table, one row per benchmark."""
+
+  def num(value, digits=1):
+    return '' if value is None else f'{value:,.{digits}f}'
+
+  lines = [
+    '| benchmark | batch | dtype | steps/call | examples/s | tokens/s | compile s '
+    '| program MB | TFLOP/s | MFU |',
+    '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ]
+  for r in rows:
+    shape = 'x'.join(map(str, r['input_shape'][:2]))
+    name = (
+      f'{r["benchmark"]} ({shape})' if len(r['input_shape']) == 3 else r['benchmark']
+    )
+    mfu = '' if r['mfu'] is None else f'{100 * r["mfu"]:.3g}%'
+    rate = '' if r['tflop_per_second'] is None else f'{r["tflop_per_second"]:.4g}'
+    lines.append(
+      f'| {name} | {r["batch_size"]} | {r["dtype"]} | {r["steps_per_call"]} '
+      f'| {num(r["examples_per_second"])} | {num(r.get("tokens_per_second"), 0)} '
+      f'| {num(r["compile_seconds"])} | {num(r["program_memory_mb"])} '
+      f'| {rate} | {mfu} |'
+    )
+  return '\n'.join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(
     prog='python -m nkjax.bench', description=__doc__.split('\n')[0]
   )
-  parser.add_argument('names', nargs='+', help=f'benchmarks: {", ".join(BENCHMARKS)}')
+  parser.add_argument(
+    'names',
+    nargs='*',
+    help=f'benchmarks: {", ".join(BENCHMARKS)} (with --suite: only these of it)',
+  )
+  parser.add_argument(
+    '--suite',
+    default=None,
+    help='run a suite: accelerator (on a CPU, a reduced one); prints a table',
+  )
   parser.add_argument(
     '--batch-size',
     type=int,
     default=None,
-    help='global batch size (default: per benchmark)',
+    help='global batch size (default: per benchmark or suite entry)',
   )
-  parser.add_argument('--steps', type=int, default=10, help='steps per timed run')
   parser.add_argument(
-    '--repeats', type=int, default=5, help='timed runs; the median is reported'
+    '--steps', type=int, default=None, help='compiled calls per timed run (default 10)'
+  )
+  parser.add_argument(
+    '--repeats', type=int, default=None, help='timed runs; the median is reported'
   )
   parser.add_argument(
     '--dtype',
     default='float32',
     help='float32, or bfloat16 compute with float32 parameters',
+  )
+  parser.add_argument(
+    '--steps-per-call', type=int, default=1, help='train steps per compiled call'
+  )
+  parser.add_argument(
+    '--peak-tflops',
+    type=float,
+    default=None,
+    help="one device's peak TFLOP/s, for MFU on a device the table lacks",
   )
   parser.add_argument(
     '--torch',
@@ -417,17 +719,70 @@ def main(argv: list[str] | None = None) -> None:
   )
   args = parser.parse_args(argv)
   launch.use_all_cpu_cores()
-  from nkjax.errors import UserError
+  from nkjax.errors import UserError, choose
 
-  timing = {'batch_size': args.batch_size, 'steps': args.steps, 'repeats': args.repeats}
-  for name in args.names:
-    try:
-      print(json.dumps(run(name, dtype=args.dtype, **timing)), flush=True)
-      if args.torch:
-        print(json.dumps(run_torch(name, **timing)), flush=True)
-    except UserError as e:
-      print(f'error: {e}', file=sys.stderr)
-      sys.exit(1)
+  try:
+    if args.suite is not None:
+      import jax
+
+      platform = jax.default_backend()
+      entries = suite_entries(args.suite, platform)
+      for name in args.names:
+        choose('benchmark of the suite', name, [e.name for e in entries])
+      entries = [e for e in entries if not args.names or e.name in args.names]
+      # A CPU run is kept short: fewer calls, fewer repeats.
+      steps, repeats = (2, 3) if platform == 'cpu' else (10, 5)
+      timing = {
+        'steps': args.steps or steps,
+        'repeats': args.repeats or repeats,
+        'warmup': 1 if platform == 'cpu' else 3,
+      }
+      runs = [
+        dict(
+          name=e.name,
+          batch_size=args.batch_size or e.batch_size,
+          dtype=e.dtype,
+          steps_per_call=e.steps_per_call,
+          image_size=e.image_size,
+        )
+        for e in entries
+      ]
+    else:
+      if not args.names:
+        raise UserError(
+          'name a benchmark or a --suite; benchmarks: ' + ', '.join(BENCHMARKS)
+        )
+      timing = {'steps': args.steps or 10, 'repeats': args.repeats or 5}
+      runs = [
+        dict(
+          name=name,
+          batch_size=args.batch_size,
+          dtype=args.dtype,
+          steps_per_call=args.steps_per_call,
+        )
+        for name in args.names
+      ]
+    rows = []
+    for r in runs:
+      rows.append(run(**r, **timing, peak_tflops=args.peak_tflops))
+      print(json.dumps(rows[-1]), flush=True)
+      if args.torch and (
+        args.suite is None or BENCHMARKS[r['name']].torch_model is not None
+      ):
+        print(
+          json.dumps(run_torch(r['name'], batch_size=r['batch_size'], **timing)),
+          flush=True,
+        )
+    if args.suite is not None:
+      r = rows[0]
+      print(
+        f'\n{r["framework"]} on {r["devices"]} x {r["device_kind"]} ({r["platform"]}), '
+        f'{time.strftime("%Y-%m-%d")}\n{format_table(rows)}',
+        flush=True,
+      )
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == '__main__':

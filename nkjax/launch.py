@@ -6,18 +6,37 @@ Every experiment file is `get_config(preset)`, `main(config, workdir)` and
       launch.run(main)
 
 Flags: `--config` (the experiment file, an optional `:preset`, then overrides
-such as `--config.learning_rate=0.01`) and `--workdir` (default
-`runs/<experiment>-<preset>`). `--helpfull` lists every flag and config field.
+such as `--config.learning_rate=0.01`), `--workdir` (default
+`runs/<experiment>-<preset>`) and `--allow_config_change`. `--help` lists the
+experiment's presets and config fields; `--helpfull` adds every absl flag.
+
+Before JAX is imported or a file written, the launcher checks the config
+against the experiment's `CHECKS` (`nkjax.validate`), the workdir, and the run
+record (`nkjax.train.run_record`): a workdir holding a run with another config
+stops, a finished run says so and exits 0. At the end it prints where the
+results are and the headline figures.
+
+What an experiment file may declare besides `PRESETS`, `get_config` and `main`:
+`CHECKS` (field -> `validate.Rule`), `resumable(config) -> bool` (False for a
+task that keeps no checkpoints: a picture, a table of closed forms; the run
+record is then not kept) and `DEFAULT_WORKDIRS` (preset -> default --workdir
+where it is not `runs/<experiment>-<preset>`).
 """
 
+import difflib
+import json
 import logging as std_logging
+import math
 import os
+import shutil
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from nkjax import validate
 from nkjax.errors import UserError
+from nkjax.train import run_record
 
 _HOST_DEVICES = '--xla_force_host_platform_device_count'
 
@@ -78,6 +97,53 @@ def _config_help(experiment_file: str) -> str:
   )
 
 
+def _config_arg(argv: list[str]) -> str | None:
+  # The value of --config as given (the experiment file and any :preset).
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg.partition('=')[2]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _unknown_field(name: str, config_arg: str | None) -> str:
+  # ml_collections suggests a field only when the default config is parsed;
+  # after an explicit --config=file:preset, suggest from that preset's fields.
+  module = sys.modules['__main__']
+  preset = (config_arg or '').partition(':')[2]
+  try:
+    config = module.get_config(preset) if preset else module.get_config()
+  except UserError:
+    config = module.get_config()
+  close = difflib.get_close_matches(name, list(config.keys()), n=1)
+  hint = f'; Did you mean "{close[0]}" instead of "{name}"?' if close else ''
+  return f'unknown config field {name!r}{hint}'
+
+
+_HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
+
+
+def _experiment_help(experiment_file: str, config_arg: str | None) -> str:
+  """The experiment's own help: its docstring, presets and config fields."""
+  module = sys.modules['__main__']
+  preset = (config_arg or '').partition(':')[2]
+  presets = getattr(module, 'PRESETS', ())
+  config = module.get_config(preset) if preset in presets else module.get_config()
+  fields = '\n'.join(f'  {line}' for line in _flatten(config))
+  return (
+    f'{(module.__doc__ or "").strip()}\n\n'
+    f'presets (--config={experiment_file}:PRESET): {", ".join(presets)}\n\n'
+    f'config fields of preset {preset or "(default)"} (override any with --config.FIELD=VALUE):\n'
+    f'{fields}\n\n'
+    'launcher flags:\n'
+    '  --workdir=DIR  where checkpoints, metrics and pictures go; resumes a run there '
+    '(default: runs/<experiment>-<preset>)\n'
+    '  --allow_config_change  resume the run in --workdir with a config that differs '
+    'from the one that started it, recording the change in summary.json\n'
+  )
+
+
 def _innermost(error: BaseException) -> BaseException:
   # ml_collections re-raises a get_config() error with its traceback as the
   # message; the original, one-line error is at the end of the chain.
@@ -87,10 +153,30 @@ def _innermost(error: BaseException) -> BaseException:
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
+  experiment_file = os.path.relpath(sys.modules['__main__'].__file__)
+  asked = [a for a in argv[1:] if a.split('=')[0] in _HELP_FLAGS]
+  if asked:
+    print(_experiment_help(experiment_file, _config_arg(argv)))
+    if asked[0].startswith('--helpfull'):
+      print("every flag, absl's included:\n" + flags.FLAGS.get_help())
+    else:
+      print('--helpfull adds every absl flag.')
+    sys.exit(0)
+  config_arg = _config_arg(argv)
+  try:
+    if config_arg is not None:
+      validate.config_file(config_arg.partition(':')[0])
+  except UserError as e:
+    _exit_with(str(e))
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:
-    _exit_with(str(_innermost(e)).strip().splitlines()[-1])
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    detail = str(_innermost(e)).strip().splitlines() or [type(e).__name__]
+    message = detail[-1]
+    if isinstance(_innermost(e), AttributeError | KeyError):
+      # ml_collections' "no such field", with its "Did you mean" line.
+      message = _unknown_field(detail[0].strip('\'"'), config_arg)
+    _exit_with(message)
 
 
 def _exit_with(message: str) -> None:
@@ -104,7 +190,84 @@ def _exit_with(message: str) -> None:
 def _default_workdir(config_arg: str) -> str:
   path, _, preset = config_arg.partition(':')
   name = os.path.splitext(os.path.basename(path))[0]
+  special = getattr(sys.modules['__main__'], 'DEFAULT_WORKDIRS', {})
+  if preset in special:
+    return special[preset]
   return os.path.join('runs', f'{name}-{preset}' if preset else name)
+
+
+class _Undo:
+  """Puts back what the launcher itself wrote (the run record, a new workdir)
+  when the run stops on bad input before writing anything else."""
+
+  def __init__(self, workdir: str):
+    self.workdir = os.path.abspath(workdir)
+    created = self.workdir
+    while not os.path.exists(os.path.dirname(created)):
+      created = os.path.dirname(created)
+    self.created = None if os.path.exists(self.workdir) else created
+    self.names = set() if self.created else set(os.listdir(self.workdir))
+    record = os.path.join(self.workdir, run_record.FILENAME)
+    self.record = open(record, 'rb').read() if os.path.isfile(record) else None
+
+  def __call__(self) -> None:
+    if not os.path.isdir(self.workdir):
+      return
+    names = set(os.listdir(self.workdir)) - {run_record.FILENAME}
+    if names != self.names - {run_record.FILENAME}:
+      return  # the run wrote more: keep its record with it
+    if self.created:
+      shutil.rmtree(self.created)
+      return
+    path = os.path.join(self.workdir, run_record.FILENAME)
+    if self.record is None:
+      os.remove(path)
+    else:
+      with open(path, 'wb') as f:
+        f.write(self.record)
+
+
+def _fmt(value) -> str:
+  if isinstance(value, float):
+    return f'{value:.4g}' if math.isfinite(value) else str(value)
+  return str(value)
+
+
+def _numbers(d) -> str:
+  return ', '.join(
+    f'{k} {_fmt(v)}'
+    for k, v in d.items()
+    if isinstance(v, int | float) and not isinstance(v, bool)
+  )
+
+
+def closing_lines(workdir: str) -> list[str]:
+  """Where the results of the run in `workdir` are, and its headline figures."""
+  names = sorted(os.listdir(workdir)) if os.path.isdir(workdir) else []
+  shown = [n + ('/' if os.path.isdir(os.path.join(workdir, n)) else '') for n in names]
+  shown = [n for n in shown if n != run_record.FILENAME]
+  lines = [f'results in {workdir}: {", ".join(shown)}']
+  if 'tensorboard' in names:
+    lines.append(f'curves: tensorboard --logdir {workdir}')
+  try:
+    with open(os.path.join(workdir, 'summary.json')) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return lines
+  for part in ('eval', 'train'):
+    if isinstance(summary.get(part), dict) and _numbers(summary[part]):
+      lines.append(f'{part}: {_numbers(summary[part])}')
+  if isinstance(summary.get('results'), dict):
+    for name, row in summary['results'].items():
+      if isinstance(row, dict) and _numbers(row):
+        lines.append(f'{name}: {_numbers(row)}')
+  if len(lines) == 1 + ('tensorboard' in names):
+    top = {k: v for k, v in summary.items() if k not in ('config', 'seed')}
+    if _numbers(top):
+      lines.append(_numbers(top))
+  if isinstance(summary.get('steps'), int) and summary.get('wall_seconds'):
+    lines.append(f'{summary["steps"]} steps in {summary["wall_seconds"]:.1f} s')
+  return lines
 
 
 def _add_xla_flags(flags_to_add) -> None:
@@ -137,34 +300,88 @@ def run(main, *, xla_flags: tuple[str, ...] = ()) -> None:
       inner.args[0] if isinstance(inner, BaseException) else str(inner)
     ).replace('\n', '; ')
     _exit_with(f'unknown config field {detail}')
-  workdir = flags.DEFINE_string(
+  workdir_flag = flags.DEFINE_string(
     'workdir',
     None,
     'where checkpoints, metrics and pictures go; resumes if it holds checkpoints (default: runs/<experiment>-<preset>)',
   )
+  allow_change = flags.DEFINE_bool(
+    'allow_config_change',
+    False,
+    'resume the run in --workdir with a config that differs from the one that '
+    'started it; the change is recorded in run.json and summary.json',
+  )
+  module = sys.modules['__main__']
 
   def _main(argv):
     if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+      _exit_with(
+        f'unexpected arguments: {" ".join(argv[1:])}; flags take the form '
+        '--config=FILE:PRESET, --config.FIELD=VALUE, --workdir=DIR'
+      )
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    try:
+      cfg = config.value
+    except (OSError, AttributeError, ValueError, TypeError, KeyError) as e:
+      _exit_with(str(_innermost(e)).strip().splitlines()[-1])
+    workdir = workdir_flag.value or _default_workdir(
+      flags.FLAGS['config'].serialize().partition('=')[2]
+    )
+    resumable = getattr(module, 'resumable', lambda _: True)(cfg)
+    try:
+      validate.config(cfg, getattr(module, 'CHECKS', {}))
+      validate.workdir(workdir)
+      if resumable:
+        resume = run_record.check(
+          workdir, cfg.to_dict(), allow_change=allow_change.value
+        )
+    except UserError as e:
+      _exit_with(str(e))
+    if resumable and resume.finished:
+      steps = next((f for f in run_record.STEP_FIELDS if f in cfg), 'num_steps')
+      print(
+        f'The run in {workdir} is already finished; its results are unchanged in '
+        f'{os.path.join(workdir, "summary.json")} (raise --config.{steps} to train further).'
+      )
+      return
     import jax
 
     if _several_processes():
-      jax.distributed.initialize()
+      # JAX finds the process count and index itself under SLURM, MPI and on
+      # TPU pods; elsewhere (GPU hosts started by hand, a test on localhost)
+      # JAX_NUM_PROCESSES and JAX_PROCESS_ID give them.
+      count, index = (
+        os.environ.get('JAX_NUM_PROCESSES'),
+        os.environ.get('JAX_PROCESS_ID'),
+      )
+      jax.distributed.initialize(
+        num_processes=int(count) if count else None,
+        process_id=int(index) if index else None,
+      )
     logging.info(
       'JAX %s on %s: %d local / %d global devices, process %d of %d',
       jax.__version__, jax.default_backend(), jax.local_device_count(),
       jax.device_count(), jax.process_index(), jax.process_count(),
     )  # fmt: skip
     logging.info('Devices: %s', jax.devices())
+    first = jax.process_index() == 0
+    undo = _Undo(workdir)
+    if resumable and first:
+      at_step = run_record.latest_checkpoint_step(workdir)
+      run_record.start(workdir, cfg.to_dict(), resume, at_step=at_step)
     try:
-      main(
-        config.value,
-        workdir.value
-        or _default_workdir(flags.FLAGS['config'].serialize().partition('=')[2]),
-      )
-    except (UserError, FloatingPointError) as e:
+      main(cfg, workdir)
+    except UserError as e:
+      if first:
+        undo()
       print(f'error: {e}', file=sys.stderr)
       sys.exit(1)
+    except FloatingPointError as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(1)
+    if first:
+      if resumable:
+        run_record.finish(workdir)
+      print('\n'.join(closing_lines(workdir)))
 
   app.run(_main, flags_parser=_parse_flags)

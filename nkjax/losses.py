@@ -20,6 +20,15 @@ def softmax_cross_entropy(*, logits: jax.Array, labels: jax.Array) -> jax.Array:
 
   Returns:
     `[batch]` losses in nats.
+
+  Equal logits over 4 classes give ln 4 whatever the label; a logit 2 above
+  the others gives ln(1 + 3 / e^2) for its class:
+
+  >>> import math
+  >>> logits = jnp.array([[0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
+  >>> loss = softmax_cross_entropy(logits=logits, labels=jnp.array([3, 0]))
+  >>> bool(jnp.allclose(loss, jnp.array([math.log(4), math.log(1 + 3 / math.e**2)])))
+  True
   """
   return optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels)
 

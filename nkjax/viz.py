@@ -1,59 +1,125 @@
-"""Pictures: training curves, image grids -> PNG files.
+"""Pictures: training curves, image grids, confusion matrices, boxes -> PNG files.
+
+Each `*_figure` function returns a matplotlib figure (tests read its titles and
+labels); each `save_*` / `plot_*` writes one to a PNG and closes it. Every
+figure has a title that says what it shows and, from the experiments, which
+run (the workdir's name) it came from.
 
 matplotlib runs on its non-interactive Agg backend, so nothing here needs a
-display.
+display. It is imported on first use: it costs about a second, which a run
+that stops on bad input, or never draws, should not pay.
 """
 
 import collections
+import functools
 import os
 
-import matplotlib
+import numpy as np
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+@functools.cache
+def _pyplot():
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def run_name(workdir: str) -> str:
+  """The name a figure's title gives a run: its workdir's last component."""
+  return os.path.basename(os.path.normpath(os.path.abspath(workdir)))
 
 
 def save_figure(fig, path: str, *, dpi: int = 100) -> str:
   """Lays out, writes and closes a matplotlib figure; creates the folder if needed."""
-  fig.tight_layout()
+  plt = _pyplot()
+  if fig.get_layout_engine() is None:
+    fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=dpi)
   plt.close(fig)
   return path
 
 
-def plot_curves(rows: list[dict], path: str, *, title: str = '') -> str:
-  """One panel per metric name, train and eval of the same name overlaid.
+# Metric names with a unit worth stating on the y-axis.
+_UNITS = {
+  'accuracy': 'accuracy (fraction correct)',
+  'loss': 'loss (nats for cross-entropy)',
+  'frechet': 'Frechet distance (feature units^2)',
+  'd_output': 'mean discriminator output',
+}
+
+
+def _panel(metric: str) -> str:
+  # Every loss shares one panel (a GAN's d_loss beside its g_loss), and so do
+  # the discriminator's mean outputs on real and generated images.
+  if metric.endswith('loss'):
+    return 'loss'
+  return 'd_output' if metric in ('d_real', 'd_fake') else metric
+
+
+def _ylabel(name: str) -> str:
+  if name in _UNITS:
+    return _UNITS[name]
+  if name.endswith(('accuracy', 'share', 'share_max')):
+    return f'{name} (fraction)'
+  return name
+
+
+def curves_figure(rows: list[dict], *, title: str = ''):
+  """The training curves of one run as a matplotlib figure.
+
+  One panel per metric, train and eval of a metric overlaid, every `*loss`
+  metric on one 'loss' panel; series with a single point (an evaluation made
+  only at the end) are left out. Panels are laid out three to a row.
 
   Args:
     rows: dicts with a 'step' and scalars named 'split/metric' (the rows of
       `metrics.jsonl`).
-    path: the PNG to write.
+    title: the run's name (its workdir's), shown in the figure's title.
   """
+  plt = _pyplot()
   series = collections.defaultdict(lambda: collections.defaultdict(list))
   for row in rows:
     for key, value in row.items():
       if key == 'step' or '/' not in key:
         continue
       split, metric = key.split('/', 1)
-      series[metric][split].append((row['step'], value))
-  names = sorted(series)
+      series[(split, metric)]['points'].append((row['step'], value))
+  panels = collections.defaultdict(list)
+  for (split, metric), s in sorted(series.items()):
+    if len(s['points']) > 1:
+      panels[_panel(metric)].append((split, metric, s['points']))
+  names = sorted(panels, key=lambda n: (n != 'loss', n))
+  cols = min(3, max(len(names), 1))
+  rows_n = max(1, -(-len(names) // cols))
   fig, axes = plt.subplots(
-    1, max(len(names), 1), figsize=(4.2 * max(len(names), 1), 3.4)
+    rows_n, cols, figsize=(4.6 * cols, 3.4 * rows_n + 0.5), squeeze=False
   )
-  axes = np.atleast_1d(axes)
-  for ax, name in zip(axes, names, strict=False):
-    for split, points in sorted(series[name].items()):
+  for ax in axes.flat[len(names) :]:
+    ax.axis('off')
+  for ax, name in zip(axes.flat, names, strict=False):
+    metrics = {m for _, m, _ in panels[name]}
+    for split, metric, points in panels[name]:
       steps, values = zip(*points, strict=True)
-      ax.plot(steps, values, marker='.' if len(steps) < 30 else None, label=split)
-    ax.set_title(name)
-    ax.set_xlabel('step')
+      label = split if len(metrics) == 1 else f'{split} {metric}'
+      ax.plot(steps, values, marker='.' if len(steps) < 30 else None, label=label)
+    ax.set_title(name if len(metrics) == 1 else ', '.join(sorted(metrics)))
+    ax.set_xlabel('training step')
+    ax.set_ylabel(_ylabel(name))
     ax.legend()
     ax.grid(alpha=0.3)
-  if title:
-    fig.suptitle(title)
-  return save_figure(fig, path)
+  if not names:
+    axes.flat[0].text(0.5, 0.5, 'no metric has two points yet', ha='center')
+  fig.suptitle(f'training curves: {title}' if title else 'training curves')
+  return fig
+
+
+def plot_curves(rows: list[dict], path: str, *, title: str = '') -> str:
+  """`curves_figure(rows, title=title)` -> PNG at `path`; returns `path`."""
+  return save_figure(curves_figure(rows, title=title), path)
 
 
 def image_grid(
@@ -84,43 +150,71 @@ def _normalise(image: np.ndarray) -> np.ndarray:
   return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
 
 
-def save_images(
+def images_figure(
   images: np.ndarray,
-  path: str,
   *,
   titles: list[str] | None = None,
   cols: int = 8,
   normalise: bool = False,
   suptitle: str = '',
-) -> str:
-  """A titled grid of `[n, h, w, c]` images (c = 1 grey, 3 colour) -> PNG.
+  colorbar_label: str | None = None,
+):
+  """A titled grid of `[n, h, w, c]` images (c = 1 grey, 3 colour) as a figure.
 
   Args:
-    normalise: stretch each image to [0, 1] (for kernels and feature maps);
-      otherwise values are taken as [0, 1] intensities.
+    titles: one per image.
+    normalise: stretch each image to [0, 1]; otherwise values are taken as
+      [0, 1] intensities.
+    suptitle: the figure's title: what the images are and the run.
+    colorbar_label: for single-channel images, draw every image on one scale
+      symmetric about 0 (blue negative, red positive: kernels' weights) with a
+      colour bar of this label; `normalise` is then ignored.
   """
+  plt = _pyplot()
   images = np.asarray(images, np.float32)
   n = len(images)
   rows = max(1, int(np.ceil(n / cols)))
   cols = min(cols, max(n, 1))
-  fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.45 * rows), squeeze=False)
+  shared = colorbar_label is not None and images.shape[-1] == 1
+  extra = 0.9 if shared else 0.0
+  fig, axes = plt.subplots(
+    rows,
+    cols,
+    figsize=(1.3 * cols + extra, 1.45 * rows + 0.4),
+    squeeze=False,
+    # tight_layout cannot place a colour bar shared by a grid; constrained can.
+    layout='constrained' if shared else None,
+  )
   for ax in axes.flat:
     ax.axis('off')
+  bound = float(np.abs(images).max()) or 1.0
+  shown = None
   for i, (ax, img) in enumerate(zip(axes.flat, images, strict=False)):
-    img = _normalise(img) if normalise else np.clip(img, 0, 1)
-    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap='gray', vmin=0, vmax=1)
+    if shared:
+      shown = ax.imshow(img[..., 0], cmap='RdBu_r', vmin=-bound, vmax=bound)
+    else:
+      img = _normalise(img) if normalise else np.clip(img, 0, 1)
+      ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap='gray', vmin=0, vmax=1)
     if titles:
       ax.set_title(titles[i], fontsize=7)
+  if shown is not None:
+    fig.colorbar(shown, ax=axes.ravel().tolist(), label=colorbar_label, shrink=0.9)
   if suptitle:
     fig.suptitle(suptitle, fontsize=9)
-  return save_figure(fig, path)
+  return fig
 
 
-def plot_confusion_matrix(cm: np.ndarray, path: str, *, title: str = '') -> str:
+def save_images(images: np.ndarray, path: str, **kwargs) -> str:
+  """`images_figure(images, **kwargs)` -> PNG at `path`; returns `path`."""
+  return save_figure(images_figure(images, **kwargs), path)
+
+
+def confusion_figure(cm: np.ndarray, *, title: str = '', class_names=None):
   """Counts `[true, predicted]` as a heat map with the numbers written in."""
+  plt = _pyplot()
   k = len(cm)
-  fig, ax = plt.subplots(figsize=(0.5 * k + 2, 0.5 * k + 1.6))
-  ax.imshow(cm, cmap='Blues')
+  fig, ax = plt.subplots(figsize=(0.5 * k + 2.8, 0.5 * k + 1.6))
+  shown = ax.imshow(cm, cmap='Blues')
   for (i, j), v in np.ndenumerate(cm):
     ax.text(
       j,
@@ -131,39 +225,63 @@ def plot_confusion_matrix(cm: np.ndarray, path: str, *, title: str = '') -> str:
       fontsize=7,
       color='white' if v > cm.max() / 2 else 'black',
     )
-  ax.set_xlabel('predicted')
-  ax.set_ylabel('true')
-  ax.set_xticks(range(k))
-  ax.set_yticks(range(k))
+  ax.set_xlabel('predicted class')
+  ax.set_ylabel('true class')
+  names = [str(c) for c in (class_names or range(k))]
+  ax.set_xticks(range(k), names)
+  ax.set_yticks(range(k), names)
+  fig.colorbar(shown, ax=ax, label='test examples')
   if title:
     ax.set_title(title, fontsize=9)
-  return save_figure(fig, path)
+  return fig
 
 
-def save_feature_maps(
-  maps: list[tuple[str, np.ndarray]], path: str, *, channels: int = 8
-) -> str:
-  """One row per layer: its first `channels` feature maps `[h, w, c]` of one input."""
+def plot_confusion_matrix(cm: np.ndarray, path: str, *, title: str = '') -> str:
+  """`confusion_figure(cm, title=title)` -> PNG at `path`; returns `path`."""
+  return save_figure(confusion_figure(cm, title=title), path)
+
+
+def feature_maps_figure(
+  maps: list[tuple[str, np.ndarray]], *, channels: int = 8, title: str = ''
+):
+  """One row per layer: its first `channels` feature maps `[h, w, c]` of one input.
+
+  Each row is labelled with the layer, its map size and how many of its maps
+  are shown ("8 of 16"); each map is stretched to its own range (viridis:
+  dark low, yellow high).
+  """
+  plt = _pyplot()
   fig, axes = plt.subplots(
     len(maps),
     channels + 1,
-    figsize=(1.2 * (channels + 1), 1.3 * len(maps)),
+    figsize=(1.2 * (channels + 1), 1.3 * len(maps) + 0.5),
     squeeze=False,
   )
   for row, (name, fmap) in zip(axes, maps, strict=True):
     for ax in row:
       ax.axis('off')
+    shown = min(channels, fmap.shape[-1])
     row[0].text(
       0.5,
       0.5,
-      f'{name}\n{fmap.shape[0]}x{fmap.shape[1]}x{fmap.shape[2]}',
+      f'{name}\n{fmap.shape[0]}x{fmap.shape[1]},\n{shown} of {fmap.shape[2]} maps',
       ha='center',
       va='center',
       fontsize=7,
     )
-    for ax, c in zip(row[1:], range(min(channels, fmap.shape[-1])), strict=False):
+    for ax, c in zip(row[1:], range(shown), strict=False):
       ax.imshow(_normalise(fmap[..., c]), cmap='viridis')
-  return save_figure(fig, path)
+      ax.set_title(f'#{c}', fontsize=6)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  return fig
+
+
+def save_feature_maps(
+  maps: list[tuple[str, np.ndarray]], path: str, *, channels: int = 8, title: str = ''
+) -> str:
+  """`feature_maps_figure(...)` -> PNG at `path`; returns `path`."""
+  return save_figure(feature_maps_figure(maps, channels=channels, title=title), path)
 
 
 def detection_figure(
@@ -191,6 +309,7 @@ def detection_figure(
     title: the figure's title.
     cols: images per row.
   """
+  plt = _pyplot()
   images = np.asarray(images, np.float32)
   n, h, w = images.shape[:3]
   cols = max(1, min(cols, n))

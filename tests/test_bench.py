@@ -53,25 +53,122 @@ def test_pytorch_equivalents_have_the_same_parameter_count(name):
   assert torch_count == count_params(b.model(), b.input_shape)
 
 
-def test_lstm_language_model_benchmark_reports_tokens_per_second(capsys):
-  bench.main(['lstm_lm', '--batch-size', '8', '--steps', '1', '--repeats', '1'])
-  figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  # Both are rounded to 0.1: examples/s by up to 0.05, so tokens/s by up to 128 * 0.05.
-  assert figures['tokens_per_second'] == pytest.approx(
-    128 * figures['examples_per_second'], abs=6.5
-  )
+def test_lstm_language_model_has_no_bfloat16_variant(capsys):
   with pytest.raises(SystemExit):
     bench.main(['lstm_lm', '--dtype', 'bfloat16'])
   assert 'has no bfloat16 variant' in capsys.readouterr().err
-
-
-def test_dcgan_round_benchmark_runs(capsys):
-  bench.main(['dcgan', '--batch-size', '8', '--steps', '1', '--repeats', '1'])
-  figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  assert figures['benchmark'] == 'dcgan' and figures['examples_per_second'] > 0
 
 
 def test_srcnn_benchmark_runs(capsys):
   bench.main(['srcnn', '--batch-size', '8', '--steps', '1', '--repeats', '1'])
   figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert figures['benchmark'] == 'srcnn' and figures['examples_per_second'] > 0
+
+
+def test_peak_table_knows_the_common_accelerators():
+  # device_kind as JAX reports it -> (bfloat16, float32) dense peak TFLOP/s per device.
+  expected = {
+    'NVIDIA H100 80GB HBM3': (989, 495),
+    'NVIDIA H200': (989, 495),
+    'NVIDIA A100-SXM4-40GB': (312, 156),
+    'NVIDIA L4': (121, 60),
+    'Tesla T4': (None, 8.1),
+    'TPU v2': (22.5, 22.5),  # one of a chip's two cores
+    'TPU v3': (61.5, 61.5),
+    'TPU v4': (275, 275),
+    'TPU v5 lite': (197, 197),
+    'TPU v6 lite': (918, 918),
+    'NVIDIA L40S': (None, None),  # not an L4
+    'cpu': (None, None),
+  }
+  for kind, peaks in expected.items():
+    got = tuple(bench.peak_flops(kind, d) for d in ('bfloat16', 'float32'))
+    assert got == tuple(None if p is None else p * 1e12 for p in peaks), kind
+
+
+# The MLP benchmark: 784 -> 256 -> 256 -> 10, so sum(in * out) multiply-adds a
+# forward pass per example. Training adds the weight gradients (as many) and the
+# gradients of every layer's input but the first's, which nothing needs.
+_MLP_LAYERS = [(784, 256), (256, 256), (256, 10)]
+
+
+def test_mlp_step_flops_match_the_closed_form(mesh):
+  forward = 2 * sum(i * o for i, o in _MLP_LAYERS)
+  train = 2 * forward + 2 * sum(i * o for i, o in _MLP_LAYERS[1:])
+  assert 2.25 < train / forward < 2.26  # not the rule of thumb's 3
+  small, large = (bench.step_flops('mlp', batch_size=b, mesh=mesh) for b in (64, 128))
+  # The batch-independent part (Adam on every device) cancels; what is left per
+  # example is the products plus elementwise ops (relu, biases, softmax), which
+  # add under 1%.
+  per_example = (large - small) / 64
+  assert 1.0 <= per_example / train < 1.01
+  assert small >= 64 * train
+
+
+def test_suite_prints_flops_and_mfu_and_counts_the_lstm_s_time_steps(capsys):
+  # The CPU suite's cheaper models at a tiny size (ResNets are compiled elsewhere).
+  names = ['lenet5', 'lstm_lm', 'dcgan']
+  bench.main(
+    ['--suite', 'accelerator', *names, '--batch-size', '8', '--steps', '1']
+    + ['--repeats', '1', '--peak-tflops', '0.5']
+  )
+  lines = capsys.readouterr().out.strip().splitlines()
+  rows = [json.loads(line) for line in lines if line.startswith('{')]
+  assert [r['benchmark'] for r in rows] == names
+  for r in rows:
+    assert r['examples_per_second'] > 0 and r['compile_seconds'] > 0
+    assert r['program_memory_mb'] > 0 and r['tflop_per_second'] > 0
+    # MFU is the FLOP rate over the peak of all 8 devices (both to 4 digits).
+    assert r['mfu'] == pytest.approx(r['tflop_per_second'] / (8 * 0.5), rel=2e-3)
+    flop_rate = r['tflops_per_step'] / (1e-3 * r['step_ms_median'])
+    assert r['tflop_per_second'] == pytest.approx(flop_rate, rel=2e-3)
+  table = [line for line in lines if line.startswith('| ')]
+  # A header, its rule, then one row per benchmark, each with its MFU.
+  assert len(table) == 2 + len(rows) and all(line.endswith('% |') for line in table[2:])
+
+  lm = rows[1]
+  # Both are rounded to 0.1: examples/s by up to 0.05, so tokens/s by up to 128 * 0.05.
+  assert lm['tokens_per_second'] == pytest.approx(
+    128 * lm['examples_per_second'], abs=6.5
+  )
+  # Per token: 4 gates of 256 over [64 inputs, 256 hidden], then 256 -> 100
+  # logits; training computes every product three times (forward, input and
+  # weight gradients: the embedding is trained, so its input gradient is
+  # needed). The backward loop also adds each time step's gate-weight gradient
+  # into a running sum: one add per weight per step, on each of the 8 devices,
+  # whatever the batch. Gate nonlinearities, the softmax and Adam add a few
+  # percent; XLA's count of the loop body alone would be about 12 times short.
+  gate_weights = 4 * 256 * (64 + 256)
+  per_token = 3 * 2 * (gate_weights + 256 * 100)
+  sums = 8 * 128 * gate_weights
+  assert 1.0 <= 1e12 * lm['tflops_per_step'] / (8 * 128 * per_token + sums) < 1.05
+
+
+def test_unknown_suite_and_suite_member_are_clear_errors(capsys):
+  with pytest.raises(SystemExit):
+    bench.main(['--suite', 'fastest'])
+  assert 'valid choices: accelerator' in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    bench.main(['--suite', 'accelerator', 'vgg11'])
+  assert 'unknown benchmark of the suite' in capsys.readouterr().err
+
+
+def test_several_steps_per_call_equal_as_many_calls(mesh):
+  import jax
+  import numpy as np
+
+  from nkjax.train import sharding
+
+  state, train_step, batch = bench._setup(
+    'mlp', batch_size=16, dtype='float32', image_size=None
+  )
+  batch = sharding.shard_batch(batch, mesh)
+  rng = jax.random.key(0)
+  one = jax.jit(train_step)
+  s1 = state
+  for _ in range(3):
+    s1, _ = one(s1, batch, rng)
+  s3, _ = jax.jit(bench.several_steps(train_step, 3))(state, batch, rng)
+  assert int(s3.step) == 3
+  for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s3.params), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

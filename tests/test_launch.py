@@ -67,3 +67,61 @@ def test_helpfull_documents_the_flags(tmp_path):
     '--config.learning_rate=0.001',
   ):
     assert text in proc.stdout
+
+
+def _files(root):
+  return {
+    str(p.relative_to(root)): p.read_bytes() for p in root.rglob('*') if p.is_file()
+  }
+
+
+@pytest.mark.slow
+def test_a_run_ends_with_a_summary_stays_finished_and_records_an_accepted_change(
+  tmp_path,
+):
+  import json
+
+  smoke = ['--config=experiments/mlp.py:smoke', '--config.num_steps=5']
+  first = _run(*smoke, workdir=tmp_path)
+  assert first.returncode == 0, first.stderr[-3000:]
+  closing = first.stdout.strip().splitlines()
+  assert closing[0].startswith(f'results in {tmp_path}: checkpoints/, curves.png,')
+  assert any(line.startswith('eval: accuracy ') for line in closing), closing
+  assert closing[-1].startswith('5 steps in ')
+
+  before = _files(tmp_path)
+  again = _run(*smoke, workdir=tmp_path)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout.strip() == (
+    f'The run in {tmp_path} is already finished; its results are unchanged in '
+    f'{tmp_path}/summary.json (raise --config.num_steps to train further).'
+  )
+  assert _files(tmp_path) == before  # summary, metrics, TensorBoard: untouched
+
+  changed = [*smoke, '--config.num_steps=10', '--config.learning_rate=0.002']
+  refused = _run(*changed, workdir=tmp_path)
+  assert refused.returncode == 1 and 'learning_rate 0.001 -> 0.002' in refused.stderr
+  assert _files(tmp_path) == before
+  accepted = _run(*changed, '--allow_config_change', workdir=tmp_path)
+  assert accepted.returncode == 0, accepted.stderr[-3000:]
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  assert summary['resumed_from_step'] == 5 and summary['steps'] == 10
+  assert summary['config']['learning_rate'] == 0.002
+  assert summary['config_changes'] == [
+    {'at_step': 5, 'fields': {'learning_rate': [0.001, 0.002], 'num_steps': [5, 10]}}
+  ]
+
+
+def test_help_puts_the_experiment_first(tmp_path):
+  for flag in ('--help', '--helpfull'):
+    proc = _run(flag, '--config=experiments/mlp.py:smoke', workdir=tmp_path)
+    out = proc.stdout
+    assert proc.returncode == 0
+    assert out.startswith('An MLP classifier')
+    assert out.index('presets (--config=experiments/mlp.py:PRESET): default, smoke') < (
+      out.index('--config.hidden=(32,)')  # the named preset's fields
+    )
+    assert '--allow_config_change' in out
+  assert 'logtostderr' not in _run('--help', workdir=tmp_path).stdout
+  full = proc.stdout
+  assert full.index('--config.hidden') < full.index('logtostderr')

@@ -1,6 +1,9 @@
+import matplotlib.pyplot as plt
 import numpy as np
 
 from nkjax import viz
+
+from .figures import assert_readable, describe
 
 
 def test_image_grid_places_images_row_major_with_padding():
@@ -23,6 +26,83 @@ def test_plot_curves_writes_a_png(tmp_path):
   path = viz.plot_curves(rows, str(tmp_path / 'c.png'))
   with open(path, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_classifier_curves_overlay_train_and_eval_with_labelled_axes():
+  rows = [
+    {'step': s, 'train/loss': 1 / s, 'train/accuracy': 1 - 1 / s} for s in (1, 2, 3)
+  ] + [{'step': s, 'eval/loss': 2 / s, 'eval/accuracy': 0.5} for s in (2, 3)]
+  fig = viz.curves_figure(rows, title='cnn-smoke')
+  d = describe(fig)
+  plt.close(fig)
+  assert d['suptitle'] == 'training curves: cnn-smoke'
+  assert_readable(d, run='cnn-smoke')
+  loss, accuracy = d['axes']  # the loss panel first
+  assert loss['legend'] == ['eval', 'train'] and loss['ylabel'].startswith('loss')
+  assert accuracy['title'] == 'accuracy' and 'fraction' in accuracy['ylabel']
+  assert loss['xlabel'] == accuracy['xlabel'] == 'training step'
+
+
+def test_gan_curves_grid_d_and_g_on_one_panel_and_no_single_points():
+  train = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'lr', 'grad_norm')
+  rows = [{'step': s, **{f'train/{m}': s * 0.1 for m in train}} for s in (3, 6, 9)]
+  rows.append({'step': 9, 'eval/frechet': 3.0, 'eval/condition_accuracy': 0.2})
+  fig = viz.curves_figure(rows, title='gan-smoke')
+  d = describe(fig)
+  geometry = {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes}
+  plt.close(fig)
+  assert_readable(d, run='gan-smoke')
+  drawn = [a for a in d['axes'] if a['plots']]
+  # Four panels (losses, D's outputs, grad_norm, lr), three to a row.
+  assert geometry == {(2, 3)} and len(drawn) == 4
+  assert drawn[0]['legend'] == ['train d_loss', 'train g_loss']
+  assert drawn[1]['legend'] == ['train d_fake', 'train d_real']
+  titles = ' '.join(a['title'] for a in drawn)
+  assert 'frechet' not in titles and 'condition' not in titles  # one point each
+  assert all(a['ylabel'] for a in drawn)
+
+
+def test_kernels_share_one_symmetric_colour_scale_with_a_colour_bar():
+  kernels = np.stack([np.full((5, 5, 1), v, np.float32) for v in (-0.3, 0.1, 0.2)])
+  fig = viz.images_figure(
+    kernels, colorbar_label='weight', suptitle='run-7: first-layer 5x5 kernels'
+  )
+  d = describe(fig)
+  limits = {im.get_clim() for ax in fig.axes for im in ax.images}
+  plt.close(fig)
+  assert d['colorbars'] == ['weight']
+  assert limits == {(-np.float32(0.3), np.float32(0.3))}  # one scale, 0 in the middle
+  assert_readable(d, run='run-7')
+
+
+def test_confusion_matrix_names_its_axes_and_counts():
+  cm = np.array([[5, 1], [0, 4]])
+  fig = viz.confusion_figure(cm, title='cnn-smoke: test confusion matrix')
+  d = describe(fig)
+  plt.close(fig)
+  assert_readable(d, run='cnn-smoke')
+  (ax,) = d['axes']
+  assert (ax['xlabel'], ax['ylabel']) == ('predicted class', 'true class')
+  assert ax['texts'] == ['5', '1', '0', '4'] and d['colorbars'] == ['test examples']
+
+
+def test_feature_maps_say_how_many_of_each_layers_maps_they_show():
+  maps = [
+    ('input', np.zeros((28, 28, 1))),
+    ('Conv_0', np.zeros((28, 28, 6))),
+    ('Conv_1', np.zeros((10, 10, 16))),
+  ]
+  fig = viz.feature_maps_figure(maps, channels=8, title='run: a 7 (predicted 7)')
+  d = describe(fig)
+  plt.close(fig)
+  labels = [t for a in d['axes'] for t in a['texts']]
+  assert labels == [
+    'input\n28x28,\n1 of 1 maps',
+    'Conv_0\n28x28,\n6 of 6 maps',
+    'Conv_1\n10x10,\n8 of 16 maps',
+  ]
+  assert sum(a['images'] for a in d['axes']) == 1 + 6 + 8
+  assert d['suptitle'] == 'run: a 7 (predicted 7)'
 
 
 def test_detection_figure_draws_truth_dashed_and_detections_solid_with_scores(tmp_path):

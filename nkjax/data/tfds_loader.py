@@ -30,6 +30,12 @@ def import_tf():
   return tf
 
 
+def cause(error: BaseException) -> str:
+  """The error's type and the first line of its message, for a one-line report."""
+  lines = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {lines[0][:200]}' if lines else type(error).__name__
+
+
 def builder(name: str, *, data_dir: str | None, offline_hint: str):
   """A prepared TFDS builder; downloads and prepares it first if it must.
 
@@ -43,10 +49,16 @@ def builder(name: str, *, data_dir: str | None, offline_hint: str):
   if not b.is_prepared():
     try:
       b.download_and_prepare()
+    except ImportError as e:
+      # A missing module is an install problem, not a network one: say which.
+      raise UserError(
+        f'preparing TFDS dataset {name!r} needs a module that is not installed '
+        f"({type(e).__name__}: {e}); pip install -e '.[tfds]'"
+      ) from e
     except Exception as e:  # noqa: BLE001 - any failure to fetch means the same to the user
       raise UserError(
         f'TFDS dataset {name!r} is not prepared in {b.data_dir} and could not be '
-        f'fetched ({type(e).__name__}); {offline_hint}, or prepare it on a machine '
+        f'fetched ({cause(e)}); {offline_hint}, or prepare it on a machine '
         'with network and pass --config.data_dir=DIR'
       ) from e
   return b

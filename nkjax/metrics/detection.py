@@ -89,6 +89,18 @@ def voc_evaluate(
     of each class, and each class's recall and precision after each of its
     detections in score order. A class without non-difficult ground truth has
     AP nan and is left out of the means.
+
+  Two objects; detections by score: a hit, a miss, a hit. Precision 1, 1/2,
+  2/3 at recall 1/2, 1/2, 1: all-point AP = 1/2 * 1 + 1/2 * 2/3 = 5/6, and
+  11-point AP = (6 * 1 + 5 * 2/3) / 11 = 28/33.
+
+  >>> truth = [{'boxes': np.array([[0, 0, 10, 10], [20, 20, 30, 30]]),
+  ...           'labels': np.array([0, 0])}]
+  >>> found = [{'boxes': np.array([[0, 0, 10, 11], [50, 50, 60, 60], [21, 20, 30, 30]]),
+  ...           'scores': np.array([0.9, 0.8, 0.7]), 'labels': np.array([0, 0, 0])}]
+  >>> r = voc_evaluate(detections=found, ground_truths=truth, num_classes=1)
+  >>> bool(np.isclose(r['map_all'], 5 / 6)), bool(np.isclose(r['map_07'], 28 / 33))
+  (True, True)
   """
   _check(detections, ground_truths)
   gts = [

@@ -7,6 +7,7 @@ computation type (bfloat16 on accelerators); parameters stay float32.
 """
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -247,19 +248,32 @@ class ResNet(nn.Module):
 
 _CIFAR = dict(stem='cifar', num_filters=16, shortcut='A')
 
+# The published configurations by name (attributes may still be overridden:
+# `VGG16(num_classes=10)`).
+VGG11 = functools.partial(VGG, convs_per_stage=VGG_STAGES[11])
+VGG13 = functools.partial(VGG, convs_per_stage=VGG_STAGES[13])
+VGG16 = functools.partial(VGG, convs_per_stage=VGG_STAGES[16])
+VGG19 = functools.partial(VGG, convs_per_stage=VGG_STAGES[19])
+ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2))
+ResNet34 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3))
+ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=Bottleneck)
+ResNet20 = functools.partial(ResNet, stage_sizes=(3, 3, 3), **_CIFAR)
+ResNet32 = functools.partial(ResNet, stage_sizes=(5, 5, 5), **_CIFAR)
+ResNet56 = functools.partial(ResNet, stage_sizes=(9, 9, 9), **_CIFAR)
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
   'lenet5': LeNet5,
   'alexnet': AlexNet,
-  'vgg11': functools.partial(VGG, convs_per_stage=VGG_STAGES[11]),
-  'vgg13': functools.partial(VGG, convs_per_stage=VGG_STAGES[13]),
-  'vgg16': functools.partial(VGG, convs_per_stage=VGG_STAGES[16]),
-  'vgg19': functools.partial(VGG, convs_per_stage=VGG_STAGES[19]),
-  'resnet18': functools.partial(ResNet, stage_sizes=(2, 2, 2, 2)),
-  'resnet34': functools.partial(ResNet, stage_sizes=(3, 4, 6, 3)),
-  'resnet50': functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=Bottleneck),
-  'resnet20': functools.partial(ResNet, stage_sizes=(3, 3, 3), **_CIFAR),
-  'resnet32': functools.partial(ResNet, stage_sizes=(5, 5, 5), **_CIFAR),
-  'resnet56': functools.partial(ResNet, stage_sizes=(9, 9, 9), **_CIFAR),
+  'vgg11': VGG11,
+  'vgg13': VGG13,
+  'vgg16': VGG16,
+  'vgg19': VGG19,
+  'resnet18': ResNet18,
+  'resnet34': ResNet34,
+  'resnet50': ResNet50,
+  'resnet20': ResNet20,
+  'resnet32': ResNet32,
+  'resnet56': ResNet56,
   # Tiny variants, for tests only.
   'vgg_tiny': functools.partial(
     VGG, convs_per_stage=(1, 1), widths=(4, 8), classifier=(16,), pool_to=2
@@ -274,15 +288,44 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 
 def create(name: str, **kwargs) -> nn.Module:
-  """The model called `name` (one of `MODELS`), with attributes `kwargs`."""
+  """The model called `name` (one of `MODELS`), with attributes `kwargs`.
+
+  Every model maps NHWC images `[batch, h, w, c]` (float32) to logits
+  `[batch, num_classes]` (float32) and takes `train: bool` at call time.
+
+  >>> import jax, jax.numpy as jnp
+  >>> model = create('resnet20', num_classes=10)
+  >>> model.stage_sizes, model.stem, model.shortcut
+  ((3, 3, 3), 'cifar', 'A')
+  >>> logits, variables = jax.eval_shape(  # shapes only, nothing computed
+  ...   lambda x: model.init_with_output(jax.random.key(0), x, train=False),
+  ...   jnp.zeros((2, 32, 32, 3)),
+  ... )
+  >>> logits.shape, sorted(variables)
+  ((2, 10), ['batch_stats', 'params'])
+  >>> create('resnet21')
+  Traceback (most recent call last):
+  ...
+  nkjax.errors.UserError: unknown model 'resnet21'; valid choices: alexnet, lenet5, ...
+  """
   choose('model', name, MODELS)
   return MODELS[name](**kwargs)
 
 
 def count_params(model: nn.Module, input_shape: Sequence[int]) -> int:
   """Trainable parameters of `model` on inputs `[1, *input_shape]`, without
-  allocating them (batch-norm statistics are not parameters)."""
+  allocating them (batch-norm statistics are not parameters).
+
+  LeNet-5 on 28x28 digits (padded to the paper's 32x32) has the paper's 61,706
+  parameters, ResNet-20 on CIFAR's 32x32x3 the paper's 0.27M:
+
+  >>> count_params(LeNet5(num_classes=10), (28, 28, 1))
+  61706
+  >>> count_params(ResNet20(num_classes=10), (32, 32, 3))
+  269722
+  """
   variables = jax.eval_shape(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape)), train=False)
   )
-  return sum(int(jnp.size(p)) for p in jax.tree.leaves(variables['params']))
+  # Shapes only: jnp.size of a ShapeDtypeStruct is deprecated since JAX 0.12.
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(variables['params']))

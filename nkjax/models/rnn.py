@@ -124,12 +124,16 @@ class Recurrent(nn.Module):
     features: hidden width of each layer (and direction).
     num_layers: layers, each reading the previous one's outputs.
     bidirectional: also run each layer backwards in time, concatenating both.
+    unroll: time steps per iteration of the compiled loop (`lax.scan`'s
+      `unroll`); the same result. XLA's cost analysis counts a loop body once,
+      so the benchmarks count FLOPs by comparing two unroll factors.
   """
 
   cell: str = 'lstm'
   features: int = 128
   num_layers: int = 1
   bidirectional: bool = False
+  unroll: int = 1
 
   @nn.compact
   def __call__(self, x, *, lengths=None, initial_carries=None):
@@ -151,14 +155,16 @@ class Recurrent(nn.Module):
     for layer in range(self.num_layers):
       if self.bidirectional:
         rnn = nn.Bidirectional(
-          nn.RNN(cell(self.features)),
-          nn.RNN(cell(self.features), reverse=True, keep_order=True),
+          nn.RNN(cell(self.features), unroll=self.unroll),
+          nn.RNN(
+            cell(self.features), reverse=True, keep_order=True, unroll=self.unroll
+          ),
           return_carry=True,
         )
         carry, x = rnn(x, seq_lengths=lengths)
       else:
         init = None if initial_carries is None else initial_carries[layer]
-        carry, x = nn.RNN(cell(self.features), return_carry=True)(
+        carry, x = nn.RNN(cell(self.features), return_carry=True, unroll=self.unroll)(
           x, initial_carry=init, seq_lengths=lengths
         )
       carries.append(carry)
@@ -173,6 +179,7 @@ class CharLM(nn.Module):
   cell: str = 'lstm'
   features: int = 256
   num_layers: int = 1
+  unroll: int = 1  # time steps per compiled loop iteration, as `Recurrent`'s
 
   @nn.compact
   def __call__(self, tokens, *, train: bool = False, carries=None):
@@ -180,9 +187,9 @@ class CharLM(nn.Module):
     the final carries (pass them back in to continue the sequence)."""
     del train
     x = nn.Embed(self.vocab_size, self.embed)(tokens)
-    x, carries = Recurrent(self.cell, self.features, self.num_layers)(
-      x, initial_carries=carries
-    )
+    x, carries = Recurrent(
+      self.cell, self.features, self.num_layers, unroll=self.unroll
+    )(x, initial_carries=carries)
     return nn.Dense(self.vocab_size)(x), carries
 
 

@@ -61,6 +61,18 @@ def conv2d(
 
   Returns:
     `[batch, out_height, out_width, out_channels]`.
+
+  The course's shapes: a 32x32x3 image and six 5x5 filters give 28x28x6; at
+  stride 2, floor((32 - 5) / 2) + 1 = 14. A 3x3 averaging kernel over a ramp:
+
+  >>> import jax.numpy as jnp
+  >>> conv2d(jnp.ones((1, 32, 32, 3)), jnp.ones((5, 5, 3, 6))).shape
+  (1, 28, 28, 6)
+  >>> conv2d(jnp.ones((1, 32, 32, 3)), jnp.ones((5, 5, 3, 6)), stride=2).shape
+  (1, 14, 14, 6)
+  >>> ramp = jnp.arange(5.0).reshape(1, 1, 5, 1) * jnp.ones((1, 3, 5, 1))
+  >>> conv2d(ramp, jnp.full((3, 3, 1, 1), 1 / 9))[0, :, :, 0]
+  Array([[1., 2., 3.]], dtype=float32)
   """
   stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
   dilation = (dilation, dilation) if isinstance(dilation, int) else tuple(dilation)
@@ -106,6 +118,28 @@ def pool2d(
   Average pooling divides by the full window size, padding included (as flax
   and `torch.nn.AvgPool2d(count_include_pad=True)` do); max pooling pads with
   -inf so that padding never wins.
+
+  Args:
+    x: `[batch, height, width, channels]`.
+    window, stride: an int or (vertical, horizontal).
+    kind: 'max' or 'avg'.
+    padding: as in `conv2d`.
+
+  Returns:
+    `[batch, out_height, out_width, channels]`.
+
+  The course's example, a 4x4 map pooled over 2x2 windows at stride 2:
+
+  >>> import jax.numpy as jnp
+  >>> course_map = jnp.array(
+  ...   [[1, 5, 4, 3], [2, 6, 4, 0], [3, 1, 7, 9], [2, 8, 6, 5]], jnp.float32
+  ... )[None, :, :, None]
+  >>> pool2d(course_map, window=2, kind='max')[0, :, :, 0]
+  Array([[6., 4.],
+         [8., 9.]], dtype=float32)
+  >>> pool2d(course_map, window=2, kind='avg')[0, :, :, 0]
+  Array([[3.5 , 2.75],
+         [3.5 , 6.75]], dtype=float32)
   """
   window = (window, window) if isinstance(window, int) else tuple(window)
   stride = (
@@ -169,6 +203,19 @@ def max_pool(
   return x.reshape(n, h // kh, kh, w // kw, kw, c).max(axis=(2, 4))
 
 
+def cpu_forms_apply() -> bool:
+  """Whether the CPU-only forms of this module (the sum of shifted matmuls for
+  tiny convolution outputs, the sub-pixel transposed convolution) are taken.
+
+  Only when JAX computes on the host CPU: both work around XLA:CPU's kernels
+  and would only add ops on a GPU or a TPU, whose convolution emitters handle
+  these shapes at full rate. The backend is asked when the op is traced
+  (`jax.default_backend()`, the backend that `jax.jit` compiles for unless
+  told otherwise), so one program never mixes the two.
+  """
+  return jax.default_backend() == 'cpu'
+
+
 def conv_general_dilated(
   lhs,
   rhs,
@@ -204,7 +251,7 @@ def conv_general_dilated(
     and feature_group_count == 1
     and all(d == 1 for d in (lhs_dilation or (1, 1)))
   )
-  if jax.default_backend() != 'cpu' or not plain or out.shape[1] * out.shape[2] > 4:
+  if not cpu_forms_apply() or not plain or out.shape[1] * out.shape[2] > 4:
     return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
   pads = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
   y = conv2d(
@@ -256,7 +303,7 @@ def conv_transpose(
   backends.
   """
   kh, kw, _, cout = w.shape
-  if jax.default_backend() != 'cpu' or cout < 8:
+  if not cpu_forms_apply() or cout < 8:
     return jax.lax.conv_transpose(
       x, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
     )

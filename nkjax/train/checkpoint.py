@@ -3,18 +3,49 @@
 Saves are atomic (orbax writes to a temporary folder and renames it when the
 save is complete) and asynchronous (training continues while files are written),
 so a run killed mid-save leaves the previous checkpoints intact.
+
+A checkpoint damaged after the fact (a truncated or zeroed array file, a deleted
+metadata file, manifest or commit marker, an emptied step folder) is named in
+one line on restore, moved aside to `<directory>-damaged/<step>`, and the run
+falls back to the newest readable checkpoint.
 """
 
 import os
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from nkjax.errors import UserError
+
+# Files every complete checkpoint of one `StandardSave` item has (orbax 0.12,
+# OCDBT format); orbax restores some checkpoints without them, silently.
+REQUIRED_FILES = (
+  'commit_success.txt',
+  os.path.join('default', '_METADATA'),
+  os.path.join('default', 'manifest.ocdbt'),
+)
+
+
+def missing_files(step_dir: str) -> str | None:
+  """What is missing from a step folder, in words; None if nothing is."""
+  if not os.path.isdir(step_dir) or not os.listdir(step_dir):
+    return 'the step folder is empty'
+  missing = [f for f in REQUIRED_FILES if not os.path.exists(os.path.join(step_dir, f))]
+  if missing:
+    return f'{", ".join(missing)} missing: the save did not finish or was damaged'
+  return None
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip().splitlines()
+  detail = text[0] if text else ''
+  return f'{type(error).__name__}: {detail[:160]}'
 
 
 class Checkpointer:
@@ -82,18 +113,66 @@ class Checkpointer:
       metrics = None
     self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics)
 
+  def damage(self, step: int) -> str | None:
+    """Why checkpoint `step` cannot be read, in words; None if it can.
+
+    Checks the files a complete save leaves, then reads every array back
+    without a target (so that a model mismatch is not mistaken for damage).
+    """
+    missing = missing_files(os.path.join(self.directory, str(step)))
+    if missing:
+      return missing
+    try:
+      self._manager.restore(step, args=ocp.args.StandardRestore())
+    except Exception as e:  # noqa: BLE001 - tensorstore raises bare Exceptions
+      return f'unreadable ({_first_line(e)})'
+    return None
+
   def restore(self, state, step: int | None = None):
-    """Restores checkpoint `step` (default: the latest) into the structure,
-    dtypes and shardings of `state`; returns `state` itself if there is none."""
-    step = self.latest_step() if step is None else step
-    if step is None:
+    """Restores checkpoint `step` (default: the newest readable one) into the
+    structure, dtypes and shardings of `state`; returns `state` itself if there
+    is none.
+
+    Without `step`, a damaged checkpoint is named in one warning line, moved
+    to `<directory>-damaged/<step>` (by process 0) and the next newest is tried.
+
+    Raises:
+      UserError: no checkpoint is readable (nothing is moved then), `step` is
+        damaged, or the checkpoint does not fit `state` (another model).
+    """
+    steps = sorted(self.all_steps(), reverse=True) if step is None else [step]
+    if not steps:
       return state
+    damaged = []
+    for s in steps:
+      why = self.damage(s)
+      if why is None:
+        break
+      damaged.append((s, why))
+    else:
+      listed = '; '.join(f'step {s}: {why}' for s, why in damaged)
+      raise UserError(
+        f'no readable checkpoint in {self.directory} ({listed}); use another '
+        '--workdir, or move the damaged step folders away to start again'
+      )
+    for bad, why in damaged:
+      aside = os.path.join(f'{self.directory}-damaged', str(bad))
+      logging.warning(
+        'Checkpoint step %d in %s is damaged (%s); moved to %s, falling back to step %d.',
+        bad, self.directory, why, aside, s,
+      )  # fmt: skip
+      if jax.process_index() == 0:
+        os.makedirs(os.path.dirname(aside), exist_ok=True)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(os.path.join(self.directory, str(bad)), aside)
+    if damaged:
+      self._manager.reload()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     try:
-      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      return self._manager.restore(s, args=ocp.args.StandardRestore(abstract))
     except (ValueError, KeyError, TypeError) as e:
       raise UserError(
-        f'the checkpoint at step {step} in {self.directory} does not fit this '
+        f'the checkpoint at step {s} in {self.directory} does not fit this '
         f"run's model ({type(e).__name__}); use another --workdir or the config "
         'that wrote it'
       ) from e

@@ -36,6 +36,8 @@ def default_fields(**overrides) -> dict:
     'keep_checkpoints': 2,
     'seed': 0,
     'debug': False,  # True: run the steps without jit
+    # Stop when the loss passes this multiple of its first value; 0: never.
+    'divergence_factor': 1000.0,
   }
   fields.update(overrides)
   return fields
@@ -62,6 +64,7 @@ def fit(
   config: Mapping | None = None,
   jit: bool = True,
   summarize: Callable | None = None,
+  divergence_factor: float | None = 1000.0,
 ) -> loop.FitResult:
   """Initialises `model` from `seed` and trains it on `data` with `loop.fit`.
 
@@ -100,6 +103,7 @@ def fit(
     config=config,
     jit=jit,
     summarize=summarize,
+    divergence_factor=divergence_factor,
   )
 
 

@@ -27,7 +27,7 @@ confusion matrix) come from `make_predictor`.
 """
 
 import dataclasses
-import math
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -41,7 +41,7 @@ from jax.sharding import Mesh
 from nkjax import metrics as metrics_lib
 from nkjax import viz
 from nkjax.data import batching
-from nkjax.train import checkpoint, sharding, writers
+from nkjax.train import checkpoint, guard, sharding, writers
 
 StepFn = Callable[[Any, Any, jax.Array], tuple[Any, metrics_lib.Metrics]]
 
@@ -126,6 +126,20 @@ def make_predictor(
   splitting it: full-size test images of different shapes are evaluated one
   at a time this way (batch 1 on 8 devices), and each process passes the
   whole batch.
+
+  Ten examples in two padded batches of 8: the 6 padding rows are dropped.
+
+  >>> import jax.numpy as jnp, numpy as np
+  >>> from nkjax.data import batching
+  >>> from nkjax.train import sharding
+  >>> predict = make_predictor(
+  ...   lambda state, batch: {'double': 2 * batch['x'] + state},
+  ...   mesh=sharding.data_mesh(),
+  ... )
+  >>> arrays = {'x': np.arange(10.0, dtype=np.float32)}
+  >>> out = predict(jnp.float32(1), batching.eval_batches(arrays, batch_size=8))
+  >>> sorted(out), out['double'].tolist()
+  (['double', 'x'], [1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0, 17.0, 19.0])
   """
 
   def outputs_and_inputs(state, batch):
@@ -188,6 +202,7 @@ def fit(
   best_metric: str | None = None,
   best_mode: str = 'max',
   loss_key: str = 'loss',
+  divergence_factor: float | None = 1000.0,
   sync_every: int = 16,
   config: Mapping | None = None,
   jit: bool = True,
@@ -199,6 +214,7 @@ def fit(
 
   Args:
     state: the initial state; replaced by the latest checkpoint if one exists.
+      Its buffers are donated to the first step: do not reuse it afterwards.
     train_step: `(state, batch, rng) -> (state, metrics)`; it derives its own
       per-step keys, e.g. `jax.random.fold_in(rng, state.step)`, so a resumed
       run draws the same keys as an uninterrupted one.
@@ -214,7 +230,10 @@ def fit(
       the end, for eval and checkpoints).
     best_metric: an `eval_fn` metric name (without `eval/`) whose best
       checkpoint is kept beside the latest ones; needs checkpoints at eval steps.
-    loss_key: the metric checked for non-finite values after every step.
+    loss_key: the metric checked for divergence after every step; every
+      metric whose name contains `loss` is checked for non-finite values.
+    divergence_factor: stop when `loss_key` exceeds this multiple of its first
+      value (`guard.LossGuard`); 0 or None: never.
     sync_every: the host waits for the device at least this often. Dispatching
       ~100 sharded steps without waiting has hung XLA's CPU all-reduce.
     config: stored in `summary.json`.
@@ -228,9 +247,46 @@ def fit(
     summarize: `state -> dict` of the experiment's own figures (a PSNR table,
       mAP), called once with the final state and merged into `summary.json`.
 
+  Returns:
+    `FitResult(state, summary)`: the final state and the dict also written to
+    `workdir/summary.json` (`steps`, `resumed_from_step`, `train` and `eval`
+    metrics, `examples_per_second`, ...).
+
+  A run already at `num_steps` (a rerun of a finished run) trains nothing and
+  writes nothing: the result carries the summary already on disk.
+
   Raises:
-    FloatingPointError: when the loss is not finite, naming the step and the
-      last good checkpoint (which is left untouched).
+    FloatingPointError: when a loss is not finite, or `loss_key` diverged
+      (`guard.DivergedError`), naming the step and the last good checkpoint
+      (which is left untouched).
+
+  Logistic regression on 64 points labelled by the sign of their first
+  coordinate, 20 full-batch steps; a second call with the same workdir
+  restores the final checkpoint and trains no further:
+
+  >>> import tempfile, jax, jax.numpy as jnp, numpy as np, optax
+  >>> from nkjax.models import MLP
+  >>> from nkjax.train import sharding, state, steps
+  >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+  >>> data = {'image': x, 'label': (x[:, 0] > 0).astype(np.int32)}
+  >>> def batches(start_step):
+  ...   while True:
+  ...     yield data
+  >>> def new_state():  # fit donates the buffers of the state it is given
+  ...   return state.create(model=MLP(hidden=(), num_outputs=2), tx=optax.sgd(1.0),
+  ...                       rng=jax.random.key(0), inputs=(jnp.zeros((1, 4)),))
+  >>> workdir = tempfile.mkdtemp()
+  >>> kwargs = dict(train_step=steps.classifier_train_step, train_batches=batches,
+  ...               num_steps=20, workdir=workdir, rng=jax.random.key(1),
+  ...               mesh=sharding.data_mesh(), examples_per_step=64, log_every=10)
+  >>> result = fit(state=new_state(), **kwargs)
+  >>> int(result.state.step), result.summary['train']['accuracy'] > 0.9
+  (20, True)
+  >>> sorted(os.listdir(workdir))
+  ['checkpoints', 'curves.png', 'metrics.jsonl', 'run.json', 'summary.json', 'tensorboard']
+  >>> again = fit(state=new_state(), **kwargs)
+  >>> int(again.state.step), again.summary['steps']
+  (20, 20)
   """
   t_start = time.perf_counter()
   first_process = jax.process_index() == 0
@@ -249,15 +305,27 @@ def fit(
       'Resuming from the checkpoint at step %d in %s.', start, ckpt.directory
     )
 
+  if start >= num_steps and os.path.exists(os.path.join(workdir, 'summary.json')):
+    ckpt.close()
+    logging.info('The run in %s is already at step %d: nothing to do.', workdir, start)
+    with open(os.path.join(workdir, 'summary.json')) as f:
+      return FitResult(state=state, summary=json.load(f))
   step_fn = (
     jit_train_step(train_step, mesh, frozen=frozen is not None) if jit else train_step
   )
   extra_args = () if frozen is None else (sharding.replicate(frozen, mesh),)
   rng = sharding.replicate(rng, mesh)
 
+  checks = guard.LossGuard(
+    workdir=workdir,
+    loss_key=loss_key,
+    divergence_factor=divergence_factor,
+    last_checkpoint=lambda: f'step {ckpt.latest_step()} in {ckpt.directory}',
+    write=first_process,
+  )
   progress = writers.Progress(total=num_steps, initial=start, enabled=first_process)
   writer = writers.MetricWriter(
-    workdir, write_files=first_process, console=progress.log
+    workdir, write_files=first_process, console=progress.log, resume_step=start
   )
   pending: list[tuple[int, Any]] = []  # dispatched steps whose metrics are unchecked
   window: list[Mapping] = []  # checked metrics since the last log line
@@ -280,11 +348,7 @@ def fit(
 
       host = jax.device_get([m for _, m in pending])
       for (s, _), m in zip(pending, host, strict=True):
-        if not np.isfinite(m[loss_key][0]):
-          raise FloatingPointError(
-            f'non-finite {loss_key} ({float(m[loss_key][0])}) at step {s}; last good '
-            f'checkpoint: step {ckpt.latest_step()} in {ckpt.directory}, left intact'
-          )
+        checks.check(s, m)
       window.extend(host)
       pending.clear()
       now = time.perf_counter()
@@ -324,7 +388,7 @@ def fit(
     else None,
     'examples_per_second': steady_steps * examples_per_step / steady_seconds
     if steady_steps > 0
-    else math.nan,
+    else None,
     'devices': int(mesh.devices.size),
     'platform': jax.default_backend(),
     'train': train_metrics,

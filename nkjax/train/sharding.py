@@ -55,5 +55,23 @@ def shard_batch(batch, mesh: Mesh, *, split: bool = True):
 
 
 def replicate(tree, mesh: Mesh):
-  """Copies a pytree of arrays to every device of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
+  """Copies a pytree of arrays to every device of the mesh.
+
+  With several processes each passes the same values (the same seed, the same
+  checkpoint), and each places its copy on its own devices: `device_put` cannot
+  move an array onto devices of another process.
+  """
+  sharding = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+
+  def put(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return x  # already global
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      data = put(jax.random.key_data(x))
+      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    host = np.asarray(jax.device_get(x))
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return jax.tree.map(put, tree)

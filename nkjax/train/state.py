@@ -29,6 +29,20 @@ def create(
     rng: the `params` key.
     inputs: the model's positional inputs for an example batch (only their
       shapes and dtypes matter), e.g. `(images,)` or `(tokens, lengths)`.
+
+  An MLP from 8x8 images through 16 hidden units to 3 classes has
+  (64 + 1) * 16 + (16 + 1) * 3 = 1,091 parameters, and no batch statistics:
+
+  >>> import jax, jax.numpy as jnp, optax
+  >>> from nkjax.models import MLP
+  >>> s = create(
+  ...   model=MLP(hidden=(16,), num_outputs=3),
+  ...   tx=optax.sgd(0.1),
+  ...   rng=jax.random.key(0),
+  ...   inputs=(jnp.zeros((1, 8, 8, 1)),),
+  ... )
+  >>> int(s.step), num_params(s.params), s.batch_stats is None
+  (0, 1091, True)
   """
   variables = jax.jit(lambda r, xs: model.init(r, *xs, train=False))(rng, tuple(inputs))
   return TrainState.create(

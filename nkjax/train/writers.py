@@ -27,16 +27,29 @@ class MetricWriter:
     write_files: False on every process but the first of a multi-host run.
     console: a callable that prints one line (the progress bar's, so that lines
       and bar do not garble each other).
+    resume_step: the step the run resumes from. Rows logged after it by a run
+      that was killed before its next checkpoint are dropped from
+      `metrics.jsonl` and purged from TensorBoard, so each step appears once.
   """
 
-  def __init__(self, workdir: str, *, write_files: bool = True, console=logging.info):
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    write_files: bool = True,
+    console=logging.info,
+    resume_step: int = 0,
+  ):
     self.workdir = workdir
     self._console = console
     self._tb = None
     self._jsonl = None
     if write_files:
       os.makedirs(workdir, exist_ok=True)
-      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      drop_rows_after(workdir, resume_step)
+      self._tb = SummaryWriter(
+        os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1
+      )
       self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
@@ -54,14 +67,55 @@ class MetricWriter:
       self._jsonl.close()
 
 
+def strict_json(value):
+  """`value` with every non-finite float replaced by None, so that it is strict
+  JSON (`NaN` and `Infinity` are not JSON; `null` says the figure does not exist).
+  Tuples become lists and numpy scalars Python numbers."""
+  if isinstance(value, Mapping):
+    return {str(k): strict_json(v) for k, v in value.items()}
+  if isinstance(value, list | tuple):
+    return [strict_json(v) for v in value]
+  if hasattr(value, 'item') and getattr(value, 'ndim', None) == 0:
+    value = value.item()  # a numpy or JAX scalar
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
 def write_summary(workdir: str, summary: Mapping) -> str:
-  """Writes `summary.json` atomically (write a temporary file, then rename)."""
+  """Writes `summary.json` atomically (write a temporary file, then rename), as
+  strict JSON: a non-finite figure is written as `null`."""
   path = os.path.join(workdir, 'summary.json')
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
-    json.dump(summary, f, indent=2, sort_keys=True, default=str)
+    json.dump(
+      strict_json(summary), f, indent=2, sort_keys=True, default=str, allow_nan=False
+    )
   os.replace(tmp, path)
   return path
+
+
+def drop_rows_after(workdir: str, step: int) -> int:
+  """Drops the rows of `metrics.jsonl` logged after `step` (and a torn last line
+  from a kill mid-write); returns how many were dropped."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue
+    if row.get('step', 0) <= step:
+      kept.append(line if line.endswith('\n') else line + '\n')
+  if len(kept) != len(lines) or any(not ln.endswith('\n') for ln in lines):
+    with open(path + '.tmp', 'w') as f:
+      f.writelines(kept)
+    os.replace(path + '.tmp', path)
+  return len(lines) - len(kept)
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -11,11 +11,18 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
 import bp  # noqa: E402
 
+from ..figures import assert_readable, record  # noqa: E402
+
 
 def _run(tmp_path, preset, **overrides):
   config = bp.get_config(preset)
   config.update(overrides)
-  summary = bp.main(config, str(tmp_path))
+  with pytest.MonkeyPatch.context() as patch:
+    figures = record(patch)
+    summary = bp.main(config, str(tmp_path))
+  # Every picture a preset draws names the run and labels its axes.
+  for d in figures.values():
+    assert_readable(d, run=tmp_path.name)
   assert json.loads((tmp_path / 'summary.json').read_text())['task'] == preset
   return summary
 

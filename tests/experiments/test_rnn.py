@@ -14,6 +14,8 @@ from nkjax.models import rnn  # noqa: E402
 from nkjax.train import optim, steps  # noqa: E402
 from nkjax.train import state as state_lib  # noqa: E402
 
+from ..figures import assert_readable, record  # noqa: E402
+
 
 def test_char_lm_smoke_then_sampling_from_its_checkpoint(tmp_path):
   config = rnn_experiment.get_config('smoke')
@@ -75,7 +77,10 @@ def test_sequential_digits_are_learned_by_every_cell(tmp_path):
   assert all(r['test_accuracy'] > 0.5 for r in results.values())
 
 
-def test_gradient_through_time_vanishes_fastest_without_gates_of_memory(tmp_path):
+def test_gradient_through_time_vanishes_fastest_without_gates_of_memory(
+  tmp_path, monkeypatch
+):
+  figures = record(monkeypatch)
   config = rnn_experiment.get_config('vanishing')
   norms = {
     c: np.array(n)
@@ -93,6 +98,8 @@ def test_gradient_through_time_vanishes_fastest_without_gates_of_memory(tmp_path
     norms['lstm'][40] > 10 * norms['rnn'][40]
   )  # the LSTM's cell state carries it further
   assert (tmp_path / 'vanishing.png').exists()
+  assert_readable(figures['vanishing.png'], run=tmp_path.name)
+  assert figures['vanishing.png']['axes'][0]['legend'] == ['rnn', 'lstm', 'gru']
 
 
 def test_sentiment_pipeline_on_mocked_imdb(tmp_path):

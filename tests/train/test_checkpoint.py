@@ -1,8 +1,12 @@
+import re
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nkjax.errors import UserError
 from nkjax.models.mlp import MLP
 from nkjax.train import checkpoint, optim
 from nkjax.train import state as state_lib
@@ -57,3 +61,127 @@ def test_missing_best_metric_is_a_clear_error(tmp_path):
     ValueError, match="'accuracy' is not among the eval metrics: loss"
   ):
     ckpt.save(1, _state(4), metrics={'loss': 1.0})
+
+
+def _array_files(step_dir):
+  # The OCDBT data files that hold the arrays (not the manifests or metadata).
+  return sorted(p for p in step_dir.rglob('*') if p.is_file() and p.parent.name == 'd')
+
+
+def _truncate(step_dir):
+  for p in _array_files(step_dir):
+    with open(p, 'r+b') as f:
+      f.truncate(p.stat().st_size // 2)
+
+
+def _zero(step_dir):
+  for p in _array_files(step_dir):
+    p.write_bytes(bytes(p.stat().st_size))
+
+
+def _empty(step_dir):
+  shutil.rmtree(step_dir)
+  step_dir.mkdir()
+
+
+DAMAGES = {
+  'truncated arrays': (_truncate, r'unreadable \(ValueError: OUT_OF_RANGE'),
+  'zeroed arrays': (_zero, r'unreadable \(\w+: '),
+  'no _METADATA': (
+    lambda d: (d / 'default' / '_METADATA').unlink(),
+    r'default/_METADATA missing',
+  ),
+  'no manifest': (
+    lambda d: (d / 'default' / 'manifest.ocdbt').unlink(),
+    r'default/manifest.ocdbt missing',
+  ),
+  'no commit_success.txt': (
+    lambda d: (d / 'commit_success.txt').unlink(),
+    r'commit_success.txt missing',
+  ),
+  'empty step folder': (_empty, r'the step folder is empty'),
+}
+
+
+@pytest.fixture(scope='module')
+def saved(tmp_path_factory):
+  """Checkpoints of steps 1 and 2 (different parameters), saved once."""
+  directory = tmp_path_factory.mktemp('saved') / 'ckpt'
+  ckpt = checkpoint.Checkpointer(str(directory))
+  states = {}
+  for step in (1, 2):
+    states[step] = _state(4).replace(
+      step=step, params=jax.tree.map(lambda p, s=step: p + s, _state(4).params)
+    )
+    ckpt.save(step, states[step])
+  ckpt.wait()
+  ckpt.close()
+  return directory, states
+
+
+def _two_checkpoints(saved, directory):
+  shutil.copytree(saved[0], directory)
+  return saved[1]
+
+
+def _tree_bytes(root):
+  return {
+    str(p.relative_to(root)): p.read_bytes() for p in root.rglob('*') if p.is_file()
+  }
+
+
+@pytest.mark.parametrize('damage', list(DAMAGES))
+def test_a_damaged_checkpoint_is_named_and_the_previous_one_restored(
+  tmp_path, damage, caplog, saved
+):
+  states = _two_checkpoints(saved, tmp_path / 'ckpt')
+  harm, why = DAMAGES[damage]
+  harm(tmp_path / 'ckpt' / '2')
+  ckpt = checkpoint.Checkpointer(str(tmp_path / 'ckpt'))
+  with caplog.at_level('WARNING'):
+    restored = ckpt.restore(_state(4))
+  lines = [
+    r.getMessage()
+    for r in caplog.records
+    if r.getMessage().startswith('Checkpoint step')
+  ]
+  assert len(lines) == 1 and '\n' not in lines[0], lines
+  assert re.search(
+    rf'Checkpoint step 2 in {tmp_path}/ckpt is damaged \(.*{why}.*moved to '
+    rf'{tmp_path}/ckpt-damaged/2, falling back to step 1',
+    lines[0],
+  ), lines[0]
+  assert int(restored.step) == 1
+  for a, b in zip(jax.tree.leaves(states[1]), jax.tree.leaves(restored), strict=True):
+    np.testing.assert_array_equal(a, b)
+  # The damaged folder is out of the way, so the resumed run can save step 2 again.
+  assert ckpt.all_steps() == [1]
+  assert (tmp_path / 'ckpt-damaged' / '2').is_dir()
+  ckpt.save(2, states[2])
+  ckpt.wait()
+  assert ckpt.all_steps() == [1, 2]
+
+
+def test_no_readable_checkpoint_is_one_line_and_moves_nothing(tmp_path, saved):
+  _two_checkpoints(saved, tmp_path / 'ckpt')
+  _truncate(tmp_path / 'ckpt' / '2')
+  (tmp_path / 'ckpt' / '1' / 'commit_success.txt').unlink()
+  before = _tree_bytes(tmp_path)
+  with pytest.raises(UserError) as e:
+    checkpoint.Checkpointer(str(tmp_path / 'ckpt')).restore(_state(4))
+  message = str(e.value)
+  assert '\n' not in message
+  assert re.match(
+    rf'no readable checkpoint in {tmp_path}/ckpt \(step 2: unreadable .*; '
+    r'step 1: commit_success.txt missing.*\); use another --workdir',
+    message,
+  ), message
+  assert _tree_bytes(tmp_path) == before
+
+
+def test_a_checkpoint_of_another_model_still_does_not_fit(tmp_path, saved):
+  _two_checkpoints(saved, tmp_path / 'ckpt')
+  before = _tree_bytes(tmp_path)
+  with pytest.raises(UserError, match="step 2 .* does not fit this run's model"):
+    checkpoint.Checkpointer(str(tmp_path / 'ckpt')).restore(_state(5))
+  assert _tree_bytes(tmp_path) == before  # not mistaken for damage: nothing moved

@@ -1,11 +1,13 @@
 import json
+import math
 import os
+import re
 
 import jax
 import numpy as np
 import pytest
 
-from nkjax.train import checkpoint, writers
+from nkjax.train import checkpoint, guard, writers
 
 from .helpers import tiny_run
 
@@ -99,3 +101,74 @@ def test_arrays_shared_within_the_state_are_copied_before_donation():
   assert out['params'] is not out['ema']
   np.testing.assert_array_equal(out['ema'], out['params'])
   assert out['other'] is tree['other']
+
+
+def _files(root):
+  return {
+    str(p.relative_to(root)): p.read_bytes() for p in root.rglob('*') if p.is_file()
+  }
+
+
+def test_rerunning_a_finished_run_writes_nothing(mesh, tmp_path):
+  first = tiny_run(mesh, tmp_path, num_steps=10)
+  before = _files(tmp_path)
+  again = tiny_run(mesh, tmp_path, num_steps=10)
+  assert _files(tmp_path) == before  # no new TensorBoard file, summary, rows
+  assert again.summary == json.loads((tmp_path / 'summary.json').read_text())
+  assert again.summary['eval'] == pytest.approx(first.summary['eval'])
+  assert int(again.state.step) == 10
+
+
+def test_metrics_have_each_step_once_after_an_interrupted_run(mesh, tmp_path):
+  from nkjax.data import images
+
+  data = images.load('digits', batch_size=16, eval_batch_size=64, seed=0)
+
+  def dies_at_step_18(start):
+    for i, batch in enumerate(data.train_batches(start), start=start + 1):
+      if i == 18:
+        raise KeyboardInterrupt  # after rows at 5, 10, 15; the checkpoint at 10
+      yield batch
+
+  with pytest.raises(KeyboardInterrupt):
+    tiny_run(
+      mesh, tmp_path, num_steps=20, checkpoint_every=10, train_batches=dies_at_step_18
+    )
+  logged = [r['step'] for r in writers.read_metrics(str(tmp_path)) if 'train/loss' in r]
+  assert logged == [5, 10, 15]
+  resumed = tiny_run(mesh, tmp_path, num_steps=20, checkpoint_every=10)
+  assert resumed.summary['resumed_from_step'] == 10
+  rows = writers.read_metrics(str(tmp_path))
+  assert [r['step'] for r in rows if 'train/loss' in r] == [5, 10, 15, 20]
+  straight = tiny_run(mesh, tmp_path / 'straight', num_steps=20, checkpoint_every=10)
+  assert rows == writers.read_metrics(str(tmp_path / 'straight'))
+  assert resumed.summary['examples_per_second'] is None or math.isfinite(
+    resumed.summary['examples_per_second']
+  )
+  assert straight.summary['eval'] == resumed.summary['eval']
+
+
+def test_a_diverging_loss_stops_naming_the_step_and_the_checkpoint(mesh, tmp_path):
+  tiny_run(mesh, tmp_path, num_steps=10)
+  before = sorted(os.listdir(tmp_path / 'checkpoints'))
+  # SGD-sized steps with Adam at lr 50: the loss grows far past 10x its first
+  # value but stays finite for a while.
+  with pytest.raises(guard.DivergedError) as e:
+    tiny_run(
+      mesh, tmp_path, num_steps=40, learning_rate=50.0, divergence_factor=10.0,
+      checkpoint_every=20,
+    )  # fmt: skip
+  message = str(e.value)
+  assert re.match(
+    r'loss diverged: \S+ at step 1[1-9] is over 10x its first value \S+ \(step 1\); '
+    rf'last good checkpoint: step 10 in {tmp_path}/checkpoints, left intact',
+    message,
+  ), message
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
+
+
+def test_summary_of_a_run_with_one_window_has_no_throughput(mesh, tmp_path):
+  # One window holds the compilation: there is no steady rate to report.
+  tiny_run(mesh, tmp_path, num_steps=5, log_every=5)
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  assert summary['examples_per_second'] is None

@@ -1,6 +1,8 @@
 import io
 import logging
 
+import pytest
+
 from nkjax.train import writers
 
 
@@ -38,3 +40,50 @@ def test_summary_is_replaced_atomically(tmp_path):
   writers.write_summary(str(tmp_path), {'a': 2})
   assert (tmp_path / 'summary.json').read_text().count('"a": 2') == 1
   assert sorted(p.name for p in tmp_path.iterdir()) == ['summary.json']
+
+
+def test_summary_is_strict_json_with_null_for_missing_figures(tmp_path):
+  import json
+  import math
+
+  import numpy as np
+
+  writers.write_summary(
+    str(tmp_path),
+    {
+      'examples_per_second': math.nan,
+      'eval': {'loss': math.inf, 'accuracy': np.float32(0.5)},
+      'hidden': (4, 4),
+      'steps': np.int64(3),
+    },
+  )
+  text = (tmp_path / 'summary.json').read_text()
+  assert 'NaN' not in text and 'Infinity' not in text
+  parsed = json.loads(text, parse_constant=lambda c: pytest.fail(f'not JSON: {c}'))
+  assert parsed == {
+    'examples_per_second': None,
+    'eval': {'loss': None, 'accuracy': 0.5},
+    'hidden': [4, 4],
+    'steps': 3,
+  }
+
+
+def test_a_resumed_writer_drops_rows_logged_after_the_checkpoint(tmp_path):
+  w = writers.MetricWriter(str(tmp_path), console=lambda _: None)
+  for step in (5, 10, 15):
+    w.write(step, {'train/loss': float(step)})
+  w.close()
+  # A kill mid-write leaves a torn last line.
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:
+    f.write('{"step": 20, "train/lo')
+  w = writers.MetricWriter(str(tmp_path), console=lambda _: None, resume_step=10)
+  for step in (15, 20):
+    w.write(step, {'train/loss': -float(step)})
+  w.close()
+  rows = writers.read_metrics(str(tmp_path))
+  assert rows == [
+    {'step': 5, 'train/loss': 5.0},
+    {'step': 10, 'train/loss': 10.0},
+    {'step': 15, 'train/loss': -15.0},
+    {'step': 20, 'train/loss': -20.0},
+  ]

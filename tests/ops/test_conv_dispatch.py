@@ -1,0 +1,110 @@
+"""The CPU-only forms of nkjax.ops.conv are taken on a CPU and never on a GPU or TPU.
+
+The backend query (`jax.default_backend`) is patched, and the traced program is
+read: what would be compiled for that backend, without needing the device.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from nkjax.models import cnn, gan
+from nkjax.ops import conv
+
+ACCELERATORS = ('gpu', 'tpu')
+
+
+def _primitives(closed_jaxpr) -> list:
+  """Every equation of a jaxpr and of the jaxprs nested in it (jit, scan, cond...)."""
+  found = []
+
+  def visit(value):
+    if hasattr(value, 'eqns'):
+      for eqn in value.eqns:
+        found.append(eqn)
+        for param in eqn.params.values():
+          visit(param)
+    elif hasattr(value, 'jaxpr'):
+      visit(value.jaxpr)
+    elif isinstance(value, (list, tuple)):
+      for v in value:
+        visit(v)
+
+  visit(closed_jaxpr)
+  return found
+
+
+def _convs(fn, *args):
+  eqns = _primitives(jax.make_jaxpr(fn)(*args))
+  convs = [e for e in eqns if e.primitive.name == 'conv_general_dilated']
+  dots = [e for e in eqns if e.primitive.name == 'dot_general']
+  return convs, dots
+
+
+@pytest.fixture(params=('cpu', *ACCELERATORS))
+def backend(request, monkeypatch):
+  monkeypatch.setattr(jax, 'default_backend', lambda: request.param)
+  assert conv.cpu_forms_apply() == (request.param == 'cpu')
+  return request.param
+
+
+def test_transposed_convolution_is_sub_pixel_only_on_a_cpu(backend):
+  x = jnp.ones((2, 4, 4, 16))
+  w = jnp.ones((4, 4, 16, 8))
+  f = functools.partial(conv.conv_transpose, strides=(2, 2), padding='SAME')
+  convs, _ = _convs(f, x, w)
+  dilated = [e for e in convs if tuple(e.params['lhs_dilation']) != (1, 1)]
+  if backend == 'cpu':
+    # One stride-1 convolution per output phase, no inserted zeros.
+    assert len(convs) == 4 and not dilated
+  else:
+    # XLA's own op: one convolution of the input dilated by the stride.
+    assert len(convs) == 1 and tuple(dilated[0].params['lhs_dilation']) == (2, 2)
+  # Its gradient: on an accelerator XLA's two gradient convolutions, nothing else.
+  grad_convs, grad_dots = _convs(
+    jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), (0, 1)), x, w
+  )
+  if backend != 'cpu':
+    assert len(grad_convs) == 3 and not grad_dots
+
+
+def test_tiny_map_convolution_is_shifted_matmuls_only_on_a_cpu(backend):
+  x = jnp.ones((2, 2, 2, 8))  # a 2x2 output: the CPU's slow case
+  w = jnp.ones((3, 3, 8, 4))
+  dims = ('NHWC', 'HWIO', 'NHWC')
+  f = lambda x, w: conv.conv_general_dilated(
+    x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dims
+  )  # noqa: E731
+  convs, dots = _convs(f, x, w)
+  if backend == 'cpu':
+    assert not convs and len(dots) == 9  # one product per kernel tap
+  else:
+    assert len(convs) == 1 and not dots
+
+
+def test_models_take_no_cpu_form_on_an_accelerator(backend):
+  # VGG-11 on 32x32 images reaches 2x2 maps in its last stage (two of its eight
+  # convolutions); the DCGAN generator upsamples three times with transposed
+  # convolutions.
+  vgg = cnn.create('vgg11', num_classes=10, pool_to=1, classifier=(16,))
+  images = jnp.ones((2, 32, 32, 3))
+  variables = jax.eval_shape(
+    functools.partial(vgg.init, train=False), jax.random.key(0), images
+  )
+  convs, _ = _convs(lambda v, x: vgg.apply(v, x, train=False), variables, images)
+  generator = gan.DCGANGenerator(image_shape=(32, 32, 3), widths=(32, 16, 8))
+  z = jnp.ones((2, 100))
+  g_vars = jax.eval_shape(
+    functools.partial(generator.init, train=False), jax.random.key(0), z
+  )
+  g_convs, _ = _convs(lambda v, z: generator.apply(v, z, train=False), g_vars, z)
+  g_dilated = [e for e in g_convs if tuple(e.params['lhs_dilation']) != (1, 1)]
+  if backend == 'cpu':
+    assert len(convs) == 8 - 2
+    # Sub-pixel for the two wide layers; the 3-channel output layer keeps XLA's.
+    assert len(g_convs) == 2 * 4 + 1 and len(g_dilated) == 1
+  else:
+    assert len(convs) == 8  # every convolution is XLA's
+    assert len(g_convs) == 3 and len(g_dilated) == 3
