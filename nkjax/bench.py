@@ -161,6 +161,64 @@ def _faster_rcnn_step(
   return setup
 
 
+def _sr(name: str, *, infer: bool = False):
+  """Super-resolution: a train step on patches (the papers' sizes: SRCNN 33x33 Y
+  sub-images, VDSR 41x41 Y, SRResNet 24x24 LR -> 96x96 HR) or, `infer`, a full
+  512x512 x4 image per example (VDSR on the bicubic Y, SRResNet on 128x128 LR)."""
+
+  def setup(batch_size: int):
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from nkjax.models import sr as sr_models
+    from nkjax.train import optim
+    from nkjax.train import sr as sr_steps
+    from nkjax.train import state as state_lib
+
+    model = {
+      'srcnn': sr_models.SRCNN(),
+      'vdsr': sr_models.VDSR(),
+      'srresnet': sr_models.SRResNet(),
+    }[name]
+    y = name != 'srresnet'
+    if infer:
+      hr, lr = 512, 128
+    else:
+      hr = {'srcnn': 33, 'vdsr': 41, 'srresnet': 96}[name]
+      lr = hr // 4
+    side = hr if y else lr
+    state = state_lib.create(
+      model=model,
+      tx=optim.make_optimizer(name='adam', learning_rate=1e-4),
+      rng=jax.random.key(0),
+      # The networks are fully convolutional: a small input gives the same params.
+      inputs=(jnp.zeros((1, 16, 16, 1 if y else 3)),),
+    )
+    rng = np.random.default_rng(0)
+    batch = {
+      'input': rng.uniform(0, 1, (batch_size, side, side, 3)).astype(np.float32),
+      'hr': rng.uniform(0, 1, (batch_size, hr, hr, 3)).astype(np.float32),
+    }
+    if not infer:
+      step = functools.partial(sr_steps.pixel_train_step, model=model, y_channel=y)
+      return state, step, batch
+
+    def infer_step(state, batch, rng):
+      del rng
+      x = sr_steps.y_channel_of(batch['input']) if y else batch['input']
+      out = state.apply_fn(sr_steps.variables(state), x, train=False)
+      return state, {
+        'loss': (jnp.sum(out.mean((1, 2, 3))), jnp.asarray(out.shape[0], jnp.float32))
+      }
+
+    return state, infer_step, batch
+
+  return setup
+
+
 BENCHMARKS: dict[str, Benchmark] = {
   'mlp': Benchmark(_mlp, (28, 28, 1), 10, 256, _torch('mlp')),
   'lenet5': Benchmark(_cnn('lenet5'), (28, 28, 1), 10, 256, _torch('lenet5')),
@@ -214,6 +272,15 @@ BENCHMARKS: dict[str, Benchmark] = {
       post_nms_train=2000,
     ),
   ),  # fmt: skip
+  # Super-resolution train steps at the papers' patch and batch sizes, and a
+  # full 512x512 x4 image through VDSR and SRResNet (examples/s: images/s).
+  'srcnn': Benchmark(None, (33, 33, 1), 0, 128, setup=_sr('srcnn')),
+  'vdsr': Benchmark(None, (41, 41, 1), 0, 64, setup=_sr('vdsr')),
+  'srresnet': Benchmark(None, (24, 24, 3), 0, 16, setup=_sr('srresnet')),
+  'vdsr_x4_512': Benchmark(None, (512, 512, 1), 0, 8, setup=_sr('vdsr', infer=True)),
+  'srresnet_x4_512': Benchmark(
+    None, (128, 128, 3), 0, 8, setup=_sr('srresnet', infer=True)
+  ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Image ops: Gaussian filtering and the standard CIFAR augmentation."""
+"""Image ops: Gaussian filtering, the CIFAR augmentation, MATLAB's YCbCr."""
 
 import jax
 import jax.numpy as jnp
@@ -43,3 +43,42 @@ def random_crop_flip(rng: jax.Array, images: jax.Array, *, pad: int = 4) -> jax.
   out = jax.vmap(crop)(padded, offsets)
   flip = jax.random.bernoulli(k_flip, 0.5, (n, 1, 1, 1))
   return jnp.where(flip, out[:, :, ::-1, :], out)
+
+
+# ---------------------------------------------------------------- colour
+#
+# MATLAB's rgb2ycbcr (ITU-R BT.601, studio range) for RGB in [0, 1]: Y in
+# [16, 235], Cb and Cr in [16, 240], in units of 1/255. SR papers score the Y
+# channel of this transform.
+_YCBCR = (
+  (65.481, 128.553, 24.966),
+  (-37.797, -74.203, 112.0),
+  (112.0, -93.786, -18.214),
+)
+_YCBCR_OFFSET = (16.0, 128.0, 128.0)
+
+
+def rgb_to_ycbcr(rgb: jax.Array) -> jax.Array:
+  """MATLAB's `rgb2ycbcr`: `[..., 3]` RGB in [0, 1] -> `[..., 3]` YCbCr in [0, 255]
+  units (Y in [16, 235]), unrounded (MATLAB's double path)."""
+  m = jnp.asarray(_YCBCR, jnp.float32)
+  return jnp.asarray(rgb, jnp.float32) @ m.T + jnp.asarray(_YCBCR_OFFSET)
+
+
+def ycbcr_to_rgb(ycbcr: jax.Array) -> jax.Array:
+  """The inverse of `rgb_to_ycbcr`: YCbCr in [0, 255] units -> RGB near [0, 1]
+  (not clipped)."""
+  m = jnp.linalg.inv(jnp.asarray(_YCBCR, jnp.float32))
+  return (jnp.asarray(ycbcr, jnp.float32) - jnp.asarray(_YCBCR_OFFSET)) @ m.T
+
+
+def rgb_to_y(rgb: jax.Array, *, round: bool = False) -> jax.Array:
+  """Y of MATLAB's `rgb2ycbcr`: `[..., 3]` RGB in [0, 1] -> `[...]` Y in [16, 235].
+
+  Y = 16 + 65.481 R + 128.553 G + 24.966 B. `round=True` rounds to integers as
+  MATLAB's uint8 path does (`rgb2ycbcr` of a uint8 image returns uint8); the
+  default keeps the exact values (MATLAB's double path).
+  """
+  rgb = jnp.asarray(rgb, jnp.float32)
+  y = 16.0 + rgb @ jnp.asarray(_YCBCR[0], jnp.float32)
+  return jnp.round(y) if round else y

@@ -1,0 +1,639 @@
+"""Super-resolution: SRCNN, VDSR, SRResNet and SRGAN, scored as the papers score them.
+
+  python experiments/sr.py --config=experiments/sr.py:srcnn      # x2, x3, x4 on Y
+  python experiments/sr.py --config=experiments/sr.py:vdsr
+  python experiments/sr.py --config=experiments/sr.py:srresnet   # x4, RGB
+  python experiments/sr.py --config=experiments/sr.py:srgan      # warm-starts from runs/sr-srresnet
+  python experiments/sr.py --config=experiments/sr.py:srgan --config.vgg19_weights=vgg19.h5
+  python experiments/sr.py --config=experiments/sr.py:compare    # bicubic and every trained run
+  python experiments/sr.py --config=experiments/sr.py:upscale \\
+      --config.checkpoint=runs/sr-srresnet --config.image=photo.png --config.scale=4
+  python experiments/sr.py --config=experiments/sr.py:srresnet --config.test_dir=Set5/
+
+The CPU presets (srcnn, vdsr, srresnet, srgan) are reduced so that they finish in
+minutes on two cores; `*_paper` presets are the papers' recipes (step counts for
+an accelerator). LR inputs are MATLAB-bicubic downscalings (nkjax.ops.resize),
+scores are PSNR and SSIM on the Y channel after shaving `scale` pixels, plus RGB
+PSNR (nkjax.metrics.image); `round_y` (default True) scores as MATLAB's uint8
+path does. Each run writes, beside the usual files: `sr/x{s}/<image>.png` (the
+model's output, to re-score), `figures/x{s}_<image>.png` (LR, bicubic, model, HR
+and a zoomed crop) and the per-image and mean table in summary.json.
+"""
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+import optax
+
+from nkjax import launch, viz
+from nkjax.data import sr as sr_data
+from nkjax.errors import UserError, choose
+from nkjax.metrics import image as image_metrics
+from nkjax.models import sr as sr_models
+from nkjax.train import checkpoint, gan, loop, optim, sharding
+from nkjax.train import state as state_lib
+from nkjax.train.sr import pixel_train_step, predict_step, srgan_train_step
+
+MODELS = ('srcnn', 'vdsr', 'srresnet', 'srgan')
+PAPER = tuple(f'{m}_paper' for m in MODELS)
+PRESETS = (*MODELS, *PAPER, 'compare', 'smoke', 'upscale')
+Y_MODELS = ('srcnn', 'vdsr')  # on the Y channel of the bicubic-upscaled image
+PIXEL_LOSS_NOTE = (
+  'pixel MSE + 1e-3 adversarial (no VGG19 weights given: not the paper content loss)'
+)
+
+
+def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
+  choose('preset', preset, PRESETS)
+  c = ml_collections.ConfigDict()
+  base = preset.removesuffix('_paper')
+  c.task = {'compare': 'compare', 'upscale': 'upscale'}.get(preset, 'train')
+  c.model = base if base in MODELS else 'srcnn'
+  c.dataset = 'photos'  # or div2k/bicubic_x2|x3|x4 (TFDS)
+  c.test_dir = ml_collections.config_dict.placeholder(str)  # Set5/Set14/... PNGs
+  c.data_dir = ml_collections.config_dict.placeholder(str)
+  c.crop = ml_collections.config_dict.placeholder(int)  # centre-crop photos (tests)
+  c.max_test_images = ml_collections.config_dict.placeholder(int)
+  c.scales = (2, 3, 4)
+  c.patch = 33  # HR side for Y models, LR side for SRResNet / SRGAN
+  c.batch_size = 16
+  c.num_steps = 2000
+  c.log_every = 100
+  c.checkpoint_every = 0
+  c.keep_checkpoints = 2
+  c.round_y = True  # MATLAB's uint8 path: 8-bit output, integer Y
+  c.seed = 0
+  c.figure_crop = 48  # HR side of the zoomed crop in the figures
+  # Networks.
+  c.srcnn_f2 = 1  # 9-1-5; 5 for 9-5-5
+  c.padding = 'SAME'  # SRCNN: 'VALID' is the paper's
+  c.depth = 20  # VDSR
+  c.features = 64
+  c.blocks = 16  # SRResNet
+  c.norm = True
+  # Optimisation (nkjax.train.optim.build's fields).
+  c.update(optim.default_fields(optimizer='adam', learning_rate=1e-3))
+  c.last_layer_lr_factor = 1.0  # SRCNN paper: 0.1 (1e-4 then 1e-5)
+  c.clip_theta = ml_collections.config_dict.placeholder(float)  # VDSR: |g| <= theta/lr
+  # SRGAN.
+  c.vgg19_weights = ml_collections.config_dict.placeholder(str)
+  c.adversarial_weight = 1e-3
+  c.d_learning_rate = 1e-4
+  c.d_widths = (64, 128, 256, 512)  # the discriminator's, two convolutions each
+  c.srresnet_workdir = 'runs/sr-srresnet'  # the warm start
+  c.warm_start = True
+  # compare / upscale.
+  c.runs = 'runs'  # compare reads runs/sr-<model>
+  c.checkpoint = ml_collections.config_dict.placeholder(str)  # a run's workdir
+  c.image = ml_collections.config_dict.placeholder(str)
+  c.scale = 4
+  c.output = ml_collections.config_dict.placeholder(str)
+
+  if base == 'srcnn':
+    # CPU: the paper's 9-1-5 with valid convolutions (33x33 in, 21x21 out) on
+    # x2, x3 and x4 mixed, Adam instead of SGD. With 'SAME' padding and 1500
+    # steps it trailed bicubic at x2 (-0.31 dB; +0.36 at x3, +0.24 at x4).
+    c.scales, c.patch, c.batch_size, c.num_steps = (2, 3, 4), 33, 32, 2500
+    c.learning_rate, c.schedule, c.padding = 1e-3, 'cosine', 'VALID'
+    if preset.endswith('_paper'):
+      # Dong et al. (2014): 9-1-5 on 33x33 sub-images with 21x21 labels, SGD,
+      # 1e-4 (layers 1, 2) and 1e-5 (layer 3), N(0, 0.001^2) weights, x3.
+      c.scales, c.padding, c.optimizer, c.momentum = (3,), 'VALID', 'momentum', 0.9
+      c.learning_rate, c.last_layer_lr_factor, c.batch_size = 1e-4, 0.1, 128
+      c.num_steps = 1_000_000
+  elif base == 'vdsr':
+    # CPU: 10 layers of 32 (the paper's 20 of 64 is ~60x the compute of SRCNN).
+    c.scales, c.patch, c.batch_size, c.num_steps = (2, 3, 4), 41, 16, 800
+    c.depth, c.features, c.learning_rate, c.grad_clip_norm = 10, 32, 1e-3, 1.0
+    c.schedule = 'cosine'
+    if preset.endswith('_paper'):
+      # Kim et al. (2016): 20 layers, SGD momentum 0.9, weight decay 1e-4, lr 0.1
+      # /10 every 20 of 80 epochs, gradients clipped to [-theta/lr, theta/lr],
+      # multi-scale 41x41 patches, batch 64.
+      c.depth, c.features, c.optimizer, c.momentum = 20, 64, 'momentum', 0.9
+      c.weight_decay, c.learning_rate, c.grad_clip_norm = 1e-4, 0.1, None
+      c.clip_theta, c.schedule, c.decay_boundaries = 0.01, 'step', (0.25, 0.5, 0.75)
+      c.batch_size, c.num_steps = 64, 80_000
+  elif base in ('srresnet', 'srgan'):
+    # CPU: 4 blocks of 32 without batch norm, 12x12 LR patches, a discriminator
+    # of half the widths. With batch norm, 2,000 steps left a colour cast and
+    # scored 1.0 dB under bicubic at x4 (EDSR, Lim et al. 2017, drops it too).
+    # The paper: 16 blocks of 64 with BN, 24x24 (96x96 HR), batch 16, Adam 1e-4,
+    # 10^6 updates (SRGAN: 10^5 at 1e-4, 10^5 at 1e-5).
+    c.scales, c.patch, c.batch_size, c.blocks, c.features = (4,), 12, 16, 4, 32
+    c.norm = False
+    c.num_steps, c.learning_rate = 2000, 1e-3
+    c.schedule = 'cosine'
+    c.d_widths = (32, 64, 128, 256)
+    if base == 'srgan':
+      c.num_steps, c.learning_rate, c.schedule = 200, 1e-4, 'constant'
+      c.d_learning_rate = 1e-4
+    if preset.endswith('_paper'):
+      c.patch, c.blocks, c.features, c.learning_rate = 24, 16, 64, 1e-4
+      c.norm = True
+      c.schedule, c.d_widths = 'constant', (64, 128, 256, 512)
+      c.num_steps = 1_000_000 if base == 'srresnet' else 200_000
+      c.srresnet_workdir = 'runs/sr-srresnet_paper'
+      if base == 'srgan':
+        c.schedule, c.decay_boundaries = 'step', (0.5,)
+  if preset == 'smoke':
+    c.model, c.scales, c.patch, c.batch_size = 'srcnn', (2, 3), 16, 8
+    c.num_steps, c.log_every, c.crop, c.max_test_images = 4, 2, 72, 2
+    c.features = 8
+  elif preset == 'compare':
+    c.models = MODELS
+  return c
+
+
+# ---------------------------------------------------------------- models
+
+
+def build_model(c, scale: int | None = None):
+  """The network of config (or run config dict) `c`; `scale` for SRResNet."""
+  m = c['model']
+  choose('model', m, MODELS)
+  if m == 'srcnn':
+    return sr_models.SRCNN(f2=c['srcnn_f2'], padding=c['padding'])
+  if m == 'vdsr':
+    return sr_models.VDSR(depth=c['depth'], features=c['features'])
+  return sr_models.SRResNet(
+    blocks=c['blocks'], features=c['features'], scale=scale or c['scales'][0],
+    norm=c['norm'],
+  )  # fmt: skip
+
+
+def _example_input(c):
+  p = c['patch']
+  return jnp.zeros((1, p, p, 1 if c['model'] in Y_MODELS else 3))
+
+
+def _optimizer(c, *, learning_rate=None):
+  fields = optim.fields(c)
+  if learning_rate is not None:
+    fields['learning_rate'] = learning_rate
+  tx = optim.build(num_steps=c['num_steps'], **fields)
+  if c['clip_theta'] is not None:
+    schedule = optim.make_schedule(
+      name=fields['schedule'], learning_rate=fields['learning_rate'],
+      num_steps=c['num_steps'], decay_boundaries=tuple(fields['decay_boundaries']),
+    )  # fmt: skip
+    tx = optax.chain(clip_by_learning_rate(c['clip_theta'], schedule), tx)
+  if c['model'] == 'srcnn' and c['last_layer_lr_factor'] != 1.0:
+    slow = optim.build(
+      num_steps=c['num_steps'],
+      **{
+        **fields,
+        'learning_rate': fields['learning_rate'] * c['last_layer_lr_factor'],
+      },
+    )
+    labels = lambda p: sr_models.per_layer_labels(
+      p, {'conv1': 'fast', 'conv2': 'fast', 'conv3': 'slow'}
+    )
+    tx = optax.multi_transform({'fast': tx, 'slow': slow}, labels)
+  return tx
+
+
+def clip_by_learning_rate(theta: float, schedule) -> optax.GradientTransformation:
+  """VDSR's adjustable clipping: each gradient entry to [-theta / lr, theta / lr]
+  at the current learning rate, so an update moves a weight by at most theta."""
+
+  def init(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params=None):
+    del params
+    bound = theta / schedule(state.count)
+    updates = jax.tree.map(lambda g: jnp.clip(g, -bound, bound), updates)
+    return updates, optax.ScaleByScheduleState(
+      count=optax.safe_int32_increment(state.count)
+    )
+
+  return optax.GradientTransformation(init, update)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _figure(path, *, lr, bicubic, sr, hr, titles, crop: int, suptitle: str):
+  """LR (pixel-repeated), bicubic, model and HR in a row, with one zoomed crop
+  (the window of highest HR variance) of each below."""
+  h, w = hr.shape[:2]
+  side = min(crop, h, w)
+  grey = hr.mean(-1)
+  best, pos = -1.0, (0, 0)
+  for top in range(0, h - side + 1, max(side // 2, 1)):
+    for left in range(0, w - side + 1, max(side // 2, 1)):
+      v = float(grey[top : top + side, left : left + side].var())
+      if v > best:
+        best, pos = v, (top, left)
+  s = hr.shape[0] // lr.shape[0]
+  panels = [np.repeat(np.repeat(lr, s, 0), s, 1)[:h, :w], bicubic, sr, hr]
+  fig, axes = plt.subplots(2, 4, figsize=(13, 6.8))
+  for j, (img, title) in enumerate(zip(panels, titles, strict=True)):
+    img = np.clip(img, 0, 1)
+    axes[0, j].imshow(img)
+    axes[0, j].add_patch(
+      plt.Rectangle((pos[1], pos[0]), side, side, fill=False, color='yellow', lw=1.2)
+    )
+    axes[0, j].set_title(title, fontsize=9)
+    axes[1, j].imshow(
+      img[pos[0] : pos[0] + side, pos[1] : pos[1] + side], interpolation='nearest'
+    )
+    for ax in axes[:, j]:
+      ax.axis('off')
+  fig.suptitle(suptitle, fontsize=10)
+  viz.save_figure(fig, path, dpi=90)
+
+
+def evaluate(predict, state, data, *, workdir, label: str, round_y: bool, crop: int,
+             note: str = '', write: bool = True) -> dict:  # fmt: skip
+  """Per-image and mean scores of the bicubic baseline and the model on every
+  (scale, test image); writes the SR PNGs and side-by-side figures."""
+  per_image, outputs = {}, {}
+  for batch in data.eval_batches():
+    out = predict(state, [batch])
+    s, k = int(batch['scale'][0]), int(batch['index'][0])
+    name = data.test_names[k]
+    hr, lr, bic, sr = out['hr'][0], out['lr'][0], out['bicubic'][0], out['sr'][0]
+    sr_y = out['sr_y'][0] if 'sr_y' in out else None
+    base = image_metrics.sr_scores(sr=bic, hr=hr, border=s, round_y=round_y)
+    model = image_metrics.sr_scores(sr=sr, hr=hr, border=s, sr_y=sr_y, round_y=round_y)
+    per_image.setdefault(f'x{s}', {})[name] = {'bicubic': base, label: model}
+    outputs[(s, name)] = sr
+    if write:
+      sr_data.write_png(os.path.join(workdir, 'sr', f'x{s}', f'{name}.png'), sr)
+      _figure(
+        os.path.join(workdir, 'figures', f'x{s}_{name}.png'),
+        lr=lr, bicubic=bic, sr=sr, hr=hr, crop=crop,
+        titles=(
+          f'LR x{s}', f'bicubic {base["psnr_y"]:.2f} dB',
+          f'{label} {model["psnr_y"]:.2f} dB', 'HR',
+        ),
+        suptitle=f'{name} x{s}: PSNR on Y (MATLAB protocol)' + (f'; {note}' if note else ''),
+      )  # fmt: skip
+  return {'per_image': per_image, 'mean': _means(per_image), 'outputs': outputs}
+
+
+def _means(per_image) -> dict:
+  means = {}
+  for scale, images in per_image.items():
+    methods = next(iter(images.values())).keys()
+    means[scale] = {
+      m: {
+        k: float(np.mean([images[i][m][k] for i in images]))
+        for k in ('psnr_y', 'ssim_y', 'psnr_rgb')
+      }
+      for m in methods
+    }
+    for m in methods:
+      if m != 'bicubic':
+        means[scale][m]['gain_psnr_y'] = (
+          means[scale][m]['psnr_y'] - means[scale]['bicubic']['psnr_y']
+        )
+  return means
+
+
+def print_table(per_image, means, title: str) -> None:
+  print(f'\n{title}')
+  print(
+    f'{"scale":>5} {"image":>14} {"method":>10} {"PSNR-Y":>8} {"SSIM-Y":>7} {"PSNR-RGB":>9}'
+  )
+  for scale, images in per_image.items():
+    rows = list(images.items()) + [('mean', means[scale])]
+    for name, methods in rows:
+      for m, v in methods.items():
+        print(f'{scale:>5} {name:>14} {m:>10} {v["psnr_y"]:8.2f} {v["ssim_y"]:7.4f} '
+              f'{v["psnr_rgb"]:9.2f}')  # fmt: skip
+
+
+# ---------------------------------------------------------------- runs
+
+
+def _validate(c):
+  choose('model', c.model, MODELS)
+  for s in c.scales:
+    if s not in (2, 3, 4):
+      raise UserError(f'scales must be among 2, 3, 4; got {tuple(c.scales)}')
+  if c.model in ('srresnet', 'srgan') and len(c.scales) != 1:
+    raise UserError(f'{c.model} trains at one scale; got scales {tuple(c.scales)}')
+  if c.model in ('srresnet', 'srgan') and c.scales[0] == 3:
+    raise UserError(f'{c.model} upscales by powers of two: scales=(2,) or (4,)')
+  if c.padding not in ('SAME', 'VALID'):
+    raise UserError(f"padding must be 'SAME' or 'VALID', got {c.padding!r}")
+
+
+def _load_data(c, mesh):
+  sharding.check_batch_size(c.batch_size, mesh)
+  return sr_data.load(
+    c.dataset, scales=c.scales, patch=c.patch,
+    input_kind='bicubic' if c.model in Y_MODELS else 'lr', batch_size=c.batch_size,
+    seed=c.seed, test_dir=c.test_dir, data_dir=c.data_dir, crop=c.crop,
+    max_test_images=c.max_test_images, process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )  # fmt: skip
+
+
+def train(c, workdir: str) -> dict:
+  _validate(c)
+  vgg_params = None
+  if c.model == 'srgan':
+    if c.vgg19_weights is not None:
+      vgg_params = sr_models.load_vgg19_params(c.vgg19_weights)  # UserError if bad
+    if c.warm_start and not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+      if not os.path.isdir(os.path.join(c.srresnet_workdir, 'checkpoints')):
+        raise UserError(
+          f'SRGAN warm-starts from the SRResNet run in {c.srresnet_workdir}, which has '
+          'no checkpoint: run the srresnet preset first, or --config.warm_start=False'
+        )
+  mesh = sharding.data_mesh()
+  data = _load_data(c, mesh)
+  y_channel = c.model in Y_MODELS
+  model = build_model(c)
+  k_model, k_d, rng = jax.random.split(jax.random.key(c.seed), 3)
+  inputs = (_example_input(c),)
+  frozen, note = None, ''
+  if c.model == 'srgan':
+    g = state_lib.create(model=model, tx=_optimizer(c), rng=k_model, inputs=inputs)
+    hr_side = c.patch * c.scales[0]
+    d = state_lib.create(
+      model=sr_models.SRGANDiscriminator(widths=tuple(c.d_widths)),
+      tx=_optimizer(c, learning_rate=c.d_learning_rate),
+      rng=k_d, inputs=(jnp.zeros((1, hr_side, hr_side, 3)),),
+    )  # fmt: skip
+    state = gan.GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema=None)
+    vgg = sr_models.VGG19Features() if vgg_params is not None else None
+    frozen = vgg_params
+    if vgg is None:
+      note = PIXEL_LOSS_NOTE
+      print(f'\nSRGAN WITHOUT VGG19 WEIGHTS: content loss is {note}.\n'
+            '  Give --config.vgg19_weights=PATH (Keras vgg19 .h5 or converted .npz) '
+            'for the paper loss.\n')  # fmt: skip
+    else:
+      note = 'VGG19 phi_5,4 content loss (features / 12.75) + 1e-3 adversarial'
+    step_fn = functools.partial(
+      srgan_train_step, adversarial_weight=c.adversarial_weight, vgg=vgg
+    )
+    if vgg is None:
+      step_fn = functools.partial(_no_frozen, step_fn)
+    warm = None
+    if c.warm_start:
+      src = c.srresnet_workdir
+
+      def warm(s):
+        s = checkpoint.warm_start(
+          s, source_workdir=src, source='params', target='g.params'
+        )
+        if s.g.batch_stats is not None:
+          s = checkpoint.warm_start(
+            s, source_workdir=src, source='batch_stats', target='g.batch_stats'
+          )
+        return s
+  else:
+    state = state_lib.create(model=model, tx=_optimizer(c), rng=k_model, inputs=inputs)
+    step_fn = functools.partial(pixel_train_step, model=model, y_channel=y_channel)
+    warm = None
+
+  predict = loop.make_predictor(
+    functools.partial(predict_step, model=model, y_channel=y_channel),
+    mesh=mesh, split_batch=False,
+  )  # fmt: skip
+  label = c.model
+
+  def summarize(state):
+    result = evaluate(predict, state, data, workdir=workdir, label=label,
+                      round_y=c.round_y, crop=c.figure_crop, note=note)  # fmt: skip
+    print_table(result['per_image'], result['mean'],
+                f'{label} on {data.name} ({"Y rounded, MATLAB uint8 path" if c.round_y else "Y unrounded"})'
+                + (f' [{note}]' if note else ''))  # fmt: skip
+    out = {
+      'model': c.model,
+      'scores': result['per_image'],
+      'mean_scores': result['mean'],
+      'y_rounded': bool(c.round_y),
+      'num_params': state_lib.num_params(
+        state.g.params if isinstance(state, gan.GANState) else state.params
+      ),
+      'test_images': list(data.test_names),
+    }
+    if c.model == 'srgan':
+      out['content_loss'] = note
+    return out
+
+  result = loop.fit(
+    state=state, train_step=step_fn, train_batches=data.train_batches,
+    num_steps=c.num_steps, workdir=workdir, rng=rng, mesh=mesh,
+    examples_per_step=c.batch_size, log_every=c.log_every,
+    checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints,
+    loss_key='g_loss' if c.model == 'srgan' else 'loss', config=c.to_dict(),
+    frozen=frozen, warm_start=warm, summarize=summarize,
+  )  # fmt: skip
+  return result.summary
+
+
+def _no_frozen(step_fn, state, batch, rng):
+  return step_fn(state, batch, rng, None)
+
+
+def restore_run(run_dir: str, *, scale: int | None = None):
+  """The model, its run config and its latest state from a finished run's workdir."""
+  path = os.path.join(run_dir, 'summary.json')
+  if not os.path.isfile(path):
+    raise UserError(
+      f'{run_dir} holds no finished SR run (no summary.json): train it first'
+    )
+  with open(path) as f:
+    rc = json.load(f)['config']
+  if rc.get('model') not in MODELS:
+    raise UserError(f'{run_dir} is not an experiments/sr.py run')
+  model = build_model(rc, scale)
+  inputs = (_example_input(rc),)
+  if rc['model'] == 'srgan':
+    g = state_lib.create(
+      model=model, tx=_optimizer(rc), rng=jax.random.key(0), inputs=inputs
+    )
+    side = rc['patch'] * rc['scales'][0]
+    d = state_lib.create(
+      model=sr_models.SRGANDiscriminator(widths=tuple(rc['d_widths'])),
+      tx=_optimizer(rc, learning_rate=rc['d_learning_rate']), rng=jax.random.key(1),
+      inputs=(jnp.zeros((1, side, side, 3)),),
+    )  # fmt: skip
+    template = gan.GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema=None)
+  else:
+    template = state_lib.create(
+      model=model, tx=_optimizer(rc), rng=jax.random.key(0), inputs=inputs
+    )
+  ckpt = checkpoint.Checkpointer(os.path.join(run_dir, 'checkpoints'))
+  if ckpt.latest_step() is None:
+    raise UserError(f'{run_dir} has no checkpoint to restore')
+  state = ckpt.restore(template)
+  ckpt.close()
+  return model, rc, state
+
+
+def compare(c, workdir: str) -> dict:
+  """Bicubic and every trained run (runs/sr-<model>) on the same test images."""
+  found = {}
+  for m in c.models:
+    run_dir = os.path.join(c.runs, f'sr-{m}')
+    if os.path.isfile(os.path.join(run_dir, 'summary.json')):
+      found[m] = run_dir
+    else:
+      print(f'compare: no finished run in {run_dir}; {m} left out')
+  if not found:
+    raise UserError(
+      f'no finished SR runs under {c.runs}/sr-<model>: train a preset first'
+    )
+  mesh = sharding.data_mesh()
+  data = sr_data.load(
+    c.dataset, scales=c.scales, patch=8, input_kind='bicubic', batch_size=mesh.size,
+    seed=c.seed, test_dir=c.test_dir, data_dir=c.data_dir, crop=c.crop,
+    max_test_images=c.max_test_images,
+  )  # fmt: skip
+  per_image, notes, outputs = {}, {}, {}
+  for m, run_dir in found.items():
+    with open(os.path.join(run_dir, 'summary.json')) as f:
+      notes[m] = json.load(f).get('content_loss', '')
+    model, rc, state = restore_run(run_dir)
+    trained = tuple(rc['scales'])
+    predict = loop.make_predictor(
+      functools.partial(predict_step, model=model, y_channel=rc['model'] in Y_MODELS),
+      mesh=mesh, split_batch=False,
+    )  # fmt: skip
+    sub = dataclass_with_scales(data, tuple(s for s in data.scales if s in trained))
+    res = evaluate(predict, state, sub, workdir=workdir, label=m, round_y=c.round_y,
+                   crop=c.figure_crop, write=False)  # fmt: skip
+    outputs[m] = res['outputs']
+    for scale, images in res['per_image'].items():
+      for name, methods in images.items():
+        per_image.setdefault(scale, {}).setdefault(name, {}).update(methods)
+  means = _means(per_image)
+  print_table(per_image, means, f'compare on {data.name}')
+  _compare_figures(data, outputs, per_image, workdir, c.figure_crop, notes)
+  summary = {'task': 'compare', 'runs': found, 'scores': per_image, 'mean_scores': means,
+             'y_rounded': bool(c.round_y), 'content_loss': notes}  # fmt: skip
+  from nkjax.train import writers
+
+  writers.write_summary(workdir, summary)
+  return summary
+
+
+def dataclass_with_scales(data, scales):
+  """`data` evaluated at `scales` only (a run trained at x4 is scored at x4)."""
+  import dataclasses
+
+  def batches():
+    for b in data.eval_batches():
+      if int(b['scale'][0]) in scales:
+        yield b
+
+  return dataclasses.replace(data, eval_batches=batches, scales=scales)
+
+
+def _compare_figures(data, outputs, per_image, workdir, crop, notes):
+  for b in data.eval_batches():
+    s, name = int(b['scale'][0]), data.test_names[int(b['index'][0])]
+    models = [m for m in outputs if (s, name) in outputs[m]]
+    if not models:
+      continue
+    hr = b['hr'][0]
+    panels = [('bicubic', b['bicubic'][0])] + [
+      (m, outputs[m][(s, name)]) for m in models
+    ]
+    panels.append(('HR', hr))
+    side = min(crop, *hr.shape[:2])
+    grey = hr.mean(-1)
+    top, left = np.unravel_index(
+      np.argmax([[grey[i : i + side, j : j + side].var()
+                  for j in range(0, hr.shape[1] - side + 1, side // 2)]
+                 for i in range(0, hr.shape[0] - side + 1, side // 2)]), (
+        len(range(0, hr.shape[0] - side + 1, side // 2)),
+        len(range(0, hr.shape[1] - side + 1, side // 2)),
+      ))  # fmt: skip
+    top, left = top * (side // 2), left * (side // 2)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
+    for ax, (m, img) in zip(axes, panels, strict=True):
+      ax.imshow(
+        np.clip(img[top : top + side, left : left + side], 0, 1),
+        interpolation='nearest',
+      )
+      score = per_image[f'x{s}'][name].get(m)
+      extra = (
+        ' (pixel loss)' if m == 'srgan' and notes.get(m, '').startswith('pixel') else ''
+      )
+      ax.set_title(
+        f'{m}{extra}' + (f'\n{score["psnr_y"]:.2f} dB' if score else ''), fontsize=8
+      )
+      ax.axis('off')
+    fig.suptitle(f'{name} x{s}, zoomed', fontsize=9)
+    viz.save_figure(fig, os.path.join(workdir, f'compare_x{s}_{name}.png'), dpi=90)
+
+
+def upscale(c, workdir: str) -> dict:
+  """Super-resolves `c.image` with the run in `c.checkpoint`; writes one PNG."""
+  if c.checkpoint is None or c.image is None:
+    raise UserError('upscale needs --config.checkpoint=RUN_DIR and --config.image=FILE')
+  image = sr_data.read_image(c.image)  # UserError: unreadable, RGBA
+  with open(_summary_path(c.checkpoint)) as f:
+    rc = json.load(f)['config']
+  trained = tuple(rc['scales'])
+  if c.scale not in trained:
+    raise UserError(
+      f'the run in {c.checkpoint} was trained for x{", x".join(map(str, trained))}, '
+      f'not x{c.scale}: set --config.scale to one of those'
+    )
+  model = build_model(rc, c.scale)
+  rf = sr_models.receptive_field(model)
+  # Receptive field in input pixels: HR pixels for Y networks, LR for SRResNet.
+  need = -(-rf // c.scale) if rc['model'] in Y_MODELS else rf
+  if min(image.shape[:2]) < need:
+    raise UserError(
+      f'{c.image} is {image.shape[0]}x{image.shape[1]}, smaller than the '
+      f"network's receptive field ({need} pixels at x{c.scale})"
+    )
+  out = c.output or os.path.join(
+    workdir, f'{os.path.splitext(os.path.basename(c.image))[0]}_x{c.scale}.png'
+  )
+  model, rc, state = restore_run(c.checkpoint, scale=c.scale)
+  mesh = sharding.data_mesh()
+  predict = loop.make_predictor(
+    functools.partial(predict_step, model=model, y_channel=rc['model'] in Y_MODELS),
+    mesh=mesh, split_batch=False,
+  )  # fmt: skip
+  bicubic = sr_data.make_bicubic(image, c.scale)
+  batch = {'lr': image[None], 'bicubic': bicubic[None], 'mask': np.ones(1, np.float32)}
+  sr = predict(state, [batch])['sr'][0]
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  sr_data.write_png(out, sr)
+  print(
+    f'wrote {out}: {sr.shape[0]}x{sr.shape[1]} from {image.shape[0]}x{image.shape[1]}'
+  )
+  return {'output': out, 'shape': list(sr.shape)}
+
+
+def _summary_path(run_dir):
+  path = os.path.join(run_dir, 'summary.json')
+  if not os.path.isfile(path):
+    raise UserError(
+      f'{run_dir} holds no finished SR run (no summary.json): train it first'
+    )
+  return path
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  choose('task', config.task, ('train', 'compare', 'upscale'))
+  if config.task == 'compare':
+    return compare(config, workdir)
+  if config.task == 'upscale':
+    return upscale(config, workdir)
+  return train(config, workdir)
+
+
+if __name__ == '__main__':
+  launch.run(main)

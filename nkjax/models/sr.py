@@ -1,0 +1,327 @@
+"""Super-resolution networks: SRCNN, VDSR, SRResNet, the SRGAN discriminator, and
+the VGG19 feature extractor of SRGAN's content loss.
+
+Images are NHWC floats in [0, 1] (Y-channel networks: Y / 255, i.e. [16, 235] / 255).
+
+* `SRCNN` (Dong et al., 2014): f1-f2-f3 convolutions with n1 = 64, n2 = 32
+  filters on the bicubic-upscaled image; 'VALID' as in the paper (a 33x33
+  sub-image gives a 21x21 output for 9-1-5) or 'SAME'.
+* `VDSR` (Kim et al., 2016): 20 3x3 convolutions of 64 filters on the bicubic-
+  upscaled image, predicting the residual that is added back.
+* `SRResNet` (Ledig et al., 2017): on the LR image; a 9x9 convolution, 16
+  residual blocks (conv-BN-PReLU-conv-BN), a convolution and BN with a long skip,
+  log2(scale) sub-pixel x2 upsamplers (conv to 4x channels, pixel shuffle,
+  PReLU) and a 9x9 output convolution. Output is linear in [0, 1] (the paper
+  maps HR to [-1, 1]; the scale does not change what is learned).
+* `SRGANDiscriminator`: 8 convolutions (64, 64, 128, 128, 256, 256, 512, 512
+  filters, stride 2 at every second), leaky ReLU 0.2, BN after all but the
+  first, then dense 1024, leaky ReLU, dense 1: a logit.
+* `VGG19Features`: VGG19's 16 convolutions up to phi_5,4 (conv5_4 after its
+  ReLU, before the fifth pool), with Keras' / Caffe's input convention; weights
+  come from a file (`load_vgg19_params`), since none can be downloaded here.
+"""
+
+import functools
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nkjax.errors import UserError
+from nkjax.models import cnn
+from nkjax.models.layers import Conv, batch_norm
+from nkjax.ops import conv as conv_ops
+
+
+def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
+  """Sub-pixel rearrangement (Shi et al., 2016), PyTorch's channel order:
+  `[n, h, w, c r^2] -> [n, h r, w r, c]` with
+  `out[n, h r + i, w r + j, c] = x[n, h, w, c r^2 + i r + j]`."""
+  n, h, w, crr = x.shape
+  c = crr // (r * r)
+  x = x.reshape(n, h, w, c, r, r)
+  x = x.transpose(0, 1, 4, 2, 5, 3)
+  return x.reshape(n, h * r, w * r, c)
+
+
+class SRCNN(nn.Module):
+  """Dong et al. (2014): patch extraction (f1, n1), non-linear mapping (f2, n2),
+  reconstruction (f3, channels). Input: the bicubic-upscaled image `[n, h, w, c]`;
+  output `[n, h - f1 - f2 - f3 + 3, ...]` ('VALID') or `[n, h, w, c]` ('SAME')."""
+
+  f1: int = 9
+  f2: int = 1
+  f3: int = 5
+  n1: int = 64
+  n2: int = 32
+  channels: int = 1
+  padding: str = 'VALID'
+  # The paper draws weights from N(0, 0.001^2); None keeps flax's LeCun normal.
+  init_std: float | None = None
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    del train
+    init = (
+      nn.initializers.normal(self.init_std)
+      if self.init_std
+      else nn.initializers.lecun_normal()
+    )
+    conv = functools.partial(Conv, padding=self.padding, kernel_init=init)
+    x = nn.relu(conv(self.n1, (self.f1, self.f1), name='conv1')(x))
+    x = nn.relu(conv(self.n2, (self.f2, self.f2), name='conv2')(x))
+    return conv(self.channels, (self.f3, self.f3), name='conv3')(x)
+
+
+class VDSR(nn.Module):
+  """Kim et al. (2016): `depth` 3x3 convolutions ('SAME'), ReLU between, the last
+  predicting the residual: output = input + residual, `[n, h, w, c]` both."""
+
+  depth: int = 20
+  features: int = 64
+  channels: int = 1
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    del train
+    # He et al.'s initialisation, as the paper uses for its deep ReLU stack.
+    conv = functools.partial(
+      Conv, kernel_size=(3, 3), padding='SAME', kernel_init=nn.initializers.he_normal()
+    )
+    y = x
+    for _ in range(self.depth - 1):
+      y = nn.relu(conv(self.features)(y))
+    return x + conv(self.channels)(y)
+
+
+def _prelu():
+  # One slope per layer, initialised at 0.25 (He et al., 2015).
+  return nn.PReLU(negative_slope_init=0.25)
+
+
+class ResidualBlock(nn.Module):
+  features: int = 64
+  norm: bool = True
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    bn = functools.partial(batch_norm, train, None)
+    y = Conv(self.features, (3, 3), padding='SAME')(x)
+    y = _prelu()(bn()(y) if self.norm else y)
+    y = Conv(self.features, (3, 3), padding='SAME')(y)
+    return x + (bn()(y) if self.norm else y)
+
+
+class SRResNet(nn.Module):
+  """Ledig et al. (2017): LR `[n, h, w, c]` in [0, 1] -> `[n, scale h, scale w, c]`.
+
+  Attributes:
+    blocks: residual blocks (16 in the paper).
+    scale: a power of two; one sub-pixel x2 stage per factor of 2.
+    norm: batch norm in the blocks (the paper's; EDSR later dropped it).
+  """
+
+  blocks: int = 16
+  features: int = 64
+  scale: int = 4
+  channels: int = 3
+  norm: bool = True
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    stages = int(round(math.log2(self.scale)))
+    if 2**stages != self.scale:
+      raise UserError(f'SRResNet scales by powers of two, not {self.scale}')
+    x = _prelu()(Conv(self.features, (9, 9), padding='SAME')(x))
+    y = x
+    for _ in range(self.blocks):
+      y = ResidualBlock(self.features, self.norm)(y, train=train)
+    y = Conv(self.features, (3, 3), padding='SAME')(y)
+    y = x + (batch_norm(train, None)(y) if self.norm else y)
+    for _ in range(stages):
+      y = Conv(4 * self.features, (3, 3), padding='SAME')(y)
+      y = _prelu()(pixel_shuffle(y, 2))
+    return Conv(self.channels, (9, 9), padding='SAME')(y)
+
+
+class SRGANDiscriminator(nn.Module):
+  """Ledig et al. (2017), figure 4: `[n, h, w, c]` in [0, 1] -> `[n]` logits.
+
+  `widths` and `dense` are smaller in the tiny test variant.
+  """
+
+  widths: tuple[int, ...] = (64, 128, 256, 512)
+  dense: int = 1024
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    act = functools.partial(nn.leaky_relu, negative_slope=0.2)
+    for i, width in enumerate(self.widths):
+      for stride in (1, 2):
+        x = Conv(width, (3, 3), (stride, stride), padding='SAME')(x)
+        if i or stride == 2:  # no batch norm after the first convolution
+          x = batch_norm(train, None)(x)
+        x = act(x)
+    x = act(nn.Dense(self.dense)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(1)(x)[:, 0]
+
+
+# ---------------------------------------------------------------- VGG19 features
+
+# Keras' VGG19 ('caffe' preprocessing): BGR, minus the ImageNet mean, in [0, 255].
+VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+VGG19_CONVS = cnn.VGG_STAGES[19]  # (2, 2, 4, 4, 4): phi_5,4 is the 16th convolution
+VGG19_WIDTHS = (64, 128, 256, 512, 512)
+# SRGAN rescales the VGG feature maps by 1/12.75 so that the content loss is of a
+# size comparable to the pixel MSE.
+VGG_FEATURE_SCALE = 1.0 / 12.75
+
+
+class VGG19Features(nn.Module):
+  """VGG19 (configuration E) up to phi_5,4: `[n, h, w, 3]` RGB in [0, 1] ->
+  `[n, h / 16, w / 16, 512]` (conv5_4 after ReLU, four max pools before it).
+
+  The convolutions are named `Conv_0` .. `Conv_15` as in `nkjax.models.cnn.VGG`
+  (`vgg19`), so a VGG19 trained there loads as is (without its dense layers).
+  """
+
+  convs_per_stage: tuple[int, ...] = VGG19_CONVS
+  widths: tuple[int, ...] = VGG19_WIDTHS
+
+  @nn.compact
+  def __call__(self, rgb, *, train: bool = False):
+    del train
+    x = rgb[..., ::-1] * 255.0 - jnp.asarray(VGG_MEAN_BGR, rgb.dtype)
+    last = len(self.widths) - 1
+    for stage, (n, width) in enumerate(
+      zip(self.convs_per_stage, self.widths, strict=True)
+    ):
+      for _ in range(n):
+        x = nn.relu(Conv(width, (3, 3), padding=1)(x))
+      if stage < last:
+        x = conv_ops.max_pool(x, (2, 2), (2, 2))
+    return x
+
+
+def keras_vgg19_to_params(h5_path: str) -> dict:
+  """VGG19 parameters from Keras' `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`
+  (or the full model's file; its dense layers are skipped) as `VGG19Features` params.
+
+  Keras stores one group per layer (`block1_conv1` .. `block5_conv4`), listed in
+  the root attribute `layer_names`, each with `weight_names` naming its
+  `kernel:0` `[3, 3, in, out]` (HWIO, flax's layout) and `bias:0` `[out]`.
+  """
+  try:
+    import h5py
+  except ImportError as e:  # h5py comes with TensorFlow (`pip install -e '.[tfds]'`)
+    raise UserError('reading a Keras .h5 file needs h5py: pip install h5py') from e
+  params = {}
+  with h5py.File(h5_path, 'r') as f:
+    names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs['layer_names']]
+    convs = [n for n in names if '_conv' in n]
+    if len(convs) != sum(VGG19_CONVS):
+      raise UserError(
+        f"{h5_path} holds {len(convs)} convolutions, not VGG19's 16: is it VGG19?"
+      )
+    for i, name in enumerate(convs):
+      group = f[name]
+      weights = {}
+      for w in group.attrs['weight_names']:
+        w = w.decode() if isinstance(w, bytes) else w
+        weights[w.split('/')[-1].split(':')[0]] = np.asarray(group[w])
+      params[f'Conv_{i}'] = {'kernel': weights['kernel'], 'bias': weights['bias']}
+  return params
+
+
+def convert_keras_vgg19(h5_path: str, out_path: str) -> str:
+  """Writes Keras VGG19 weights as nkjax's `.npz` (keys `Conv_i/kernel`,
+  `Conv_i/bias`), which `load_vgg19_params` reads without h5py. Returns `out_path`.
+
+  >>> convert_keras_vgg19('vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5',
+  ...                     'vgg19.npz')  # doctest: +SKIP
+  """
+  params = keras_vgg19_to_params(h5_path)
+  flat = {f'{k}/{n}': v for k, d in params.items() for n, v in d.items()}
+  np.savez(out_path, **flat)
+  return out_path
+
+
+def load_vgg19_params(path: str) -> dict:
+  """`VGG19Features` params from `path`: nkjax's `.npz` or Keras' `.h5`.
+
+  Raises:
+    UserError: the file is missing, of another format, or not VGG19's shapes.
+  """
+  if not os.path.isfile(path):
+    raise UserError(
+      f'VGG19 weights file {path!r} not found; give --config.vgg19_weights=PATH '
+      '(Keras vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 or a converted .npz)'
+    )
+  if path.endswith(('.h5', '.hdf5')):
+    params = keras_vgg19_to_params(path)
+  elif path.endswith('.npz'):
+    with np.load(path) as z:
+      params = {}
+      for key in z.files:
+        layer, name = key.split('/')
+        params.setdefault(layer, {})[name] = z[key]
+  else:
+    raise UserError(f'VGG19 weights must be a Keras .h5 or an nkjax .npz file: {path}')
+  want = jax.eval_shape(
+    lambda: VGG19Features().init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+  )['params']
+  got = jax.tree.map(lambda a: a.shape, params)
+  if got != jax.tree.map(lambda a: a.shape, want):
+    raise UserError(f'{path} does not hold VGG19 convolutions of the expected shapes')
+  return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+
+
+def vgg_content_loss(
+  features_fn, sr: jax.Array, hr: jax.Array, *, scale: float = VGG_FEATURE_SCALE
+) -> jax.Array:
+  """SRGAN's VGG loss: the mean squared difference of phi_5,4 feature maps
+  (scaled by `scale`) of SR and HR images `[n, h, w, 3]` in [0, 1]; `[n]`."""
+  d = (features_fn(sr) - features_fn(hr)) * scale
+  return jnp.mean(d * d, axis=(1, 2, 3))
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def receptive_field(model: nn.Module) -> int:
+  """The receptive field of an SR network in its input's pixels (HR pixels for
+  SRCNN and VDSR, LR pixels for SRResNet): inputs smaller than this are rejected."""
+  if isinstance(model, SRCNN):
+    return model.f1 + model.f2 + model.f3 - 2
+  if isinstance(model, VDSR):
+    return 2 * model.depth + 1
+  if isinstance(model, SRResNet):
+    # In LR pixels: the 9x9 head (radius 4), two 3x3 per block, the 3x3 after
+    # them and the first upsampler's conv (radius 1 each), then the second
+    # stage's convs at 2x (radius 1/2 each) and the 9x9 tail at `scale` x.
+    stages = int(round(math.log2(model.scale)))
+    radius = 4 + 2 * model.blocks + 1 + sum(1 / 2**s for s in range(stages))
+    radius += 4 / model.scale
+    return 2 * math.ceil(radius) + 1
+  raise TypeError(f'no receptive field for {type(model).__name__}')
+
+
+def count_params(model: nn.Module, input_shape) -> int:
+  """Trainable parameters of `model` on inputs `[1, *input_shape]` (BN statistics
+  are not parameters)."""
+  variables = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape)), train=False)
+  )
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables['params']))
+
+
+def per_layer_labels(params: Mapping[str, Any], rates: Mapping[str, str]) -> dict:
+  """An `optax.multi_transform` label tree: each top-level layer's name mapped
+  through `rates` (e.g. SRCNN's `{'conv1': 'fast', 'conv2': 'fast', 'conv3':
+  'slow'}`)."""
+  return {k: jax.tree.map(lambda _, k=k: rates[k], v) for k, v in params.items()}

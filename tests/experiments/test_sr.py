@@ -1,0 +1,176 @@
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
+import sr  # noqa: E402
+
+from nkjax.data import sr as sr_data  # noqa: E402
+from nkjax.errors import UserError  # noqa: E402
+from nkjax.metrics import image as image_metrics  # noqa: E402
+from nkjax.models import sr as sr_models  # noqa: E402
+from nkjax.train import gan  # noqa: E402
+from nkjax.train import state as state_lib  # noqa: E402
+
+TINY = {
+  'crop': 48,
+  'max_test_images': 1,
+  'num_steps': 2,
+  'log_every': 1,
+  'batch_size': 8,
+}
+
+
+def _config(preset, **overrides):
+  c = sr.get_config(preset)
+  c.update({**TINY, **overrides})
+  return c
+
+
+def test_smoke_preset_scores_bicubic_and_srcnn_and_writes_rescorable_pngs(tmp_path):
+  summary = sr.main(sr.get_config('smoke'), str(tmp_path))
+  assert set(summary['mean_scores']) == {'x2', 'x3'}
+  for scale in ('x2', 'x3'):
+    mean = summary['mean_scores'][scale]
+    assert set(mean) == {'bicubic', 'srcnn'}
+    assert mean['srcnn']['gain_psnr_y'] == pytest.approx(
+      mean['srcnn']['psnr_y'] - mean['bicubic']['psnr_y']
+    )
+    # Bicubic on real photographs: well above 20 dB, SSIM in (0, 1].
+    assert 20 < mean['bicubic']['psnr_y'] < 50 and 0 < mean['bicubic']['ssim_y'] <= 1
+  assert summary['y_rounded'] is True and summary['test_images'] == [
+    'chelsea',
+    'coffee',
+  ]
+  # The PNG written is the scored output: its RGB PSNR equals the summary's.
+  png = np.asarray(Image.open(tmp_path / 'sr' / 'x2' / 'chelsea.png')) / 255.0
+  hr = sr_data._center_crop(sr_data.photo('chelsea')[0], 72)
+  got = image_metrics.sr_scores(sr=png, hr=hr, border=2, round_y=True)['psnr_rgb']
+  want = summary['scores']['x2']['chelsea']['srcnn']['psnr_rgb']
+  assert got == pytest.approx(want, abs=1e-6)
+  for name in ('x2_chelsea.png', 'x3_coffee.png'):
+    assert (tmp_path / 'figures' / name).stat().st_size > 10_000
+
+
+def test_vdsr_trains_multiscale_then_upscales_a_grey_user_image(tmp_path):
+  run = tmp_path / 'runs' / 'sr-vdsr'
+  c = _config('vdsr', depth=3, features=8, patch=16, scales=(2, 3))
+  summary = sr.main(c, str(run))
+  assert set(summary['mean_scores']) == {'x2', 'x3'}
+  grey = np.random.default_rng(0).integers(0, 256, (20, 17), dtype=np.uint8)
+  Image.fromarray(grey).save(tmp_path / 'mine.png')
+  up = sr.get_config('upscale')
+  up.update({'checkpoint': str(run), 'image': str(tmp_path / 'mine.png'), 'scale': 3})
+  out = sr.main(up, str(tmp_path / 'up'))
+  assert np.asarray(Image.open(out['output'])).shape == (60, 51, 3)
+  # A scale the run was not trained for, an unreadable file: one line, nothing written.
+  up.update({'scale': 4, 'output': str(tmp_path / 'bad' / 'x.png')})
+  with pytest.raises(UserError, match=r'trained for x2, x3, not x4'):
+    sr.main(up, str(tmp_path / 'bad'))
+  (tmp_path / 'junk.png').write_bytes(b'junk')
+  up.update({'scale': 2, 'image': str(tmp_path / 'junk.png')})
+  with pytest.raises(UserError, match='not an image file'):
+    sr.main(up, str(tmp_path / 'bad'))
+  Image.fromarray(np.zeros((3, 40), np.uint8)).save(tmp_path / 'thin.png')
+  up.update({'image': str(tmp_path / 'thin.png')})
+  with pytest.raises(UserError, match='receptive field'):
+    sr.main(up, str(tmp_path / 'bad'))
+  assert not (tmp_path / 'bad').exists()
+
+
+def test_srresnet_then_srgan_warm_started_without_vgg19_then_compare(tmp_path, capsys):
+  runs = tmp_path / 'runs'
+  small = dict(blocks=1, features=8, patch=8, scales=(2,), d_widths=(4, 8))
+  base = sr.main(_config('srresnet', **small), str(runs / 'sr-srresnet'))
+  gan = sr.main(
+    _config('srgan', srresnet_workdir=str(runs / 'sr-srresnet'), **small),
+    str(runs / 'sr-srgan'),
+  )
+  assert gan['content_loss'] == sr.PIXEL_LOSS_NOTE
+  assert 'SRGAN WITHOUT VGG19 WEIGHTS' in capsys.readouterr().out
+  written = json.loads((runs / 'sr-srgan' / 'summary.json').read_text())
+  assert written['content_loss'].startswith('pixel MSE')
+  # Warm-started: two small steps from the SRResNet weights stay close to its
+  # scores (a cold start would be tens of dB away).
+  got = gan['mean_scores']['x2']['srgan']['psnr_y']
+  assert got == pytest.approx(base['mean_scores']['x2']['srresnet']['psnr_y'], abs=1.0)
+  c = sr.get_config('compare')
+  c.update({'runs': str(runs), 'scales': (2,), 'crop': 48, 'max_test_images': 1})
+  summary = sr.main(c, str(tmp_path / 'compare'))
+  assert set(summary['mean_scores']['x2']) == {'bicubic', 'srresnet', 'srgan'}
+  assert summary['mean_scores']['x2']['srresnet']['psnr_y'] == pytest.approx(
+    base['mean_scores']['x2']['srresnet']['psnr_y'], abs=1e-6
+  )  # the restored checkpoint scores as the run did
+  assert (tmp_path / 'compare' / 'compare_x2_chelsea.png').exists()
+
+
+def test_srgan_step_with_a_frozen_vgg_updates_both_networks_on_the_content_loss():
+  g_model = sr_models.SRResNet(blocks=1, features=4, scale=2)
+  d_model = sr_models.SRGANDiscriminator(widths=(4,), dense=4)
+  vgg = sr_models.VGG19Features(convs_per_stage=(1, 1), widths=(4, 4))
+  lr = jax.random.uniform(jax.random.key(0), (2, 4, 4, 3))
+  hr = jax.random.uniform(jax.random.key(1), (2, 8, 8, 3))
+  g = state_lib.create(
+    model=g_model, tx=sr.optax.sgd(0.1), rng=jax.random.key(2), inputs=(lr,)
+  )
+  d = state_lib.create(
+    model=d_model, tx=sr.optax.sgd(0.1), rng=jax.random.key(3), inputs=(hr,)
+  )
+  frozen = jax.jit(vgg.init)(jax.random.key(4), hr)['params']
+  state = gan.GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema=None)
+  new, metrics = jax.jit(
+    lambda s, b, f: sr.srgan_train_step(
+      s, b, jax.random.key(5), f, adversarial_weight=1e-3, vgg=vgg
+    )
+  )(state, {'input': lr, 'hr': hr}, frozen)
+
+  # Eager flax would compile op by op: one jitted reference computation.
+  @jax.jit
+  def reference(g_params, d_vars):
+    sr_out, _ = gan._apply(g, g_params, lr, train=True)
+    feats = lambda x: vgg.apply({'params': frozen}, x)
+    content = jnp.mean(sr_models.vgg_content_loss(feats, sr_out, hr))
+    return content, d_model.apply(d_vars, sr_out, train=False)
+
+  content, d_fake_after = reference(
+    g.params, {'params': new.d.params, 'batch_stats': new.d.batch_stats}
+  )
+  assert float(metrics['content_loss'][0]) == pytest.approx(float(content), rel=1e-4)
+  assert np.all(np.isfinite(d_fake_after))
+  adv = float(metrics['adversarial_loss'][0])
+  assert float(metrics['g_loss'][0]) == pytest.approx(
+    float(content) + 1e-3 * adv, rel=1e-4
+  )
+  assert int(new.step) == 1
+  for old, upd in ((g.params, new.g.params), (d.params, new.d.params)):
+    assert any(
+      not np.allclose(a, b)
+      for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(upd), strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+  'preset, overrides, message',
+  [
+    ('srresnet', {'scales': (2, 4)}, 'trains at one scale'),
+    ('srresnet', {'scales': (3,)}, 'powers of two'),
+    ('srcnn', {'scales': (8,)}, 'among 2, 3, 4'),
+    ('srcnn', {'model': 'edsr'}, "unknown model 'edsr'; valid choices: srcnn, srgan"),
+    ('srgan', {'vgg19_weights': '/nonexistent/vgg19.h5'}, 'VGG19 weights file'),
+    ('srgan', {'srresnet_workdir': '/nonexistent'}, 'warm-starts from the SRResNet'),
+    ('srcnn', {'dataset': 'set5'}, 'test_dir=FOLDER'),
+  ],
+)
+def test_bad_input_is_one_line_before_anything_is_written(
+  tmp_path, preset, overrides, message
+):
+  c = _config(preset, **overrides)
+  with pytest.raises(UserError, match=message):
+    sr.main(c, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
