@@ -17,12 +17,12 @@ def test_srcnn_parameter_counts_and_valid_sizes_are_the_papers():
   # 9-5-5 has 57,184 weights (section 4.3.2), plus 97 biases.
   small = sr.SRCNN(f2=1)
   assert (
-    sr.count_params(small, (33, 33, 1))
+    cnn.count_params(small, (33, 33, 1))
     == (_conv(9, 1, 64) + _conv(1, 64, 32) + _conv(5, 32, 1))
     == 8_129
   )
   big = sr.SRCNN(f2=5)
-  assert sr.count_params(big, (33, 33, 1)) == 57_184 + 64 + 32 + 1
+  assert cnn.count_params(big, (33, 33, 1)) == 57_184 + 64 + 32 + 1
   # 33x33 sub-images give 21x21 labels (9-1-5) and 17x17 (9-5-5).
   x = jnp.zeros((2, 33, 33, 1))
   for model, out in ((small, 21), (big, 17)):
@@ -36,7 +36,7 @@ def test_srcnn_parameter_counts_and_valid_sizes_are_the_papers():
 def test_vdsr_has_20_layers_of_64_and_predicts_a_residual():
   model = sr.VDSR()
   want = _conv(3, 1, 64) + 18 * _conv(3, 64, 64) + _conv(3, 64, 1)
-  assert sr.count_params(model, (41, 41, 1)) == want == 665_921
+  assert cnn.count_params(model, (41, 41, 1)) == want == 665_921
   x = jax.random.uniform(jax.random.key(1), (1, 41, 41, 1))
   params = jax.jit(model.init)(jax.random.key(0), x)['params']
   last = sorted(params, key=lambda k: int(k.split('_')[1]))[-1]
@@ -57,7 +57,7 @@ def test_srresnet_parameter_count_from_its_layers_and_x4_output():
     + 2 * (_conv(3, 64, 256) + 1)
     + _conv(9, 64, 3)
   )  # fmt: skip
-  assert sr.count_params(model, (24, 24, 3)) == want == 1_549_462
+  assert cnn.count_params(model, (24, 24, 3)) == want == 1_549_462
   tiny = sr.SRResNet(blocks=1, features=8, scale=2)
   x = jnp.zeros((2, 6, 5, 3))
   variables = jax.jit(lambda x: tiny.init(jax.random.key(0), x, train=False))(x)
@@ -89,7 +89,7 @@ def test_srgan_discriminator_has_eight_convolutions_and_one_logit():
   )  # fmt: skip
   bns = 2 * (64 + 128 + 128 + 256 + 256 + 512 + 512)  # 7: not after the first
   dense = 6 * 6 * 512 * 1024 + 1024 + 1024 + 1  # 96x96 halved four times
-  assert sr.count_params(model, (96, 96, 3)) == convs + bns + dense
+  assert cnn.count_params(model, (96, 96, 3)) == convs + bns + dense
   tiny = sr.SRGANDiscriminator(widths=(4, 8), dense=8)
   x = jnp.zeros((3, 16, 16, 3))
   variables = jax.jit(lambda x: tiny.init(jax.random.key(0), x, train=False))(x)
@@ -166,7 +166,7 @@ def test_vgg19_features_from_a_keras_file_and_its_converted_npz(tmp_path):
   assert jax.tree.map(lambda a: a.shape, convs) == jax.tree.map(
     lambda a: a.shape, params
   )
-  assert sr.count_params(sr.VGG19Features(), (32, 32, 3)) == 20_024_384
+  assert cnn.count_params(sr.VGG19Features(), (32, 32, 3)) == 20_024_384
 
 
 def test_vgg19_loader_errors_are_one_line(tmp_path):

@@ -14,6 +14,10 @@ train=False)`. Image models take NHWC float arrays `[batch, h, w, c]`.
   `SequenceClassifier`;
 * GANs (`nkjax.models.gan`): `MLPGenerator`, `MLPDiscriminator`,
   `DCGANGenerator`, `DCGANDiscriminator` (conditional when given labels);
+* super-resolution (`nkjax.models.sr`): `SRCNN`, `VDSR`, `SRResNet`,
+  `SRGANDiscriminator`, `VGG19Features` (SRGAN's content loss);
+* detection (`nkjax.models.detection`): `FasterRCNN`, `FastRCNN`,
+  `RCNNClassifier`, their backbones (`make_backbone`), `RPNHead`, `BoxHead`;
 * shared layers (`nkjax.models.layers`): `Conv`, `ConvTranspose`, `batch_norm`,
   `activation`.
 
@@ -31,7 +35,7 @@ train=False)`. Image models take NHWC float arrays `[batch, h, w, c]`.
 ((2, 3), True)
 """
 
-from nkjax.models import cnn, gan, layers, mlp, rnn
+from nkjax.models import cnn, detection, gan, layers, mlp, rnn, sr
 from nkjax.models.cnn import (
   MODELS,
   VGG,
@@ -53,6 +57,14 @@ from nkjax.models.cnn import (
   count_params,
   create,
 )
+from nkjax.models.detection import (
+  BoxHead,
+  FasterRCNN,
+  FastRCNN,
+  RCNNClassifier,
+  RPNHead,
+  make_backbone,
+)
 from nkjax.models.gan import (
   DCGANDiscriminator,
   DCGANGenerator,
@@ -70,14 +82,29 @@ from nkjax.models.rnn import (
   Recurrent,
   SequenceClassifier,
 )
+from nkjax.models.sr import SRCNN, VDSR, SRGANDiscriminator, SRResNet, VGG19Features
 
 __all__ = [
   # submodules
   'cnn',
+  'detection',
   'gan',
   'layers',
   'mlp',
   'rnn',
+  'sr',
+  # super-resolution and detection
+  'SRCNN',
+  'VDSR',
+  'SRResNet',
+  'SRGANDiscriminator',
+  'VGG19Features',
+  'FasterRCNN',
+  'FastRCNN',
+  'RCNNClassifier',
+  'RPNHead',
+  'BoxHead',
+  'make_backbone',
   # feed-forward
   'MLP',
   # convolutional

@@ -311,15 +311,6 @@ def receptive_field(model: nn.Module) -> int:
   raise TypeError(f'no receptive field for {type(model).__name__}')
 
 
-def count_params(model: nn.Module, input_shape) -> int:
-  """Trainable parameters of `model` on inputs `[1, *input_shape]` (BN statistics
-  are not parameters)."""
-  variables = jax.eval_shape(
-    lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape)), train=False)
-  )
-  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables['params']))
-
-
 def per_layer_labels(params: Mapping[str, Any], rates: Mapping[str, str]) -> dict:
   """An `optax.multi_transform` label tree: each top-level layer's name mapped
   through `rates` (e.g. SRCNN's `{'conv1': 'fast', 'conv2': 'fast', 'conv3':
