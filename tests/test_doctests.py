@@ -17,6 +17,7 @@ MODULES = (
   'nkjax.losses',
   'nkjax.metrics',
   'nkjax.metrics.detection',
+  'nkjax.metrics.image',
   'nkjax.models',
   'nkjax.models.cnn',
   'nkjax.ops',
