@@ -77,7 +77,7 @@ def test_unfetchable_dataset_names_the_offline_options(tmp_path, monkeypatch):
   monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', no_network)
   with pytest.raises(
     ValueError,
-    match=r"'mnist' is not prepared .* could not be fetched \(ConnectionError\); the embedded default --config.dataset=digits works offline.*--config.data_dir=DIR",
+    match=r"'mnist' is not prepared .* could not be fetched \(ConnectionError: no route to host\); the embedded default --config.dataset=digits works offline.*--config.data_dir=DIR",
   ) as e:
     images.load(
       'mnist', batch_size=8, eval_batch_size=8, seed=0, data_dir=str(tmp_path)
