@@ -392,7 +392,7 @@ def evaluate(config, method, state, data, mesh, proposals, workdir) -> dict:
   viz.save_detections(
     os.path.join(workdir, 'detections.png'), out['image'][:n],
     detections=detections[:n], ground_truths=truths[:n], class_names=data.class_names,
-    title=f'{method} on {config.dataset}: detections (solid, score >= 0.5) over ground truth (dashed)',
+    title=f'{viz.run_name(workdir)}: {method} on {config.dataset}, detections (solid, score >= 0.5) over ground truth (dashed)',
   )  # fmt: skip
   timing = time_per_image(
     config, method, state, out['image'][: config.timing_images], proposals
@@ -584,7 +584,8 @@ def detect(config, workdir: str) -> dict:
   viz.save_detections(
     path, image[None], detections=dets, ground_truths=None,
     class_names=tuple(run_config.class_names),
-    title=f'{method}: {os.path.basename(config.image)}', score_threshold=0.5, cols=1,
+    title=f'{viz.run_name(workdir)}: {method} on {os.path.basename(config.image)}',
+    score_threshold=0.5, cols=1,
   )  # fmt: skip
   found = [
     {

@@ -276,7 +276,8 @@ def evaluate(predict, state, data, *, workdir, label: str, round_y: bool, crop: 
           f'LR x{s}', f'bicubic {base["psnr_y"]:.2f} dB',
           f'{label} {model["psnr_y"]:.2f} dB', 'HR',
         ),
-        suptitle=f'{name} x{s}: PSNR on Y (MATLAB protocol)' + (f'; {note}' if note else ''),
+        suptitle=f'{viz.run_name(workdir)}: {name} x{s}, PSNR on Y (MATLAB protocol)'
+        + (f'; {note}' if note else ''),
       )  # fmt: skip
   return {'per_image': per_image, 'mean': _means(per_image), 'outputs': outputs}
 
@@ -571,7 +572,7 @@ def _compare_figures(data, outputs, per_image, workdir, crop, notes):
         f'{m}{extra}' + (f'\n{score["psnr_y"]:.2f} dB' if score else ''), fontsize=8
       )
       ax.axis('off')
-    fig.suptitle(f'{name} x{s}, zoomed', fontsize=9)
+    fig.suptitle(f'{viz.run_name(workdir)}: {name} x{s}, zoomed', fontsize=9)
     viz.save_figure(fig, os.path.join(workdir, f'compare_x{s}_{name}.png'), dpi=90)
 
 

@@ -11,6 +11,8 @@ from nkjax.errors import UserError
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
 import detection  # noqa: E402
 
+from ..figures import record  # noqa: E402
+
 
 @pytest.fixture(scope='module')
 def compare_run(tmp_path_factory):
@@ -18,12 +20,19 @@ def compare_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('compare')
   config = detection.get_config('smoke')
   config.compare = True
-  summary = detection.main(config, str(workdir))
-  return workdir, summary
+  with pytest.MonkeyPatch.context() as mp:
+    pictures = record(mp)
+    summary = detection.main(config, str(workdir))
+  return workdir, summary, pictures
 
 
 def test_compare_smoke_trains_the_three_detectors_and_reports_every_figure(compare_run):
-  workdir, summary = compare_run
+  workdir, summary, pictures = compare_run
+  # Every picture names the run it came from (each detector's own workdir).
+  assert pictures
+  for d in pictures.values():
+    titles = [d['suptitle'], *(a['title'] for a in d['axes'])]
+    assert any(m in t for t in titles for m in ('faster_rcnn', 'fast_rcnn', 'rcnn'))
   assert set(summary['results']) == {'faster_rcnn', 'fast_rcnn', 'rcnn'}
   for method, row in summary['results'].items():
     assert 0 <= row['map_07'] <= 1 and 0 <= row['coco_ap'] <= 1, method
@@ -41,7 +50,7 @@ def test_compare_smoke_trains_the_three_detectors_and_reports_every_figure(compa
 
 
 def test_detect_draws_on_a_colour_or_grey_image(compare_run, tmp_path):
-  workdir, _ = compare_run
+  workdir, _, _ = compare_run
   for mode in ('RGB', 'L'):
     path = tmp_path / f'img_{mode}.png'
     Image.fromarray((np.random.default_rng(0).uniform(size=(90, 120, 3)) * 255).astype(
@@ -54,7 +63,7 @@ def test_detect_draws_on_a_colour_or_grey_image(compare_run, tmp_path):
 
 
 def test_detect_bad_inputs_are_one_line_errors(compare_run, tmp_path):
-  workdir, _ = compare_run
+  workdir, _, _ = compare_run
   bad = tmp_path / 'bad.png'
   bad.write_bytes(b'not an image')
   config = detection.get_config('detect')

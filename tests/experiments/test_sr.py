@@ -18,6 +18,8 @@ from nkjax.models import sr as sr_models  # noqa: E402
 from nkjax.train import gan  # noqa: E402
 from nkjax.train import state as state_lib  # noqa: E402
 
+from ..figures import assert_readable, record  # noqa: E402
+
 TINY = {
   'crop': 48,
   'max_test_images': 1,
@@ -33,8 +35,14 @@ def _config(preset, **overrides):
   return c
 
 
-def test_smoke_preset_scores_bicubic_and_srcnn_and_writes_rescorable_pngs(tmp_path):
+def test_smoke_preset_scores_bicubic_and_srcnn_and_writes_rescorable_pngs(
+  tmp_path, monkeypatch
+):
+  pictures = record(monkeypatch)
   summary = sr.main(sr.get_config('smoke'), str(tmp_path))
+  assert pictures
+  for d in pictures.values():
+    assert_readable(d, run=tmp_path.name)
   assert set(summary['mean_scores']) == {'x2', 'x3'}
   for scale in ('x2', 'x3'):
     mean = summary['mean_scores'][scale]
