@@ -22,6 +22,7 @@ from absl import logging
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from nkjax.errors import UserError
+from nkjax.train.state import param_path
 
 # Files every complete checkpoint of one `StandardSave` item has (orbax 0.12,
 # OCDBT format); orbax restores some checkpoints without them, silently.
@@ -205,10 +206,6 @@ def _set(tree, keys: list[str], value):
   return tree.replace(**{key: _set(getattr(tree, key), rest, value)})
 
 
-def _path(key_path) -> str:
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in key_path)
-
-
 def warm_start(
   state: Any,
   *,
@@ -259,8 +256,8 @@ def warm_start(
   there = _get(
     restored, source.split('.'), f'the checkpoint at step {step} in {directory}'
   )
-  want = {_path(k): v for k, v in jax.tree_util.tree_flatten_with_path(here)[0]}
-  got = {_path(k): v for k, v in jax.tree_util.tree_flatten_with_path(there)[0]}
+  want = {param_path(k): v for k, v in jax.tree_util.tree_flatten_with_path(here)[0]}
+  got = {param_path(k): v for k, v in jax.tree_util.tree_flatten_with_path(there)[0]}
   for p in sorted(want.keys() | got.keys()):
     a, b = want.get(p), got.get(p)
     if a is None or b is None or np.shape(a) != np.shape(b):

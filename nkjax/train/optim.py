@@ -8,6 +8,7 @@ import ml_collections
 import optax
 
 from nkjax.errors import UserError, choose
+from nkjax.train.state import param_path
 
 SCHEDULES = ('constant', 'step', 'cosine', 'warmup_cosine')
 OPTIMIZERS = ('sgd', 'momentum', 'nesterov', 'adam', 'adamw', 'rmsprop')
@@ -104,10 +105,6 @@ def make_optimizer(
   return optax.chain(*chain, opt)
 
 
-def _path_str(key_path) -> str:
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in key_path)
-
-
 def freeze(
   tx: optax.GradientTransformation, *, frozen: Sequence[str]
 ) -> optax.GradientTransformation:
@@ -130,7 +127,7 @@ def freeze(
     return 'frozen' if hit else 'trained'
 
   def labels(params):
-    return jax.tree_util.tree_map_with_path(lambda k, _: label(_path_str(k)), params)
+    return jax.tree_util.tree_map_with_path(lambda k, _: label(param_path(k)), params)
 
   return optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()}, labels)
 

@@ -56,3 +56,10 @@ def create(
 def num_params(params) -> int:
   """Number of scalars in a parameter tree."""
   return sum(int(p.size) for p in jax.tree.leaves(params))
+
+
+def param_path(key_path) -> str:
+  """A tree path (`jax.tree_util` keys) as the '/'-joined names of the params
+  tree, e.g. 'Dense_0/kernel': how `optim.freeze` and `checkpoint.warm_start`
+  name a parameter."""
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', k))) for k in key_path)
