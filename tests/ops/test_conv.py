@@ -161,6 +161,38 @@ def test_conv_general_dilated_equals_lax_on_tiny_and_ordinary_maps(hw, stride, p
   )
 
 
+@pytest.mark.parametrize(
+  'hw, kernel, stride, padding, dilation',
+  [
+    (28, 5, 1, ((2, 2), (2, 2)), 1),  # LeNet-5's C1 on 28x28 digits
+    (33, 9, 1, 'VALID', 1),  # SRCNN's first layer on a 33x33 Y sub-image
+    (16, 4, 2, 'SAME', 1),  # a DCGAN discriminator's strided first layer
+    (11, 3, 2, ((0, 1), (2, 0)), 2),  # uneven padding, stride and dilation
+  ],
+)
+def test_one_channel_convolution_and_both_gradients_equal_lax(
+  hw, kernel, stride, padding, dilation
+):
+  # Float64 references would hide nothing here: both sides are float32 sums
+  # of the same products, so they agree to rounding.
+  x = jax.random.normal(jax.random.key(0), (3, hw, hw, 1))
+  w = jax.random.normal(jax.random.key(1), (kernel, kernel, 1, 6))
+  dims = ('NHWC', 'HWIO', 'NHWC')
+  kwargs = dict(rhs_dilation=(dilation, dilation), dimension_numbers=dims)
+  args = ((stride, stride), padding)
+  ours = lambda x, w: conv.conv_general_dilated(x, w, *args, **kwargs)  # noqa: E731
+  lax = lambda x, w: jax.lax.conv_general_dilated(x, w, *args, **kwargs)  # noqa: E731
+  np.testing.assert_allclose(ours(x, w), lax(x, w), rtol=1e-5, atol=1e-4)
+  # A loss that weights every output differently, so a transposed or shifted
+  # gradient cannot pass.
+  weights = jax.random.normal(jax.random.key(2), lax(x, w).shape)
+  loss = lambda f: lambda x, w: jnp.sum(weights * f(x, w))  # noqa: E731
+  for got, expected in zip(
+    jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(lax), (0, 1))(x, w), strict=True
+  ):
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize('window, stride, hw', [(2, 2, 8), (3, 2, 9), (2, 2, 7)])
 def test_max_pool_equals_flax(window, stride, hw):
   x = jax.random.normal(jax.random.key(2), (2, hw, hw, 3))

@@ -108,3 +108,18 @@ def test_models_take_no_cpu_form_on_an_accelerator(backend):
   else:
     assert len(convs) == 8  # every convolution is XLA's
     assert len(g_convs) == 3 and len(g_dilated) == 3
+
+
+def test_one_channel_convolution_is_elementwise_only_on_a_cpu(backend):
+  # LeNet-5's C1 on grey digits: no convolution in the forward pass on a CPU.
+  x = jnp.ones((2, 28, 28, 1))
+  w = jnp.ones((5, 5, 1, 6))
+  f = lambda x, w: conv.conv_general_dilated(
+    x, w, (1, 1), ((2, 2), (2, 2)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )  # noqa: E731
+  convs, dots = _convs(f, x, w)
+  assert not dots
+  assert len(convs) == (0 if backend == 'cpu' else 1)
+  # The gradient is XLA's convolutions on every backend.
+  grad_convs, _ = _convs(jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), (0, 1)), x, w)
+  assert len(grad_convs) == (2 if backend == 'cpu' else 3)
