@@ -661,8 +661,12 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
 # across threads, so two identical hidden units can come out 1 ulp apart; the
 # symmetric saddle of `init_symmetry` amplifies that to a visible difference.
 # One thread per product keeps identical units bitwise identical (and these
-# problems are too small to gain from threads).
-DETERMINISTIC_DOTS = ('--xla_cpu_multi_thread_eigen=false',)
+# problems are too small to gain from threads); XLA's own products, not
+# oneDNN's, which the launcher otherwise picks on jaxlib 0.12+.
+DETERMINISTIC_DOTS = (
+  '--xla_cpu_multi_thread_eigen=false',
+  '--xla_cpu_experimental_onednn_custom_call=false',
+)
 
 if __name__ == '__main__':
   launch.run(main, xla_flags=DETERMINISTIC_DOTS)

@@ -643,7 +643,8 @@ def run_torch(
   repeats: int = 5,
   warmup: int = 3,
 ) -> dict:
-  """The same step in eager PyTorch on the CPU (all cores), for comparison."""
+  """The same step in eager PyTorch on the CPU (a thread per core this process
+  may use), for comparison."""
   import os
 
   import torch
@@ -656,7 +657,7 @@ def run_torch(
       f'benchmark {name} has no PyTorch equivalent; those with one: {", ".join(n for n, b in BENCHMARKS.items() if b.torch_model)}'
     )
   batch_size = batch_size or bench.batch_size
-  torch.set_num_threads(os.cpu_count() or 1)
+  torch.set_num_threads(launch.cpu_cores())
   torch.manual_seed(0)
   model = bench.torch_model()
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)

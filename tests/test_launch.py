@@ -6,10 +6,12 @@ import sys
 
 import pytest
 
+from nkjax import launch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The launcher fakes one device per core; a batch of cores + 1 never splits
 # (except on one core, where the row is skipped).
-CORES = os.cpu_count() or 1
+CORES = launch.cpu_cores()
 
 
 def _run(*args, workdir):
@@ -125,3 +127,28 @@ def test_help_puts_the_experiment_first(tmp_path):
   assert 'logtostderr' not in _run('--help', workdir=tmp_path).stdout
   full = proc.stdout
   assert full.index('--config.hidden') < full.index('logtostderr')
+
+
+@pytest.mark.parametrize('works', [True, False])
+def test_cpu_setup_adds_onednn_only_where_it_works_and_the_users_flags_win(
+  monkeypatch, works
+):
+  monkeypatch.setattr(launch, 'onednn_convolutions_work', lambda: works)
+  monkeypatch.setattr(launch, 'cpu_cores', lambda: 3)
+  monkeypatch.setenv('XLA_FLAGS', '')
+  launch.use_all_cpu_cores()
+  flags = os.environ['XLA_FLAGS'].split()
+  assert '--xla_force_host_platform_device_count=3' in flags
+  assert (f'{launch.ONEDNN}=true' in flags) == works
+  # A user's own settings are kept as given, and not repeated.
+  mine = f'--xla_force_host_platform_device_count=1 {launch.ONEDNN}=false'
+  monkeypatch.setenv('XLA_FLAGS', mine)
+  launch.use_all_cpu_cores()
+  assert os.environ['XLA_FLAGS'] == mine
+
+
+def test_onednn_is_known_to_work_from_jaxlib_0_12_on():
+  from importlib import metadata
+
+  version = tuple(int(p) for p in metadata.version('jaxlib').split('.')[:2])
+  assert launch.onednn_convolutions_work() == (version >= (0, 12))
