@@ -645,7 +645,6 @@ def run_torch(
 ) -> dict:
   """The same step in eager PyTorch on the CPU (a thread per core this process
   may use), for comparison."""
-  import os
 
   import torch
 
