@@ -28,6 +28,7 @@ confusion matrix) come from `make_predictor`.
 
 import dataclasses
 import json
+import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -67,6 +68,38 @@ def jit_train_step(train_step: StepFn, mesh: Mesh, *, frozen: bool = False) -> S
     out_shardings=(repl, repl),
     donate_argnums=0,
   )
+
+
+def jit_train_steps(train_step: StepFn, mesh: Mesh, *, frozen: bool = False) -> StepFn:
+  """Several steps of `train_step` in one compiled call: `(state, batches, rng)
+  -> (state, metrics)`, a `lax.scan` over `batches`, whose leaves are `[n, b,
+  ...]` (n steps of a batch each, split along axis 1); `metrics` come back
+  stacked, `[n, ...]` per leaf. Shardings and donation as `jit_train_step`'s."""
+  repl = sharding.replicated(mesh)
+  stacked = sharding.stacked_batch_sharded(mesh)
+
+  def run(state, batches, rng, *extra):
+    return jax.lax.scan(lambda s, b: train_step(s, b, rng, *extra), state, batches)
+
+  return jax.jit(
+    run,
+    in_shardings=(repl, stacked, repl, repl) if frozen else (repl, stacked, repl),
+    out_shardings=(repl, repl),
+    donate_argnums=0,
+  )
+
+
+def _steps_this_call(
+  step: int, *, steps_per_call: int, num_steps: int, cadences: tuple[int, ...]
+) -> int:
+  """How many steps the call that starts after `step` runs: `steps_per_call`,
+  fewer where a cadence (log, eval, checkpoint) or the last step falls sooner,
+  so that each of them lands exactly on a call boundary."""
+  boundary = num_steps
+  for every in cadences:
+    if every > 0:
+      boundary = min(boundary, (step // every + 1) * every)
+  return max(1, min(steps_per_call, boundary - step))
 
 
 def _jit_on_batches(fn, mesh: Mesh, *, split_batch: bool, jit: bool):
@@ -180,6 +213,11 @@ def _unaliased(tree):
   return jax.tree.map(fresh, tree)
 
 
+def _unstack(tree, n: int) -> list:
+  """`n` trees from one whose leaves are stacked along a leading axis of n."""
+  return [jax.tree.map(operator.itemgetter(i), tree) for i in range(n)]
+
+
 def _due(step: int, every: int, last: int) -> bool:
   return step == last or (every > 0 and step % every == 0)
 
@@ -204,6 +242,7 @@ def fit(
   loss_key: str = 'loss',
   divergence_factor: float | None = 1000.0,
   sync_every: int = 16,
+  steps_per_call: int = 1,
   config: Mapping | None = None,
   jit: bool = True,
   frozen: Any = None,
@@ -236,6 +275,12 @@ def fit(
       value (`guard.LossGuard`); 0 or None: never.
     sync_every: the host waits for the device at least this often. Dispatching
       ~100 sharded steps without waiting has hung XLA's CPU all-reduce.
+    steps_per_call: train steps per compiled call (`jit_train_steps`: a
+      `lax.scan` over that many stacked batches), for models whose one step is
+      too short to amortise the host's dispatch. Calls end exactly at every
+      log, eval and checkpoint step (a call before one runs fewer steps, a
+      second compiled program), so cadences, metrics and results are those of
+      single steps; the loss guard still checks every step.
     config: stored in `summary.json`.
     jit: False runs the steps eagerly, for debugging.
     frozen: a pytree of arrays passed to every step as a fourth argument,
@@ -310,8 +355,15 @@ def fit(
     logging.info('The run in %s is already at step %d: nothing to do.', workdir, start)
     with open(os.path.join(workdir, 'summary.json')) as f:
       return FitResult(state=state, summary=json.load(f))
+  if steps_per_call < 1:
+    raise ValueError(f'steps_per_call must be at least 1, got {steps_per_call}')
   step_fn = (
     jit_train_step(train_step, mesh, frozen=frozen is not None) if jit else train_step
+  )
+  several_fn = (
+    jit_train_steps(train_step, mesh, frozen=frozen is not None)
+    if jit and steps_per_call > 1
+    else None
   )
   extra_args = () if frozen is None else (sharding.replicate(frozen, mesh),)
   rng = sharding.replicate(rng, mesh)
@@ -327,30 +379,51 @@ def fit(
   writer = writers.MetricWriter(
     workdir, write_files=first_process, console=progress.log, resume_step=start
   )
-  pending: list[tuple[int, Any]] = []  # dispatched steps whose metrics are unchecked
+  # Dispatched calls whose metrics are unchecked: (first step, steps, metrics),
+  # the metrics stacked along a leading axis when steps > 1.
+  pending: list[tuple[int, int, Any]] = []
   window: list[Mapping] = []  # checked metrics since the last log line
   eval_metrics: dict[str, float] = {}
   train_metrics: dict[str, float] = {}
   train_seconds = 0.0
   first_window = None  # (steps, seconds) of the first window, which compiles
   batches = train_batches(start)
+  cadences = (log_every, eval_every if eval_fn is not None else 0, checkpoint_every)
   try:
     t_window = time.perf_counter()
-    for step in range(start + 1, num_steps + 1):
-      batch = sharding.shard_batch(next(batches), mesh)
-      state, step_metrics = step_fn(state, batch, rng, *extra_args)
-      pending.append((step, step_metrics))
+    step = synced = start
+    while step < num_steps:
+      n = 1
+      if several_fn is not None:
+        n = _steps_this_call(
+          step, steps_per_call=steps_per_call, num_steps=num_steps, cadences=cadences
+        )
+      if n == 1:
+        batch = sharding.shard_batch(next(batches), mesh)
+        state, step_metrics = step_fn(state, batch, rng, *extra_args)
+      else:
+        stacked = jax.tree.map(
+          lambda *rows: np.stack(rows), *[next(batches) for _ in range(n)]
+        )
+        state, step_metrics = several_fn(
+          state, sharding.shard_stacked_batch(stacked, mesh), rng, *extra_args
+        )
+      pending.append((step + 1, n, step_metrics))
+      step += n
       is_log = _due(step, log_every, num_steps)
       is_eval = eval_fn is not None and _due(step, eval_every, num_steps)
       is_ckpt = _due(step, checkpoint_every, num_steps)
-      if not (is_log or is_eval or is_ckpt or step % sync_every == 0):
+      if not (is_log or is_eval or is_ckpt or step - synced >= sync_every):
         continue
 
-      host = jax.device_get([m for _, m in pending])
-      for (s, _), m in zip(pending, host, strict=True):
-        checks.check(s, m)
-      window.extend(host)
+      host = jax.device_get([m for _, _, m in pending])
+      for (first, count, _), m in zip(pending, host, strict=True):
+        rows = [m] if count == 1 else _unstack(m, count)
+        for i, row in enumerate(rows):
+          checks.check(first + i, row)
+          window.append(row)
       pending.clear()
+      synced = step
       now = time.perf_counter()
       train_seconds += now - t_window
       if first_window is None:

@@ -30,6 +30,12 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA))
 
 
+def stacked_batch_sharded(mesh: Mesh) -> NamedSharding:
+  """Several steps' batches stacked along a leading axis `[steps, batch, ...]`:
+  split along the batch axis, every step's rows on every device."""
+  return NamedSharding(mesh, PartitionSpec(None, DATA))
+
+
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   """Raises `UserError` unless the global batch splits evenly over the mesh."""
   n = mesh.devices.size
@@ -49,6 +55,15 @@ def shard_batch(batch, mesh: Mesh, *, split: bool = True):
   that do not split over the devices (one full-size test image on 8 devices).
   """
   sharding = batch_sharded(mesh) if split else replicated(mesh)
+  return jax.tree.map(
+    lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
+  )
+
+
+def shard_stacked_batch(batch, mesh: Mesh):
+  """Places `[steps, local batch, ...]` arrays on the mesh, split along axis 1
+  (`stacked_batch_sharded`); each process passes its own rows of each step."""
+  sharding = stacked_batch_sharded(mesh)
   return jax.tree.map(
     lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
   )

@@ -172,3 +172,35 @@ def test_summary_of_a_run_with_one_window_has_no_throughput(mesh, tmp_path):
   tiny_run(mesh, tmp_path, num_steps=5, log_every=5)
   summary = json.loads((tmp_path / 'summary.json').read_text())
   assert summary['examples_per_second'] is None
+
+
+def test_several_steps_per_call_equal_single_steps_bitwise_at_exact_cadences(
+  mesh, tmp_path
+):
+  # Cadences that do not divide by 4, and a resume in the middle of a call.
+  kwargs = dict(num_steps=23, log_every=6, eval_every=10, checkpoint_every=9)
+  runs = {}
+  for name, per_call in (('single', 1), ('several', 4)):
+    first = {**kwargs, 'num_steps': 9}
+    tiny_run(mesh, tmp_path / name, steps_per_call=per_call, **first)
+    runs[name] = tiny_run(mesh, tmp_path / name, steps_per_call=per_call, **kwargs)
+  single, several = runs['single'], runs['several']
+  assert several.summary['resumed_from_step'] == 9
+  for a, b in zip(_leaves(single.state), _leaves(several.state), strict=True):
+    np.testing.assert_array_equal(a, b)
+  rows = [writers.read_metrics(str(tmp_path / d)) for d in ('single', 'several')]
+  assert rows[0] == rows[1]
+  assert [r['step'] for r in rows[0] if 'train/loss' in r] == [6, 9, 12, 18, 23]
+  assert [r['step'] for r in rows[0] if 'eval/accuracy' in r] == [9, 10, 20, 23]
+  steps = checkpoint.Checkpointer(str(tmp_path / 'several' / 'checkpoints')).all_steps()
+  assert set(steps) >= {18, 23} and set(steps) <= {9, 18, 23}
+
+
+@pytest.mark.parametrize(
+  'step, expected', [(0, 4), (4, 2), (6, 4), (9, 1), (10, 2), (20, 3)]
+)
+def test_a_call_ends_at_the_next_cadence(step, expected):
+  from nkjax.train import loop
+
+  got = loop._steps_this_call(step, steps_per_call=4, num_steps=23, cadences=(6, 10, 0))
+  assert got == expected
