@@ -166,6 +166,8 @@ def _fit(config, model, data, mesh, workdir, summarize=None, **overrides):
     config=config.to_dict(),
     jit=not config.debug,
     divergence_factor=config.divergence_factor,
+    steps_per_call=config.steps_per_call,
+    data_on_device=config.data_on_device,
     summarize=summarize,
   )
 

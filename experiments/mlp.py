@@ -77,6 +77,8 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> loop.FitResult:
     config=config.to_dict(),
     jit=not config.debug,
     divergence_factor=config.divergence_factor,
+    steps_per_call=config.steps_per_call,
+    data_on_device=config.data_on_device,
   )
 
 

@@ -181,4 +181,5 @@ TRAINING = {
   'train_subset': optional(count),
   'dropout_rate': optional(fraction),
   'divergence_factor': non_negative,
+  'steps_per_call': count,
 }

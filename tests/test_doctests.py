@@ -26,6 +26,7 @@ MODULES = (
   'nkjax.train.loop',
   'nkjax.train.optim',
   'nkjax.train.state',
+  'nkjax.train.steps',
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -19,26 +19,22 @@ def local_rows(batch_size: int, process_index: int, process_count: int) -> slice
   return slice(process_index * local, (process_index + 1) * local)
 
 
-def train_batches(
-  arrays: Mapping[str, np.ndarray],
+def train_indices(
+  n: int,
   *,
   batch_size: int,
   seed: int,
   start_step: int = 0,
   process_index: int = 0,
   process_count: int = 1,
-) -> Iterator[dict[str, np.ndarray]]:
-  """An endless stream of shuffled batches; batch `s` depends only on `(seed, s)`.
+) -> Iterator[np.ndarray]:
+  """The example indices of this process's rows of each training batch, endless.
 
-  Each epoch is a fresh permutation drawn from `(seed, epoch)`; the last partial
-  batch of an epoch is dropped. Because batch `s` is a function of the step, a
-  run resumed at `start_step` sees exactly the batches an uninterrupted run does.
-
-  Args:
-    arrays: equal-length arrays, e.g. `{'image': ..., 'label': ...}`.
-    batch_size: the global batch size; this process yields its rows only.
+  Each epoch is a fresh permutation of the `n` examples drawn from `(seed,
+  epoch)`; the last partial batch of an epoch is dropped. Batch `s` depends
+  only on `(seed, s)`, so a run resumed at `start_step` sees exactly the
+  batches an uninterrupted run does.
   """
-  n = len(next(iter(arrays.values())))
   if not 0 < batch_size <= n:
     raise UserError(
       f'batch size {batch_size} must be between 1 and the {n} training examples'
@@ -51,9 +47,30 @@ def train_batches(
     e, i = divmod(step, per_epoch)
     if e != epoch:
       epoch, perm = e, np.random.default_rng([seed, e]).permutation(n)
-    idx = perm[i * batch_size : (i + 1) * batch_size][rows]
-    yield {k: v[idx] for k, v in arrays.items()}
+    yield perm[i * batch_size : (i + 1) * batch_size][rows]
     step += 1
+
+
+def train_batches(
+  arrays: Mapping[str, np.ndarray],
+  *,
+  batch_size: int,
+  seed: int,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+  """An endless stream of shuffled batches of `arrays` (equal-length arrays,
+  e.g. `{'image': ..., 'label': ...}`), in the order of `train_indices`.
+
+  `batch_size` is the global batch size; this process yields its rows only.
+  """
+  n = len(next(iter(arrays.values())))
+  for idx in train_indices(
+    n, batch_size=batch_size, seed=seed, start_step=start_step,
+    process_index=process_index, process_count=process_count,
+  ):  # fmt: skip
+    yield {k: v[idx] for k, v in arrays.items()}
 
 
 def pad_batch(batch: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -119,6 +136,7 @@ def from_arrays(
   `class_names`); batch sizes are global, each process gets its rows.
   """
   shard = {'process_index': process_index, 'process_count': process_count}
+  n = len(next(iter(train.values())))
   return Dataset(
     name=name,
     train_batches=lambda start: train_batches(
@@ -126,7 +144,11 @@ def from_arrays(
     ),
     eval_batches=lambda: eval_batches(test, batch_size=eval_batch_size, **shard),
     train_eval_batches=lambda: eval_batches(train, batch_size=eval_batch_size, **shard),
-    num_train=len(next(iter(train.values()))),
+    train_arrays=dict(train),
+    train_indices=lambda start: train_indices(
+      n, batch_size=batch_size, seed=seed, start_step=start, **shard
+    ),
+    num_train=n,
     num_test=len(next(iter(test.values()))),
     **info,
   )

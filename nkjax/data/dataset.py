@@ -33,6 +33,12 @@ class Dataset:
       size of a language model); None for regression tasks such as SR.
     class_names: display names of the classes, where the source has them.
     example_shape: the shape of one model input (`[h, w, c]` for images).
+    train_arrays: the whole training split as arrays in memory, where it is
+      (the embedded digits); None for streamed sources.
+    train_indices: `start_step -> endless iterator` of the example indices of
+      each of this process's training batches, in the order `train_batches`
+      yields them (`train_batches(s)` is `train_arrays` at these indices), for
+      a training set kept on the device; None with `train_arrays`.
   """
 
   name: str
@@ -44,3 +50,5 @@ class Dataset:
   num_classes: int | None = None
   class_names: tuple[str, ...] | None = None
   example_shape: tuple[int, ...] | None = None
+  train_arrays: Batch | None = None
+  train_indices: Callable[[int], Iterator[np.ndarray]] | None = None

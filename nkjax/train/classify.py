@@ -11,6 +11,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from nkjax.errors import UserError
 from nkjax.train import loop, optim, steps
 from nkjax.train import state as state_lib
 
@@ -36,6 +37,11 @@ def default_fields(**overrides) -> dict:
     'keep_checkpoints': 2,
     'seed': 0,
     'debug': False,  # True: run the steps without jit
+    # Train steps per compiled call (loop.fit); results are those of single steps.
+    'steps_per_call': 1,
+    # Keep an in-memory training set (the digits) on the device and gather
+    # each batch inside the step: no host-to-device copy per step.
+    'data_on_device': False,
     # Stop when the loss passes this multiple of its first value; 0: never.
     'divergence_factor': 1000.0,
   }
@@ -65,25 +71,41 @@ def fit(
   jit: bool = True,
   summarize: Callable | None = None,
   divergence_factor: float | None = 1000.0,
+  steps_per_call: int = 1,
+  data_on_device: bool = False,
 ) -> loop.FitResult:
   """Initialises `model` from `seed` and trains it on `data` with `loop.fit`.
 
   Keeps the best checkpoint by test accuracy; `augment(rng, images)` runs
   inside the jitted step. See `steps.classifier_train_step` for `l1`, `l2`
-  and `inputs`; `data` is any object with `train_batches(start_step)` and
-  `eval_batches()` (an `ImageData`, or the sentiment data).
+  and `inputs`; `data` is a `Dataset`. `steps_per_call` goes to `loop.fit`;
+  `data_on_device` keeps `data.train_arrays` on the device for the whole run
+  and feeds the step only each batch's indices (`steps.gather_batch`).
   """
+  if data_on_device and data.train_arrays is None:
+    raise UserError(
+      f'data_on_device keeps an in-memory training set on the device, and '
+      f'{data.name!r} is streamed from TFDS; drop --config.data_on_device'
+    )
   params_rng, rng = jax.random.split(jax.random.key(seed))
   example = next(iter(data.eval_batches()))
   state = state_lib.create(
     model=model, tx=tx, rng=params_rng, inputs=tuple(example[k][:1] for k in inputs)
   )
+  train_step = functools.partial(
+    steps.classifier_train_step, l1=l1, l2=l2, augment=augment, inputs=inputs
+  )
+  train_batches, frozen = data.train_batches, None
+  if data_on_device:
+    train_step = steps.gather_batch(train_step)
+    frozen = data.train_arrays
+    train_batches = lambda start: ({'index': i} for i in data.train_indices(start))  # noqa: E731
   return loop.fit(
     state=state,
-    train_step=functools.partial(
-      steps.classifier_train_step, l1=l1, l2=l2, augment=augment, inputs=inputs
-    ),
-    train_batches=data.train_batches,
+    train_step=train_step,
+    frozen=frozen,
+    steps_per_call=steps_per_call,
+    train_batches=train_batches,
     num_steps=num_steps,
     workdir=workdir,
     rng=rng,

@@ -30,6 +30,8 @@ SAFE_TO_CHANGE = frozenset({
   'num_steps', 'num_rounds', 'log_every', 'eval_every', 'checkpoint_every',
   'keep_checkpoints', 'eval_batch_size', 'eval_samples', 'data_dir', 'debug',
   'divergence_factor', 'prompt', 'temperature', 'sample_length',
+  # Same results either way (tests/train/test_loop.py, tests/train/test_classify.py).
+  'steps_per_call', 'data_on_device',
 })  # fmt: skip
 # The fields that count steps: raising one continues a finished run.
 STEP_FIELDS = ('num_steps', 'num_rounds')

@@ -139,3 +139,21 @@ def _lm_metrics(per_token, logits, targets, mask=None):
       logits=logits.reshape(-1, logits.shape[-1]), labels=targets.reshape(-1), mask=mask
     ),
   }
+
+
+def gather_batch(train_step):
+  """`train_step` for a training set kept on the device: the step's batch is
+  `{'index': [b]}` and its fourth argument the whole training arrays (the
+  loop's `frozen`, replicated on every device), whose rows it gathers.
+
+  >>> import jax.numpy as jnp
+  >>> seen = gather_batch(lambda state, batch, rng: (state, batch))
+  >>> arrays = {'x': jnp.arange(10.0) * 10}
+  >>> seen(0, {'index': jnp.array([3, 1])}, None, arrays)[1]['x'].tolist()
+  [30.0, 10.0]
+  """
+
+  def step(state, batch, rng, arrays):
+    return train_step(state, {k: v[batch['index']] for k, v in arrays.items()}, rng)
+
+  return step
