@@ -38,7 +38,12 @@ from nkjax.metrics import image as image_metrics
 from nkjax.models import sr as sr_models
 from nkjax.train import checkpoint, gan, loop, optim, sharding
 from nkjax.train import state as state_lib
-from nkjax.train.sr import pixel_train_step, predict_step, srgan_train_step
+from nkjax.train.sr import (
+  PIXEL_LOSSES,
+  pixel_train_step,
+  predict_step,
+  srgan_train_step,
+)
 
 MODELS = ('srcnn', 'vdsr', 'srresnet', 'srgan')
 PAPER = tuple(f'{m}_paper' for m in MODELS)
@@ -77,6 +82,8 @@ def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
   c.features = 64
   c.blocks = 16  # SRResNet
   c.norm = True
+  c.icnr = False  # SRResNet: ICNR-initialised sub-pixel convolutions
+  c.pixel_loss = 'mse'  # or 'l1' (EDSR); SRCNN, VDSR, SRResNet
   # Optimisation (nkjax.train.optim.build's fields).
   c.update(optim.default_fields(optimizer='adam', learning_rate=1e-3))
   c.last_layer_lr_factor = 1.0  # SRCNN paper: 0.1 (1e-4 then 1e-5)
@@ -164,7 +171,7 @@ def build_model(c, scale: int | None = None):
     return sr_models.VDSR(depth=c['depth'], features=c['features'])
   return sr_models.SRResNet(
     blocks=c['blocks'], features=c['features'], scale=scale or c['scales'][0],
-    norm=c['norm'],
+    norm=c['norm'], icnr=c.get('icnr', False),  # absent from older runs' configs
   )  # fmt: skip
 
 
@@ -326,6 +333,11 @@ def _validate(c):
     raise UserError(f'{c.model} trains at one scale; got scales {tuple(c.scales)}')
   if c.model in ('srresnet', 'srgan') and c.scales[0] == 3:
     raise UserError(f'{c.model} upscales by powers of two: scales=(2,) or (4,)')
+  choose('pixel loss', c.pixel_loss, PIXEL_LOSSES)
+  if c.model == 'srgan' and c.pixel_loss != 'mse':
+    raise UserError(
+      "srgan's content loss is VGG19's or the pixel MSE: leave pixel_loss='mse'"
+    )
   if c.padding not in ('SAME', 'VALID'):
     raise UserError(f"padding must be 'SAME' or 'VALID', got {c.padding!r}")
 
@@ -398,7 +410,9 @@ def train(c, workdir: str) -> dict:
         return s
   else:
     state = state_lib.create(model=model, tx=_optimizer(c), rng=k_model, inputs=inputs)
-    step_fn = functools.partial(pixel_train_step, model=model, y_channel=y_channel)
+    step_fn = functools.partial(
+      pixel_train_step, model=model, y_channel=y_channel, loss=c.pixel_loss
+    )
     warm = None
 
   predict = loop.make_predictor(

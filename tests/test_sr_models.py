@@ -6,6 +6,7 @@ import pytest
 
 from nkjax.errors import UserError
 from nkjax.models import cnn, sr
+from nkjax.models.layers import Conv
 
 
 def _conv(k, cin, cout, bias=True):
@@ -185,3 +186,45 @@ def test_vgg_content_loss_is_the_scaled_feature_mse():
   np.testing.assert_allclose(
     sr.vgg_content_loss(feats, a, b), jnp.full((2,), (2.0 / 12.75) ** 2), rtol=1e-6
   )
+
+
+def test_icnr_sub_pixel_convolution_starts_as_nearest_neighbour_upsampling():
+  x = jax.random.normal(jax.random.key(0), (2, 5, 6, 7))
+  conv = Conv(4 * 3, (3, 3), padding='SAME', kernel_init=sr.icnr(2))
+  params = conv.init(jax.random.key(1), x)['params']
+  got = np.asarray(sr.pixel_shuffle(conv.apply({'params': params}, x), 2))
+  # Independently: one convolution to 3 channels with the kernel of each group's
+  # first channel, then every pixel repeated 2x2.
+  one = jax.lax.conv_general_dilated(
+    x, params['kernel'][..., ::4], (1, 1), 'SAME',
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision='highest',
+  )  # fmt: skip
+  want = np.repeat(np.repeat(np.asarray(one), 2, 1), 2, 2)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # The default initialisation is not blockwise constant (the checkerboard).
+  plain = Conv(4 * 3, (3, 3), padding='SAME')
+  out = sr.pixel_shuffle(plain.apply(plain.init(jax.random.key(1), x), x), 2)
+  assert np.abs(np.asarray(out[:, ::2, ::2] - out[:, 1::2, ::2])).mean() > 0.1
+  # The base kernel keeps LeCun normal's variance 1 / fan_in (3 x 3 x 64).
+  big = sr.icnr(2)(jax.random.key(2), (3, 3, 64, 256))
+  assert float(big.std()) == pytest.approx((1 / 576) ** 0.5, rel=0.03)
+  with pytest.raises(ValueError, match='divisible by 4, got 6'):
+    sr.icnr(2)(jax.random.key(0), (3, 3, 4, 6))
+
+
+def test_srresnet_icnr_initialises_both_upsamplers_and_keeps_the_parameters():
+  x = jnp.zeros((1, 6, 6, 3))
+  for icnr in (True, False):
+    model = sr.SRResNet(blocks=1, features=8, scale=4, norm=False, icnr=icnr)
+    params = jax.jit(lambda x, m=model: m.init(jax.random.key(0), x, train=False))(x)[
+      'params'
+    ]
+    # Conv_0 head, Conv_1 after the blocks, Conv_2 and Conv_3 the x2 stages.
+    for name in ('Conv_2', 'Conv_3'):
+      k = np.asarray(params[name]['kernel'])
+      assert k.shape == (3, 3, 8, 32)
+      shared = all(np.array_equal(k[..., 0::4], k[..., j::4]) for j in (1, 2, 3))
+      assert shared is icnr
+  assert cnn.count_params(
+    sr.SRResNet(blocks=2, features=8, icnr=True), (24, 24, 3)
+  ) == cnn.count_params(sr.SRResNet(blocks=2, features=8), (24, 24, 3))

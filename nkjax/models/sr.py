@@ -49,6 +49,31 @@ def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
   return x.reshape(n, h * r, w * r, c)
 
 
+def icnr(r: int, base: nn.initializers.Initializer | None = None):
+  """ICNR (Aitken et al., 2017): a kernel initializer for a convolution that
+  `pixel_shuffle(., r)` follows. `base` (LeCun normal by default) draws a
+  `[kh, kw, in, out / r^2]` kernel and each of its output channels is repeated
+  r^2 times (channels `c r^2 .. c r^2 + r^2 - 1` share channel c's kernel), so
+  with zero biases `pixel_shuffle(conv(x), r)` starts as the nearest-neighbour
+  upsampling of one convolution: no sub-pixel checkerboard at initialisation.
+
+  >>> k = icnr(2)(jax.random.key(0), (3, 3, 8, 12))
+  >>> bool((k[..., 0] == k[..., 3]).all() and (k[..., 3] != k[..., 4]).any())
+  True
+  """
+  base = base or nn.initializers.lecun_normal()
+
+  def init(key, shape, dtype=jnp.float32):
+    *window, out = shape
+    if out % (r * r):
+      raise ValueError(
+        f'ICNR at x{r} needs output channels divisible by {r * r}, got {out}'
+      )
+    return jnp.repeat(base(key, (*window, out // (r * r)), dtype), r * r, axis=-1)
+
+  return init
+
+
 class SRCNN(nn.Module):
   """Dong et al. (2014): patch extraction (f1, n1), non-linear mapping (f2, n2),
   reconstruction (f3, channels). Input: the bicubic-upscaled image `[n, h, w, c]`;
@@ -124,6 +149,8 @@ class SRResNet(nn.Module):
     blocks: residual blocks (16 in the paper).
     scale: a power of two; one sub-pixel x2 stage per factor of 2.
     norm: batch norm in the blocks (the paper's; EDSR later dropped it).
+    icnr: ICNR initialisation of the sub-pixel convolutions (`icnr`; the paper
+      predates it and draws them like every other layer).
   """
 
   blocks: int = 16
@@ -131,6 +158,7 @@ class SRResNet(nn.Module):
   scale: int = 4
   channels: int = 3
   norm: bool = True
+  icnr: bool = False
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -143,8 +171,9 @@ class SRResNet(nn.Module):
       y = ResidualBlock(self.features, self.norm)(y, train=train)
     y = Conv(self.features, (3, 3), padding='SAME')(y)
     y = x + (batch_norm(train, None)(y) if self.norm else y)
+    init = {'kernel_init': icnr(2)} if self.icnr else {}
     for _ in range(stages):
-      y = Conv(4 * self.features, (3, 3), padding='SAME')(y)
+      y = Conv(4 * self.features, (3, 3), padding='SAME', **init)(y)
       y = _prelu()(pixel_shuffle(y, 2))
     return Conv(self.channels, (9, 9), padding='SAME')(y)
 

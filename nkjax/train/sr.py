@@ -40,21 +40,33 @@ def _psnr_per_example(mse):
   return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
 
 
-def pixel_train_step(state, batch, rng, *, model, y_channel: bool):
-  """One MSE update; metrics `loss` (MSE in [0, 1] units) and `psnr` (patch dB)."""
+# Per-example pixel losses, `[b, h, w, c]` pairs -> `[b]`: MSE (SRCNN, VDSR,
+# SRResNet) and L1 (EDSR, Lim et al. 2017, and BasicSR's default).
+PIXEL_LOSSES = {
+  'mse': lambda out, label: jnp.mean((out - label) ** 2, axis=(1, 2, 3)),
+  'l1': lambda out, label: jnp.mean(jnp.abs(out - label), axis=(1, 2, 3)),
+}
+
+
+def pixel_train_step(state, batch, rng, *, model, y_channel: bool, loss: str = 'mse'):
+  """One update on the pixel loss `loss` (a key of `PIXEL_LOSSES`); metrics
+  `loss` (that loss in [0, 1] units) and `psnr` (patch dB, from the MSE)."""
   del rng
   x = y_channel_of(batch['input']) if y_channel else batch['input']
   label = _label_crop(model, y_channel_of(batch['hr']) if y_channel else batch['hr'])
+  per_example = PIXEL_LOSSES[loss]
 
   def loss_fn(params):
     out, stats = gan._apply(state, params, x, train=True)
+    value = per_example(out, label)
     mse = jnp.mean((out - label) ** 2, axis=(1, 2, 3))
-    return jnp.mean(mse), (mse, stats)
+    return jnp.mean(value), (value, mse, stats)
 
-  grads, (mse, stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads, (value, mse, stats) = jax.grad(loss_fn, has_aux=True)(state.params)
   state = gan._update(state, grads, stats)
-  return state, {'loss': (jnp.sum(mse), jnp.asarray(mse.shape[0], jnp.float32)),
-                 'psnr': (jnp.sum(_psnr_per_example(mse)), jnp.asarray(mse.shape[0], jnp.float32))}  # fmt: skip
+  n = jnp.asarray(mse.shape[0], jnp.float32)
+  return state, {'loss': (jnp.sum(value), n),
+                 'psnr': (jnp.sum(_psnr_per_example(mse)), n)}  # fmt: skip
 
 
 def srgan_train_step(state, batch, rng, frozen=None, *, adversarial_weight, vgg):

@@ -163,6 +163,39 @@ def test_srgan_step_with_a_frozen_vgg_updates_both_networks_on_the_content_loss(
     )
 
 
+def test_l1_pixel_step_descends_the_mean_absolute_error_and_reports_mse_psnr():
+  model = sr_models.SRResNet(blocks=1, features=4, scale=2, norm=False, icnr=True)
+  lr = jax.random.uniform(jax.random.key(0), (2, 4, 4, 3))
+  hr = jax.random.uniform(jax.random.key(1), (2, 8, 8, 3))
+  st = state_lib.create(
+    model=model, tx=sr.optax.sgd(0.1), rng=jax.random.key(2), inputs=(lr,)
+  )
+  out = np.asarray(
+    jax.jit(lambda p: model.apply({'params': p}, lr, train=False))(st.params)
+  )
+  step = jax.jit(
+    lambda s, b: sr.pixel_train_step(
+      s, b, None, model=model, y_channel=False, loss='l1'
+    )
+  )
+  new, metrics = step(st, {'input': lr, 'hr': hr})
+  err = out - np.asarray(hr)
+  l1, mse = np.abs(err).mean((1, 2, 3)), (err**2).mean((1, 2, 3))
+  assert float(metrics['loss'][0]) == pytest.approx(l1.sum(), rel=1e-5)
+  assert float(metrics['psnr'][0]) == pytest.approx(
+    np.sum(10 * np.log10(1 / mse)), rel=1e-5
+  )
+  # The output bias's gradient of the mean |error| over (batch, h, w, 3
+  # channels) is each channel's mean sign of the error over 3: SGD moves it by
+  # -0.1 times that.
+  tail = f'Conv_{max(int(k[5:]) for k in st.params if k.startswith("Conv_"))}'
+  np.testing.assert_allclose(
+    new.params[tail]['bias'] - st.params[tail]['bias'],
+    -0.1 * np.sign(err).mean((0, 1, 2)) / 3,
+    atol=1e-6,
+  )
+
+
 @pytest.mark.parametrize(
   'preset, overrides, message',
   [
@@ -173,6 +206,12 @@ def test_srgan_step_with_a_frozen_vgg_updates_both_networks_on_the_content_loss(
     ('srgan', {'vgg19_weights': '/nonexistent/vgg19.h5'}, 'VGG19 weights file'),
     ('srgan', {'srresnet_workdir': '/nonexistent'}, 'warm-starts from the SRResNet'),
     ('srcnn', {'dataset': 'set5'}, 'test_dir=FOLDER'),
+    (
+      'srresnet',
+      {'pixel_loss': 'l2'},
+      "unknown pixel loss 'l2'; valid choices: l1, mse",
+    ),
+    ('srgan', {'pixel_loss': 'l1'}, "leave pixel_loss='mse'"),
   ],
 )
 def test_bad_input_is_one_line_before_anything_is_written(
