@@ -477,6 +477,35 @@ def _compile(train_step, state, batch, rng, mesh):
   return loop.jit_train_step(train_step, mesh).lower(state, batch, rng).compile()
 
 
+def _prepare(name, *, batch_size, dtype, image_size, steps_per_call, mesh):
+  """Benchmark `name`'s step compiled on `mesh`: (compiled, compile seconds,
+  `run_steps(n)`, which runs it n times from the last state and blocks)."""
+  import jax
+
+  from nkjax.train import sharding
+
+  state, train_step, host_batch = _setup(
+    name, batch_size=batch_size, dtype=dtype, image_size=image_size
+  )
+  state = sharding.replicate(state, mesh)
+  batch = sharding.shard_batch(host_batch, mesh)
+  rng = sharding.replicate(jax.random.key(0), mesh)
+  t0 = time.perf_counter()
+  step = (
+    train_step if steps_per_call == 1 else several_steps(train_step, steps_per_call)
+  )
+  compiled = _compile(step, state, batch, rng, mesh)
+  compile_seconds = time.perf_counter() - t0
+
+  def run_steps(n):
+    nonlocal state
+    for _ in range(n):
+      state, metrics = compiled(state, batch, rng)
+    jax.block_until_ready((state, metrics))
+
+  return compiled, compile_seconds, run_steps
+
+
 def step_flops(
   name: str,
   *,
@@ -559,19 +588,14 @@ def run(
   batch_size = batch_size or bench.batch_size
   mesh = sharding.data_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  state, train_step, host_batch = _setup(
-    name, batch_size=batch_size, dtype=dtype, image_size=image_size
+  compiled, compile_seconds, run_steps = _prepare(
+    name,
+    batch_size=batch_size,
+    dtype=dtype,
+    image_size=image_size,
+    steps_per_call=steps_per_call,
+    mesh=mesh,
   )
-  state = sharding.replicate(state, mesh)
-  batch = sharding.shard_batch(host_batch, mesh)
-  rng = sharding.replicate(jax.random.key(0), mesh)
-
-  t0 = time.perf_counter()
-  step = (
-    train_step if steps_per_call == 1 else several_steps(train_step, steps_per_call)
-  )
-  compiled = _compile(step, state, batch, rng, mesh)
-  compile_seconds = time.perf_counter() - t0
   program_memory = _program_memory_bytes(compiled)
   counted = None
   if steps_per_call == 1:
@@ -590,12 +614,6 @@ def run(
       counted=counted,
     )
   )
-
-  def run_steps(n):
-    nonlocal state
-    for _ in range(n):
-      state, metrics = compiled(state, batch, rng)
-    jax.block_until_ready((state, metrics))
 
   times = _time(run_steps, steps=steps, repeats=repeats, warmup=warmup)
   memory, memory_kind = _peak_memory_bytes(mesh.devices.flat)
@@ -635,17 +653,9 @@ def run(
   }
 
 
-def run_torch(
-  name: str,
-  *,
-  batch_size: int | None = None,
-  steps: int = 10,
-  repeats: int = 5,
-  warmup: int = 3,
-) -> dict:
-  """The same step in eager PyTorch on the CPU (a thread per core this process
-  may use), for comparison."""
-
+def _torch_steps(name: str, batch_size: int) -> Callable[[int], None]:
+  """`run_steps(n)`: n Adam steps of benchmark `name`'s eager PyTorch equivalent
+  on the CPU, a thread per core this process may use."""
   import torch
 
   from nkjax.errors import UserError
@@ -655,7 +665,6 @@ def run_torch(
     raise UserError(
       f'benchmark {name} has no PyTorch equivalent; those with one: {", ".join(n for n, b in BENCHMARKS.items() if b.torch_model)}'
     )
-  batch_size = batch_size or bench.batch_size
   torch.set_num_threads(launch.cpu_cores())
   torch.manual_seed(0)
   model = bench.torch_model()
@@ -672,6 +681,23 @@ def run_torch(
       torch.nn.functional.cross_entropy(model(x), y).backward()
       opt.step()
 
+  return run_steps
+
+
+def run_torch(
+  name: str,
+  *,
+  batch_size: int | None = None,
+  steps: int = 10,
+  repeats: int = 5,
+  warmup: int = 3,
+) -> dict:
+  """The same step in eager PyTorch on the CPU (a thread per core this process
+  may use), for comparison."""
+  import torch
+
+  batch_size = batch_size or BENCHMARKS[name].batch_size
+  run_steps = _torch_steps(name, batch_size)
   times = _time(run_steps, steps=steps, repeats=repeats, warmup=warmup)
   return {
     'benchmark': name,
@@ -681,6 +707,91 @@ def run_torch(
     **_throughput(times, steps, batch_size),
     'timing': f'median of {repeats} runs of {steps} steps after {warmup} warm-up steps',
   }
+
+
+def profile(
+  name: str,
+  *,
+  batch_size: int | None = None,
+  steps: int = 10,
+  repeats: int = 5,
+  warmup: int = 3,
+  with_torch: bool = False,
+) -> dict:
+  """Where one train step of benchmark `name` spends its time (`nkjax.profile`).
+
+  The step is timed untraced (median of `repeats` runs of `steps` steps), then
+  `steps` steps are traced; with `with_torch`, the same for eager PyTorch.
+
+  Returns:
+    `{'jax': {'step_ms', 'tables'}, 'torch': ...}`, tables of `nkjax.profile.Row`.
+  """
+  import jax
+
+  from nkjax import profile as profile_lib
+  from nkjax.errors import choose
+  from nkjax.train import sharding
+
+  choose('benchmark', name, BENCHMARKS)
+  batch_size = batch_size or BENCHMARKS[name].batch_size
+  mesh = sharding.data_mesh()
+  sharding.check_batch_size(batch_size, mesh)
+  compiled, _, run_steps = _prepare(
+    name,
+    batch_size=batch_size,
+    dtype='float32',
+    image_size=None,
+    steps_per_call=1,
+    mesh=mesh,
+  )
+  timing = dict(steps=steps, repeats=repeats, warmup=warmup)
+  step_ms = 1e3 * statistics.median(_time(run_steps, **timing)) / steps
+  result = {
+    'jax': {
+      'framework': f'jax {jax.__version__}, {mesh.devices.size} device(s)',
+      'step_ms': step_ms,
+      'tables': profile_lib.jax_tables(
+        compiled, run_steps, steps=steps, step_ms=step_ms
+      ),
+    }
+  }
+  if with_torch:
+    import torch
+
+    run_torch_steps = _torch_steps(name, batch_size)
+    torch_ms = 1e3 * statistics.median(_time(run_torch_steps, **timing)) / steps
+    times = profile_lib.torch_op_times(lambda: run_torch_steps(steps))
+    result['torch'] = {
+      'framework': f'torch {torch.__version__} eager, {torch.get_num_threads()} thread(s)',
+      'step_ms': torch_ms,
+      'tables': profile_lib.torch_tables(times, step_ms=torch_ms),
+    }
+  return result
+
+
+def format_profile(name: str, batch_size: int, result: dict, limit: int = 12) -> str:
+  """`profile`'s result as Markdown tables, JAX's then PyTorch's."""
+  from nkjax import profile as profile_lib
+
+  out = []
+  for side, layer_key, headers in (
+    ('jax', 'layer', ('layer', 'pass', 'family')),
+    ('torch', 'op', ('aten op', 'family')),
+  ):
+    if side not in result:
+      continue
+    r = result[side]
+    t = r['tables']
+    out += [
+      f'### {name} (batch {batch_size}): {r["framework"]}, {r["step_ms"]:.2f} ms a step',
+      '',
+      profile_lib.format_rows(t['family'], ('family',)),
+      '',
+    ]
+    if 'family_pass' in t:
+      out += [profile_lib.format_rows(t['family_pass'], ('family', 'pass')), '']
+    out += [profile_lib.format_rows(t[layer_key], headers, limit=limit), '']
+  return '\n'.join(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -793,6 +904,11 @@ def main(argv: list[str] | None = None) -> None:
     help="one device's peak TFLOP/s, for MFU on a device the table lacks",
   )
   parser.add_argument(
+    '--profile',
+    action='store_true',
+    help="per-op time tables of the step (nkjax.profile); with --torch, PyTorch's too",
+  )
+  parser.add_argument(
     '--torch',
     action='store_true',
     help='also time the eager PyTorch equivalent (needs torch)',
@@ -842,6 +958,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         for name in args.names
       ]
+    if args.profile:
+      for r in runs:
+        batch_size = r['batch_size'] or BENCHMARKS[r['name']].batch_size
+        result = profile(
+          r['name'], batch_size=batch_size, **timing, with_torch=args.torch
+        )
+        print(format_profile(r['name'], batch_size, result), flush=True)
+      return
     rows = []
     for r in runs:
       rows.append(run(**r, **timing, peak_tflops=args.peak_tflops))
