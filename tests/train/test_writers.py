@@ -87,3 +87,40 @@ def test_a_resumed_writer_drops_rows_logged_after_the_checkpoint(tmp_path):
     {'step': 15, 'train/loss': -15.0},
     {'step': 20, 'train/loss': -20.0},
   ]
+
+
+_WRITE_WITHOUT_TORCH = """
+import glob, struct, sys
+from nkjax.train import writers
+w = writers.MetricWriter(sys.argv[1], console=lambda _: None)
+for step in (1, 2):
+  w.write(step, {'train/loss': 0.5 * step})
+w.close()
+assert 'torch' not in sys.modules, 'tensorboardX imported torch'
+import torch  # still importable afterwards
+from tensorboardX.proto import event_pb2
+values = []
+for path in glob.glob(sys.argv[1] + '/tensorboard/events.*'):
+  data = open(path, 'rb').read()
+  at = 0
+  while at < len(data):  # TFRecord: length, its CRC, the record, its CRC
+    (n,) = struct.unpack('<Q', data[at : at + 8])
+    event = event_pb2.Event.FromString(data[at + 12 : at + 12 + n])
+    values += [(event.step, v.simple_value) for v in event.summary.value]
+    at += 12 + n + 4
+print(sorted(values))
+"""
+
+
+def test_tensorboard_events_are_written_without_importing_torch(tmp_path):
+  pytest.importorskip('torch')
+  import subprocess
+  import sys
+
+  out = subprocess.run(
+    [sys.executable, '-c', _WRITE_WITHOUT_TORCH, str(tmp_path)],
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout
+  assert out.strip() == '[(1, 0.5), (2, 1.0)]'
