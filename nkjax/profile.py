@@ -188,6 +188,17 @@ def trace_op_times(run: Callable[[], None], module: str) -> dict[str, float]:
   return dict(times)
 
 
+_UNKNOWN = OpInfo('elementwise / other', '', 'other')
+
+
+def lookup(info: dict[str, OpInfo], traced_name: str) -> OpInfo:
+  """The instruction a trace event names. The CPU runtime names a custom call
+  by instruction and target (`custom-call.6.clone__onednn$convolution`)."""
+  if traced_name in info:
+    return info[traced_name]
+  return info.get(traced_name.split('__', 1)[0], _UNKNOWN)
+
+
 @dataclasses.dataclass(frozen=True)
 class Row:
   """One line of a profile table: a group of ops and its time per step."""
@@ -227,10 +238,9 @@ def jax_tables(
   info = hlo_ops(compiled.as_text())
   module = compiled.as_text().split('\n', 1)[0].split()[1].rstrip(',')
   times = trace_op_times(lambda: run_steps(steps), module)
-  unknown = OpInfo('elementwise / other', '', 'other')
 
   def op(name):
-    return info.get(name, unknown)
+    return lookup(info, name)
 
   return {
     'family': group(times, lambda n: (op(n).family,), step_ms),
