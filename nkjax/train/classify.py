@@ -40,13 +40,29 @@ def default_fields(**overrides) -> dict:
     # Train steps per compiled call (loop.fit); results are those of single steps.
     'steps_per_call': 1,
     # Keep an in-memory training set (the digits) on the device and gather
-    # each batch inside the step: no host-to-device copy per step.
-    'data_on_device': False,
+    # each batch inside the step: no host-to-device copy per step. None: where
+    # the training set is in memory and at most DEVICE_DATA_BYTES.
+    'data_on_device': ml_collections.config_dict.placeholder(bool),
     # Stop when the loss passes this multiple of its first value; 0: never.
     'divergence_factor': 1000.0,
   }
   fields.update(overrides)
   return fields
+
+
+# The largest in-memory training set `fit` keeps on the device unasked: the
+# embedded digits (5 MB at 28x28) are; a TFDS set loaded into memory at
+# ImageNet scale is not.
+DEVICE_DATA_BYTES = 256 * 2**20
+
+
+def fits_on_device(data) -> bool:
+  """Whether `fit(data_on_device=None)` keeps `data`'s training set on the device."""
+  if data.train_arrays is None:
+    return False
+  return (
+    sum(np.asarray(a).nbytes for a in data.train_arrays.values()) <= DEVICE_DATA_BYTES
+  )
 
 
 def fit(
@@ -72,7 +88,7 @@ def fit(
   summarize: Callable | None = None,
   divergence_factor: float | None = 1000.0,
   steps_per_call: int = 1,
-  data_on_device: bool = False,
+  data_on_device: bool | None = None,
 ) -> loop.FitResult:
   """Initialises `model` from `seed` and trains it on `data` with `loop.fit`.
 
@@ -80,8 +96,12 @@ def fit(
   inside the jitted step. See `steps.classifier_train_step` for `l1`, `l2`
   and `inputs`; `data` is a `Dataset`. `steps_per_call` goes to `loop.fit`;
   `data_on_device` keeps `data.train_arrays` on the device for the whole run
-  and feeds the step only each batch's indices (`steps.gather_batch`).
+  and feeds the step only each batch's indices (`steps.gather_batch`); None
+  does so where `data.train_arrays` exists and holds at most
+  `DEVICE_DATA_BYTES` (the results are the host path's either way).
   """
+  if data_on_device is None:
+    data_on_device = fits_on_device(data)
   if data_on_device and data.train_arrays is None:
     raise UserError(
       f'data_on_device keeps an in-memory training set on the device, and '

@@ -27,7 +27,7 @@ def test_data_on_device_and_several_steps_per_call_equal_the_host_path_bitwise(
   mesh, tmp_path
 ):
   # LeNet-5 (its one-channel C1 and dropout, so the step's keys count too).
-  plain = _fit(mesh, tmp_path / 'plain')
+  plain = _fit(mesh, tmp_path / 'plain', data_on_device=False)
   fast = _fit(mesh, tmp_path / 'fast', data_on_device=True, steps_per_call=4)
   leaves = [jax.tree.leaves(jax.device_get(r.state.params)) for r in (plain, fast)]
   # Bitwise on jaxlib 0.10; jaxlib 0.12 (oneDNN) fuses the gathered batch
@@ -65,3 +65,21 @@ def test_data_on_device_needs_an_in_memory_training_set(mesh, tmp_path):
       workdir=str(tmp_path), num_steps=1, batch_size=8, seed=0, data_on_device=True,
     )  # fmt: skip
   assert not list(tmp_path.iterdir())
+
+
+def test_by_default_only_a_small_in_memory_training_set_goes_on_the_device():
+  digits = images.load('digits', batch_size=32, eval_batch_size=120, seed=0)
+  assert classify.default_fields()['data_on_device'].get() is None
+  assert classify.fits_on_device(digits)
+  streamed = Dataset(
+    name='mnist', train_batches=lambda s: iter(()), eval_batches=lambda: iter(())
+  )
+  assert not classify.fits_on_device(streamed)
+  # One byte over the limit (a broadcast array: its size without the memory).
+  big = np.broadcast_to(np.float32(0), (classify.DEVICE_DATA_BYTES // 4 + 1,))
+  assert big.nbytes > classify.DEVICE_DATA_BYTES
+  large = Dataset(
+    name='large', train_batches=lambda s: iter(()), eval_batches=lambda: iter(()),
+    train_arrays={'image': big},
+  )  # fmt: skip
+  assert not classify.fits_on_device(large)
