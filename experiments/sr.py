@@ -83,6 +83,7 @@ def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
   c.blocks = 16  # SRResNet
   c.norm = True
   c.icnr = False  # SRResNet: ICNR-initialised sub-pixel convolutions
+  c.bicubic_skip = False  # SRResNet: + bicubic(LR) at the output (not the paper's)
   c.pixel_loss = 'mse'  # or 'l1' (EDSR); SRCNN, VDSR, SRResNet
   # Optimisation (nkjax.train.optim.build's fields).
   c.update(optim.default_fields(optimizer='adam', learning_rate=1e-3))
@@ -172,6 +173,7 @@ def build_model(c, scale: int | None = None):
   return sr_models.SRResNet(
     blocks=c['blocks'], features=c['features'], scale=scale or c['scales'][0],
     norm=c['norm'], icnr=c.get('icnr', False),  # absent from older runs' configs
+    bicubic_skip=c.get('bicubic_skip', False),
   )  # fmt: skip
 
 
