@@ -7,6 +7,7 @@ import pytest
 from nkjax.errors import UserError
 from nkjax.models import cnn, sr
 from nkjax.models.layers import Conv
+from nkjax.ops import resize
 
 
 def _conv(k, cin, cout, bias=True):
@@ -228,3 +229,22 @@ def test_srresnet_icnr_initialises_both_upsamplers_and_keeps_the_parameters():
   assert cnn.count_params(
     sr.SRResNet(blocks=2, features=8, icnr=True), (24, 24, 3)
   ) == cnn.count_params(sr.SRResNet(blocks=2, features=8), (24, 24, 3))
+
+
+def test_srresnet_bicubic_skip_adds_exactly_the_bicubic_upsampling():
+  x = jax.random.uniform(jax.random.key(0), (2, 7, 6, 3))
+  plain = sr.SRResNet(blocks=1, features=8, scale=4, norm=False)
+  skip = sr.SRResNet(blocks=1, features=8, scale=4, norm=False, bicubic_skip=True)
+  params = jax.jit(lambda x: plain.init(jax.random.key(1), x, train=False))(x)['params']
+  assert cnn.count_params(skip, (7, 6, 3)) == cnn.count_params(plain, (7, 6, 3))
+  # The host NumPy imresize (a separate code path from the network's JAX one).
+  bicubic = np.stack([resize.imresize_np(np.asarray(im), scale=4.0) for im in x])
+  run = jax.jit(lambda m, p: m.apply({'params': p}, x, train=False), static_argnums=0)
+  np.testing.assert_allclose(
+    run(skip, params) - run(plain, params), bicubic, rtol=1e-5, atol=1e-5
+  )
+  # With the output convolution at zero the network starts as bicubic.
+  last = max(params, key=lambda k: int(k.split('_')[1]) if k.startswith('Conv') else -1)
+  params[last] = jax.tree.map(jnp.zeros_like, params[last])
+  np.testing.assert_allclose(run(skip, params), bicubic, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(run(plain, params), bicubic, atol=1e-2)

@@ -36,6 +36,7 @@ from nkjax.errors import UserError
 from nkjax.models import cnn
 from nkjax.models.layers import Conv, batch_norm
 from nkjax.ops import conv as conv_ops
+from nkjax.ops import resize
 
 
 def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
@@ -151,6 +152,9 @@ class SRResNet(nn.Module):
     norm: batch norm in the blocks (the paper's; EDSR later dropped it).
     icnr: ICNR initialisation of the sub-pixel convolutions (`icnr`; the paper
       predates it and draws them like every other layer).
+    bicubic_skip: add the MATLAB-bicubic upsampling of the input to the output,
+      so the network learns the residual over bicubic as VDSR does (a departure
+      from Ledig et al.; with a zero output convolution it outputs bicubic).
   """
 
   blocks: int = 16
@@ -159,9 +163,11 @@ class SRResNet(nn.Module):
   channels: int = 3
   norm: bool = True
   icnr: bool = False
+  bicubic_skip: bool = False
 
   @nn.compact
   def __call__(self, x, *, train: bool):
+    lr = x
     stages = int(round(math.log2(self.scale)))
     if 2**stages != self.scale:
       raise UserError(f'SRResNet scales by powers of two, not {self.scale}')
@@ -175,7 +181,8 @@ class SRResNet(nn.Module):
     for _ in range(stages):
       y = Conv(4 * self.features, (3, 3), padding='SAME', **init)(y)
       y = _prelu()(pixel_shuffle(y, 2))
-    return Conv(self.channels, (9, 9), padding='SAME')(y)
+    y = Conv(self.channels, (9, 9), padding='SAME')(y)
+    return y + resize.imresize(lr, scale=float(self.scale)) if self.bicubic_skip else y
 
 
 class SRGANDiscriminator(nn.Module):
