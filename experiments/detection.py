@@ -184,13 +184,6 @@ def _check_config(config) -> None:
   choose('backbone', config.backbone, det.BACKBONES)
   for m in config.methods:
     choose('method', m, METHODS)
-  if config.dataset in ('shapes', 'digits_canvas') and config.max_boxes is not None:
-    if config.max_boxes < det_data.MAX_OBJECTS:
-      raise UserError(
-        f'--config.max_boxes={config.max_boxes} is under the {det_data.MAX_OBJECTS} '
-        f'objects an image of {config.dataset} can hold; use max_boxes >= '
-        f'{det_data.MAX_OBJECTS}'
-      )
   if config.batch_size < 1 or config.eval_batch_size < 1:
     raise UserError('batch_size and eval_batch_size must be >= 1')
 
