@@ -93,6 +93,49 @@ def test_detect_bad_inputs_are_one_line_errors(compare_run, tmp_path):
     assert not (tmp_path / d / 'detections.png').exists()
 
 
+def test_svd_task_full_rank_matches_and_bad_ranks_are_one_line(compare_run, tmp_path):
+  workdir, summary, _ = compare_run
+  config = detection.get_config('svd')
+  config.run, config.svd_ranks = str(workdir / 'faster_rcnn'), (4, 16)
+  out = detection.main(config, str(tmp_path / 'svd'))
+  rows = {r['rank']: r for r in out['svd']}
+  assert set(rows) == {None, 4, 16}
+  # Smoke head: fc 16-16 on 5x5x8 RoIs; rank 16 is full for both layers.
+  assert rows[None]['fc_params'] == 200 * 16 + 16 + 16 * 16 + 16
+  assert rows[4]['fc_params'] == 4 * (200 + 16) + 16 + 4 * (16 + 16) + 16
+  assert abs(rows[16]['map_07'] - rows[None]['map_07']) < 1e-3
+  assert abs(rows[None]['map_07'] - summary['results']['faster_rcnn']['map_07']) < 1e-6
+  assert json.loads((tmp_path / 'svd' / 'summary.json').read_text())['svd']
+  for bad in ((0,), (17,)):
+    config.svd_ranks = bad
+    with pytest.raises(UserError, match=f'svd_rank={bad[0]} is outside 1..16'):
+      detection.main(config, str(tmp_path / f'bad{bad[0]}'))
+    assert not (tmp_path / f'bad{bad[0]}').exists()
+  # detect with a factored head, and a bad rank refused before drawing.
+  image = tmp_path / 'img.png'
+  Image.new('RGB', (64, 64)).save(image)
+  config = detection.get_config('detect')
+  config.image, config.run, config.svd_rank = (
+    str(image),
+    str(workdir / 'faster_rcnn'),
+    4,
+  )
+  detection.main(config, str(tmp_path / 'd'))
+  assert (tmp_path / 'd' / 'detections.png').exists()
+  config.svd_rank = 99
+  with pytest.raises(UserError, match='svd_rank=99'):
+    detection.main(config, str(tmp_path / 'e'))
+  assert not (tmp_path / 'e').exists()
+
+
+def test_a_bad_svd_rank_stops_training_before_anything_is_written(tmp_path):
+  config = detection.get_config('smoke')
+  config.svd_rank = 0
+  with pytest.raises(UserError, match='svd_rank=0 is outside'):
+    detection.main(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
 def test_more_objects_than_max_boxes_is_a_clear_error_before_anything_is_written(
   tmp_path,
 ):
