@@ -118,6 +118,11 @@ def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
   c.timing_images = 16
   c.num_pictures = 8
   c.seed = 0
+  # Faster R-CNN: 'joint' (approximate joint training) or the paper's 4-step
+  # 'alternating' training, the steps of each stage in stage_steps (() splits
+  # num_steps in four).
+  c.training = 'joint'
+  c.stage_steps = ()
   if preset == 'faster_rcnn':
     # Stride 8 gives small shapes (12 px) several anchors; 7x7 RoIs and the
     # fewer pre-NMS proposals in training took mAP@0.5 from 0.79 to 0.90.
@@ -188,6 +193,11 @@ def _check_config(config) -> None:
   choose('proposals', config.proposals, PROPOSALS)
   choose('roi_op', config.roi_op, ('align', 'pool'))
   choose('backbone', config.backbone, det.BACKBONES)
+  choose('training', config.training, ('joint', 'alternating'))
+  if config.training == 'alternating':
+    if config.method != 'faster_rcnn' or config.compare:
+      raise UserError('--config.training=alternating applies to faster_rcnn only')
+    stage_steps(config)
   for m in config.methods:
     choose('method', m, METHODS)
   if config.batch_size < 1 or config.eval_batch_size < 1:
@@ -483,18 +493,48 @@ def make_train_step(config, method, model):
   )  # fmt: skip
 
 
-def make_tx(config):
-  """The run's optimizer and schedule (`detect` rebuilds it to restore a
-  checkpoint's optimizer state)."""
+def make_tx(config, num_steps: int | None = None, frozen: tuple[str, ...] = ()):
+  """The run's optimizer and schedule over `num_steps` (default the config's),
+  the parameters under `frozen` left bitwise unchanged (`detect` rebuilds it
+  to restore a checkpoint's optimizer state)."""
   schedule = optim.make_schedule(
     name=config.schedule, learning_rate=config.learning_rate,
-    num_steps=config.num_steps, warmup_steps=config.warmup_steps,
+    num_steps=num_steps or config.num_steps, warmup_steps=config.warmup_steps,
   )  # fmt: skip
   tx = optim.make_optimizer(
     name=config.optimizer, learning_rate=schedule, momentum=config.momentum,
     weight_decay=config.weight_decay,
   )  # fmt: skip
-  return tx
+  return optim.freeze(tx, frozen=frozen) if frozen else tx
+
+
+# The 4 steps of Faster R-CNN's alternating training (Ren et al. 2015, 3.2):
+# (name, train_rpn, train_head, frozen parameter subtrees, proposals from
+# step 1's network). Step 3 starts from step 2's backbone and head and step
+# 1's RPN; step 4 from step 3. Freezing the part whose loss is dropped keeps
+# it bitwise unchanged whatever the optimizer's weight decay.
+STAGES = (
+  ('stage1_rpn', True, False, ('box_head',), False),
+  ('stage2_detector', False, True, ('rpn_head',), True),
+  ('stage3_rpn_finetune', True, False, ('backbone_net', 'box_head'), False),
+  ('stage4_head_finetune', False, True, ('backbone_net', 'rpn_head'), False),
+)
+
+
+def stage_steps(config) -> tuple[int, ...]:
+  """The steps of each of the 4 stages: `config.stage_steps`, or num_steps
+  split in 4 (the remainder to the last)."""
+  if config.stage_steps:
+    steps = tuple(int(v) for v in config.stage_steps)
+  else:
+    q = config.num_steps // 4
+    steps = (q, q, q, config.num_steps - 3 * q)
+  if len(steps) != 4 or min(steps) < 1:
+    raise UserError(
+      f'--config.stage_steps={steps} must be 4 positive step counts (or () to '
+      f'split --config.num_steps={config.num_steps} >= 4 in four)'
+    )
+  return steps
 
 
 def run_method(config, workdir: str, method: str) -> dict:
@@ -540,17 +580,83 @@ def run_method(config, workdir: str, method: str) -> dict:
     last.update(result)
     return result
 
-  result = loop.fit(
-    state=state, train_step=make_train_step(config, method, model),
-    train_batches=train_batches, num_steps=config.num_steps, workdir=workdir, rng=rng,
-    mesh=mesh, examples_per_step=config.batch_size, log_every=config.log_every,
+  fit = functools.partial(
+    loop.fit, train_batches=train_batches, rng=rng, mesh=mesh,
+    examples_per_step=config.batch_size, log_every=config.log_every,
     checkpoint_every=config.checkpoint_every,
-    config={**config.to_dict(), 'method': method, 'num_classes': data.num_classes,
-            'class_names': list(data.class_names)},
+  )  # fmt: skip
+  run_config = {
+    **config.to_dict(), 'method': method, 'num_classes': data.num_classes,
+    'class_names': list(data.class_names),
+  }  # fmt: skip
+  if method == 'faster_rcnn' and config.training == 'alternating':
+    return fit_alternating(
+      config, workdir, model, state, fit, run_config, summarize, last
+    )
+  result = fit(
+    state=state, train_step=make_train_step(config, method, model),
+    num_steps=config.num_steps, workdir=workdir, config=run_config,
     summarize=summarize,
   )  # fmt: skip
   print_table(last)
   return {**result.summary, **last}
+
+
+def fit_alternating(config, workdir, model, state, fit, run_config, summarize, last):
+  """Faster R-CNN's 4-step alternating training, each step a run of its own
+  in `workdir/<stage name>` (its checkpoints, metrics and summary; a rerun
+  resumes each step from its own checkpoints and never mixes them). The
+  final model is step 4's; `detect` reads `workdir/stage4_head_finetune`.
+  Writes `workdir/summary.json`: step 4's figures and each step's record."""
+  steps = stage_steps(config)
+  host = jax.device_get(state.params)  # fit donates its state: copy per stage
+  dirs = [os.path.join(workdir, name) for name, *_ in STAGES]
+  records = []
+  for i, ((name, rpn, head, frozen, proposer), n) in enumerate(
+    zip(STAGES, steps, strict=True)
+  ):
+    stage_state = state_lib.TrainState.create(
+      apply_fn=state.apply_fn, params=jax.tree.map(jnp.asarray, host),
+      tx=make_tx(config, n, frozen), batch_stats=state.batch_stats,
+    )  # fmt: skip
+    warm = None
+    if i == 2:
+
+      def warm(s):
+        s = checkpoint.warm_start(s, source_workdir=dirs[1])
+        return checkpoint.warm_start(
+          s, source_workdir=dirs[0], source='params.rpn_head', target='params.rpn_head'
+        )
+    elif i == 3:
+      warm = functools.partial(checkpoint.warm_start, source_workdir=dirs[2])
+    source = (
+      checkpoint.warm_start(stage_state, source_workdir=dirs[0]).params
+      if proposer
+      else None
+    )
+    step = functools.partial(
+      make_train_step(config, 'faster_rcnn', model), train_rpn=rpn, train_head=head,
+      proposer=proposer,
+    )  # fmt: skip
+    result = fit(
+      state=stage_state, train_step=step, num_steps=n, workdir=dirs[i],
+      config={**run_config, 'stage': name, 'stage_num_steps': n, 'frozen': list(frozen)},
+      frozen=source, warm_start=warm, summarize=summarize if i == 3 else None,
+    )  # fmt: skip
+    records.append({
+      'stage': name, 'steps': n, 'train_rpn': rpn, 'train_head': head,
+      'frozen': list(frozen), 'train_seconds': result.summary.get('train_seconds'),
+      'train': result.summary.get('train'), 'workdir': dirs[i],
+    })  # fmt: skip
+  if not last:  # a rerun of finished stages: step 4's figures are on disk
+    last.update(result.summary)
+  print_table(last)
+  summary = {
+    **result.summary, **last, 'training': 'alternating', 'stages': records,
+    'train_seconds': sum(r['train_seconds'] or 0.0 for r in records),
+  }  # fmt: skip
+  writers.write_summary(workdir, summary)
+  return summary
 
 
 # ---------------------------------------------------------------- detect
@@ -601,8 +707,11 @@ def restore_run(run: str, image_shape=None):
   if image_shape is None:
     image_shape = (run_config.image_size, run_config.image_size, 3)
   model = build_model(run_config, method, run_config.num_classes)
+  tx = make_tx(
+    run_config, run_config.get('stage_num_steps'), tuple(run_config.get('frozen', ()))
+  )
   state = state_lib.create(
-    model=model, tx=make_tx(run_config),
+    model=model, tx=tx,
     rng=jax.random.key(0), inputs=_init_inputs(run_config, method, image_shape),
   )  # fmt: skip
   ckpt = checkpoint.Checkpointer(os.path.join(run, 'checkpoints'))

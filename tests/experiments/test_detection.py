@@ -2,6 +2,7 @@ import json
 import os
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -151,3 +152,64 @@ def test_unknown_method_lists_the_valid_ones(tmp_path):
   config.method = 'yolo'
   with pytest.raises(UserError, match='valid choices: fast_rcnn, faster_rcnn, rcnn'):
     detection.main(config, str(tmp_path / 'run'))
+
+
+def _params(run_dir):
+  return detection.restore_run(str(run_dir))[2].params
+
+
+def _same(a, b):
+  return all(
+    np.array_equal(x, y)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
+
+
+@pytest.mark.slow
+def test_alternating_training_freezes_what_each_stage_must_not_change(tmp_path):
+  config = detection.get_config('smoke')
+  config.training, config.stage_steps = 'alternating', (2, 2, 2, 2)
+  summary = detection.main(config, str(tmp_path))
+  names = [s['stage'] for s in summary['stages']]
+  assert names == [name for name, *_ in detection.STAGES]
+  p1, p2, p3, p4 = (_params(tmp_path / n) for n in names)
+  # The initial parameters, built as the run builds them (same seed).
+  k_init, _ = jax.random.split(jax.random.key(config.seed))
+  model = detection.build_model(config, 'faster_rcnn', 5)
+  init = detection.state_lib.create(
+    model=model, tx=detection.make_tx(config), rng=k_init,
+    inputs=detection._init_inputs(config, 'faster_rcnn', (128, 128, 3)),
+  ).params  # fmt: skip
+  # Step 1 trains backbone and RPN only.
+  assert _same(p1['box_head'], init['box_head'])
+  assert not _same(p1['rpn_head'], init['rpn_head'])
+  assert not _same(p1['backbone_net'], init['backbone_net'])
+  # Step 2: a new backbone and the head, on step 1's proposals.
+  assert not _same(p2['box_head'], init['box_head'])
+  assert not _same(p2['backbone_net'], p1['backbone_net'])
+  # Step 3: step 2's shared layers frozen, the RPN fine-tuned from step 1's.
+  assert _same(p3['backbone_net'], p2['backbone_net'])
+  assert _same(p3['box_head'], p2['box_head'])
+  assert not _same(p3['rpn_head'], p1['rpn_head'])
+  # Step 4: shared layers and RPN frozen, the head fine-tuned.
+  assert _same(p4['backbone_net'], p3['backbone_net'])
+  assert _same(p4['rpn_head'], p3['rpn_head'])
+  assert not _same(p4['box_head'], p3['box_head'])
+  # The final model evaluates; the run's summary has step 4's figures.
+  assert 0 <= summary['map_07'] <= 1 and summary['training'] == 'alternating'
+  assert json.loads((tmp_path / 'summary.json').read_text())['stages'][3]['steps'] == 2
+  # A rerun resumes every stage from its own checkpoints: nothing changes.
+  again = detection.main(config, str(tmp_path))
+  assert again['map_07'] == summary['map_07']
+  assert _same(_params(tmp_path / names[3]), p4)
+
+
+def test_bad_stage_steps_are_one_line(tmp_path):
+  config = detection.get_config('smoke')
+  config.training, config.stage_steps = 'alternating', (2, 2, 0)
+  with pytest.raises(UserError, match='stage_steps'):
+    detection.main(config, str(tmp_path / 'run'))
+  config.training, config.method, config.stage_steps = 'alternating', 'fast_rcnn', ()
+  with pytest.raises(UserError, match='faster_rcnn only'):
+    detection.main(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
