@@ -9,6 +9,9 @@
       --config.backbone_weights=vgg16.npz --config.data_dir=DIR     # the paper's recipe
   python experiments/detection.py --config=experiments/detection.py:detect \\
       --config.image=photo.png --config.run=runs/detection          # boxes on your image
+  python experiments/detection.py --config=experiments/detection.py:svd \\
+      --config.run=runs/detection "--config.svd_ranks=(16,64)"      # truncated SVD sweep
+  python experiments/detection.py --config.training=alternating     # the 4-step training
 
 A run reports per-class AP (VOC07 11-point and all-point), mAP, COCO
 AP@[.5:.95] and AP50 and the test time per image (console table and
