@@ -9,6 +9,9 @@
       --config.backbone_weights=vgg16.npz --config.data_dir=DIR     # the paper's recipe
   python experiments/detection.py --config=experiments/detection.py:detect \\
       --config.image=photo.png --config.run=runs/detection          # boxes on your image
+  python experiments/detection.py --config=experiments/detection.py:svd \\
+      --config.run=runs/detection "--config.svd_ranks=(16,64)"      # truncated SVD sweep
+  python experiments/detection.py --config.training=alternating     # the 4-step training
 
 A run reports per-class AP (VOC07 11-point and all-point), mAP, COCO
 AP@[.5:.95] and AP50 and the test time per image (console table and
@@ -43,7 +46,7 @@ from nkjax.train import detection as det_steps
 from nkjax.train import state as state_lib
 
 METHODS = ('faster_rcnn', 'fast_rcnn', 'rcnn')
-PRESETS = (*METHODS, 'compare', 'smoke', 'voc07', 'detect')
+PRESETS = (*METHODS, 'compare', 'smoke', 'voc07', 'detect', 'svd')
 PROPOSALS = ('auto', 'selective_search', 'sliding_windows')
 PAPER_MAP_VOC07 = {'faster_rcnn': 69.9, 'fast_rcnn': 66.9, 'rcnn': 66.0}
 
@@ -54,8 +57,9 @@ def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
   c.method = preset if preset in METHODS else 'faster_rcnn'
   c.compare = preset == 'compare'
   c.methods = METHODS
-  c.task = 'detect' if preset == 'detect' else 'train'
-  # detect: the image file and the workdir of the run whose checkpoint draws it.
+  c.task = preset if preset in ('detect', 'svd') else 'train'
+  # detect: the image file and the workdir of the run whose checkpoint draws it
+  # (svd: the run whose checkpoint is evaluated at each rank of svd_ranks).
   c.image = ml_collections.config_dict.placeholder(str)
   c.run = 'runs/detection'
   c.dataset = 'shapes'  # or digits_canvas; voc/2007, coco/2017 through TFDS
@@ -97,6 +101,11 @@ def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
   c.score_threshold = 0.05
   c.nms_threshold = 0.3
   c.max_detections = 100
+  # Truncated SVD of the box head's fc layers at test time (Fast R-CNN 3.1):
+  # None (off) or the rank t kept in every fc layer, for a run's evaluation
+  # and for detect; the svd task evaluates a trained run at each of svd_ranks.
+  c.svd_rank = ml_collections.config_dict.placeholder(int)
+  c.svd_ranks = (8, 16, 32, 64, 128)
   # Optimisation.
   c.optimizer = 'adam'
   c.learning_rate = 1e-3
@@ -112,6 +121,11 @@ def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
   c.timing_images = 16
   c.num_pictures = 8
   c.seed = 0
+  # Faster R-CNN: 'joint' (approximate joint training) or the paper's 4-step
+  # 'alternating' training, the steps of each stage in stage_steps (() splits
+  # num_steps in four).
+  c.training = 'joint'
+  c.stage_steps = ()
   if preset == 'faster_rcnn':
     # Stride 8 gives small shapes (12 px) several anchors; 7x7 RoIs and the
     # fewer pre-NMS proposals in training took mAP@0.5 from 0.79 to 0.90.
@@ -182,15 +196,13 @@ def _check_config(config) -> None:
   choose('proposals', config.proposals, PROPOSALS)
   choose('roi_op', config.roi_op, ('align', 'pool'))
   choose('backbone', config.backbone, det.BACKBONES)
+  choose('training', config.training, ('joint', 'alternating'))
+  if config.training == 'alternating':
+    if config.method != 'faster_rcnn' or config.compare:
+      raise UserError('--config.training=alternating applies to faster_rcnn only')
+    stage_steps(config)
   for m in config.methods:
     choose('method', m, METHODS)
-  if config.dataset in ('shapes', 'digits_canvas') and config.max_boxes is not None:
-    if config.max_boxes < det_data.MAX_OBJECTS:
-      raise UserError(
-        f'--config.max_boxes={config.max_boxes} is under the {det_data.MAX_OBJECTS} '
-        f'objects an image of {config.dataset} can hold; use max_boxes >= '
-        f'{det_data.MAX_OBJECTS}'
-      )
   if config.batch_size < 1 or config.eval_batch_size < 1:
     raise UserError('batch_size and eval_batch_size must be >= 1')
 
@@ -211,8 +223,9 @@ def _load_data(config):
   )
 
 
-def build_model(config, method: str, num_classes: int):
-  """The network of `method` with the config's attributes."""
+def build_model(config, method: str, num_classes: int, svd_rank: int | None = None):
+  """The network of `method` with the config's attributes; `svd_rank` the
+  rank of the box head's fc layers (None: whole)."""
   if method == 'faster_rcnn':
     return det.FasterRCNN(
       num_classes=num_classes, backbone=config.backbone,
@@ -222,6 +235,7 @@ def build_model(config, method: str, num_classes: int):
       post_nms_top_n=config.rpn_post_nms_test, rpn_nms_threshold=config.rpn_nms_threshold,
       score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
       max_detections=config.max_detections, dropout_rate=config.dropout_rate,
+      svd_rank=svd_rank,
     )  # fmt: skip
   if method == 'fast_rcnn':
     return det.FastRCNN(
@@ -229,10 +243,34 @@ def build_model(config, method: str, num_classes: int):
       roi_op=config.roi_op, roi_size=config.roi_size,
       score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
       max_detections=config.max_detections, dropout_rate=config.dropout_rate,
+      svd_rank=svd_rank,
     )  # fmt: skip
   return det.RCNNClassifier(
     num_classes=num_classes, widths=tuple(config.rcnn_widths), fc=tuple(config.rcnn_fc)
   )
+
+
+def check_svd(method: str, state, rank: int | None) -> None:
+  """One line unless `rank` is None or fits every fc layer of the box head."""
+  if rank is None:
+    return
+  if method == 'rcnn':
+    raise UserError('--config.svd_rank applies to fast_rcnn and faster_rcnn only')
+  det.check_svd_rank(state.params['box_head'], rank)
+
+
+def with_svd(config, method: str, num_classes: int, state, rank: int | None):
+  """`state` with the box head's fc layers replaced by their rank-`rank`
+  truncated SVD and the matching model (test time only); `state` itself
+  when `rank` is None."""
+  if rank is None:
+    return state
+  model = build_model(config, method, num_classes, svd_rank=rank)
+  params = {
+    **state.params,
+    'box_head': det.factor_box_head(state.params['box_head'], rank),
+  }
+  return state.replace(apply_fn=model.apply, params=params)
 
 
 def _init_inputs(config, method, image_shape):
@@ -379,7 +417,7 @@ def time_per_image(config, method, state, images, proposals) -> dict:
 
 def evaluate(config, method, state, data, mesh, proposals, workdir) -> dict:
   """mAP (VOC07 11-point, all-point), COCO AP, per-class AP, the test time per
-  image and `detections.png`, for the final state."""
+  image and `detections.png` (unless `workdir` is None), for the final state."""
   predict = loop.make_predictor(_predict_step(config, method), mesh=mesh)
   batches = data.eval_batches()
   if proposals is not None:
@@ -396,11 +434,13 @@ def evaluate(config, method, state, data, mesh, proposals, workdir) -> dict:
     image_sizes=[tuple(int(v) for v in s) for s in out['image_size']],
   )  # fmt: skip
   n = min(config.num_pictures, len(detections))
-  viz.save_detections(
-    os.path.join(workdir, 'detections.png'), out['image'][:n],
-    detections=detections[:n], ground_truths=truths[:n], class_names=data.class_names,
-    title=f'{viz.run_name(workdir)}: {method} on {config.dataset}, detections (solid, score >= 0.5) over ground truth (dashed)',
-  )  # fmt: skip
+  if workdir is not None:
+    viz.save_detections(
+      os.path.join(workdir, 'detections.png'), out['image'][:n],
+      detections=detections[:n], ground_truths=truths[:n],
+      class_names=data.class_names,
+      title=f'{viz.run_name(workdir)}: {method} on {config.dataset}, detections (solid, score >= 0.5) over ground truth (dashed)',
+    )  # fmt: skip
   timing = time_per_image(
     config, method, state, out['image'][: config.timing_images], proposals
   )
@@ -456,18 +496,48 @@ def make_train_step(config, method, model):
   )  # fmt: skip
 
 
-def make_tx(config):
-  """The run's optimizer and schedule (`detect` rebuilds it to restore a
-  checkpoint's optimizer state)."""
+def make_tx(config, num_steps: int | None = None, frozen: tuple[str, ...] = ()):
+  """The run's optimizer and schedule over `num_steps` (default the config's),
+  the parameters under `frozen` left bitwise unchanged (`detect` rebuilds it
+  to restore a checkpoint's optimizer state)."""
   schedule = optim.make_schedule(
     name=config.schedule, learning_rate=config.learning_rate,
-    num_steps=config.num_steps, warmup_steps=config.warmup_steps,
+    num_steps=num_steps or config.num_steps, warmup_steps=config.warmup_steps,
   )  # fmt: skip
   tx = optim.make_optimizer(
     name=config.optimizer, learning_rate=schedule, momentum=config.momentum,
     weight_decay=config.weight_decay,
   )  # fmt: skip
-  return tx
+  return optim.freeze(tx, frozen=frozen) if frozen else tx
+
+
+# The 4 steps of Faster R-CNN's alternating training (Ren et al. 2015, 3.2):
+# (name, train_rpn, train_head, frozen parameter subtrees, proposals from
+# step 1's network). Step 3 starts from step 2's backbone and head and step
+# 1's RPN; step 4 from step 3. Freezing the part whose loss is dropped keeps
+# it bitwise unchanged whatever the optimizer's weight decay.
+STAGES = (
+  ('stage1_rpn', True, False, ('box_head',), False),
+  ('stage2_detector', False, True, ('rpn_head',), True),
+  ('stage3_rpn_finetune', True, False, ('backbone_net', 'box_head'), False),
+  ('stage4_head_finetune', False, True, ('backbone_net', 'rpn_head'), False),
+)
+
+
+def stage_steps(config) -> tuple[int, ...]:
+  """The steps of each of the 4 stages: `config.stage_steps`, or num_steps
+  split in 4 (the remainder to the last)."""
+  if config.stage_steps:
+    steps = tuple(int(v) for v in config.stage_steps)
+  else:
+    q = config.num_steps // 4
+    steps = (q, q, q, config.num_steps - 3 * q)
+  if len(steps) != 4 or min(steps) < 1:
+    raise UserError(
+      f'--config.stage_steps={steps} must be 4 positive step counts (or () to '
+      f'split --config.num_steps={config.num_steps} >= 4 in four)'
+    )
+  return steps
 
 
 def run_method(config, workdir: str, method: str) -> dict:
@@ -495,6 +565,7 @@ def run_method(config, workdir: str, method: str) -> dict:
         'box_head': params['head'],
       }
     )
+  check_svd(method, state, config.svd_rank)
   proposals = None if method == 'faster_rcnn' else ProposalSource(config, image_shape)
 
   def train_batches(start):
@@ -505,23 +576,90 @@ def run_method(config, workdir: str, method: str) -> dict:
 
   def summarize(state):
     t = time.perf_counter()
+    state = with_svd(config, method, data.num_classes, state, config.svd_rank)
     result = evaluate(config, method, state, data, mesh, proposals, workdir)
     result['dataset'] = config.dataset
     result['eval_seconds'] = time.perf_counter() - t
     last.update(result)
     return result
 
-  result = loop.fit(
-    state=state, train_step=make_train_step(config, method, model),
-    train_batches=train_batches, num_steps=config.num_steps, workdir=workdir, rng=rng,
-    mesh=mesh, examples_per_step=config.batch_size, log_every=config.log_every,
+  fit = functools.partial(
+    loop.fit, train_batches=train_batches, rng=rng, mesh=mesh,
+    examples_per_step=config.batch_size, log_every=config.log_every,
     checkpoint_every=config.checkpoint_every,
-    config={**config.to_dict(), 'method': method, 'num_classes': data.num_classes,
-            'class_names': list(data.class_names)},
+  )  # fmt: skip
+  run_config = {
+    **config.to_dict(), 'method': method, 'num_classes': data.num_classes,
+    'class_names': list(data.class_names),
+  }  # fmt: skip
+  if method == 'faster_rcnn' and config.training == 'alternating':
+    return fit_alternating(
+      config, workdir, model, state, fit, run_config, summarize, last
+    )
+  result = fit(
+    state=state, train_step=make_train_step(config, method, model),
+    num_steps=config.num_steps, workdir=workdir, config=run_config,
     summarize=summarize,
   )  # fmt: skip
   print_table(last)
   return {**result.summary, **last}
+
+
+def fit_alternating(config, workdir, model, state, fit, run_config, summarize, last):
+  """Faster R-CNN's 4-step alternating training, each step a run of its own
+  in `workdir/<stage name>` (its checkpoints, metrics and summary; a rerun
+  resumes each step from its own checkpoints and never mixes them). The
+  final model is step 4's; `detect` reads `workdir/stage4_head_finetune`.
+  Writes `workdir/summary.json`: step 4's figures and each step's record."""
+  steps = stage_steps(config)
+  host = jax.device_get(state.params)  # fit donates its state: copy per stage
+  dirs = [os.path.join(workdir, name) for name, *_ in STAGES]
+  records = []
+  for i, ((name, rpn, head, frozen, proposer), n) in enumerate(
+    zip(STAGES, steps, strict=True)
+  ):
+    stage_state = state_lib.TrainState.create(
+      apply_fn=state.apply_fn, params=jax.tree.map(jnp.asarray, host),
+      tx=make_tx(config, n, frozen), batch_stats=state.batch_stats,
+    )  # fmt: skip
+    warm = None
+    if i == 2:
+
+      def warm(s):
+        s = checkpoint.warm_start(s, source_workdir=dirs[1])
+        return checkpoint.warm_start(
+          s, source_workdir=dirs[0], source='params.rpn_head', target='params.rpn_head'
+        )
+    elif i == 3:
+      warm = functools.partial(checkpoint.warm_start, source_workdir=dirs[2])
+    source = (
+      checkpoint.warm_start(stage_state, source_workdir=dirs[0]).params
+      if proposer
+      else None
+    )
+    step = functools.partial(
+      make_train_step(config, 'faster_rcnn', model), train_rpn=rpn, train_head=head,
+      proposer=proposer,
+    )  # fmt: skip
+    result = fit(
+      state=stage_state, train_step=step, num_steps=n, workdir=dirs[i],
+      config={**run_config, 'stage': name, 'stage_num_steps': n, 'frozen': list(frozen)},
+      frozen=source, warm_start=warm, summarize=summarize if i == 3 else None,
+    )  # fmt: skip
+    records.append({
+      'stage': name, 'steps': n, 'train_rpn': rpn, 'train_head': head,
+      'frozen': list(frozen), 'train_seconds': result.summary.get('train_seconds'),
+      'train': result.summary.get('train'), 'workdir': dirs[i],
+    })  # fmt: skip
+  if not last:  # a rerun of finished stages: step 4's figures are on disk
+    last.update(result.summary)
+  print_table(last)
+  summary = {
+    **result.summary, **last, 'training': 'alternating', 'stages': records,
+    'train_seconds': sum(r['train_seconds'] or 0.0 for r in records),
+  }  # fmt: skip
+  writers.write_summary(workdir, summary)
+  return summary
 
 
 # ---------------------------------------------------------------- detect
@@ -542,15 +680,22 @@ def _read_image(path: str) -> np.ndarray:
     ) from e
 
 
-def detect(config, workdir: str) -> dict:
-  """Draws the detections of the run in `config.run` on `config.image`."""
-  summary_path = os.path.join(config.run, 'summary.json')
+def restore_run(run: str, image_shape=None):
+  """`(run_config, method, state)` of the finished detection run in `run`,
+  its latest checkpoint restored; `image_shape` (default the run's own) only
+  shapes the initialisation.
+
+  Raises:
+    UserError: no detection run or no checkpoint there, or a checkpoint
+      that does not fit the run's model.
+  """
+  summary_path = os.path.join(run, 'summary.json')
   try:
     with open(summary_path) as f:
       run_config = ml_collections.ConfigDict(json.load(f)['config'])
   except (OSError, ValueError, KeyError) as e:
     raise UserError(
-      f'no finished run in {config.run!r} ({summary_path} missing or unreadable); '
+      f'no finished run in {run!r} ({summary_path} missing or unreadable); '
       'give --config.run=WORKDIR of a detection run'
     ) from e
   method = run_config.get('method')
@@ -559,9 +704,34 @@ def detect(config, workdir: str) -> dict:
     or 'num_classes' not in run_config
   ):
     raise UserError(
-      f'{config.run!r} is not a detection run (its summary names no detector); '
+      f'{run!r} is not a detection run (its summary names no detector); '
       'give --config.run=WORKDIR of experiments/detection.py'
     )
+  if image_shape is None:
+    image_shape = (run_config.image_size, run_config.image_size, 3)
+  model = build_model(run_config, method, run_config.num_classes)
+  tx = make_tx(
+    run_config, run_config.get('stage_num_steps'), tuple(run_config.get('frozen', ()))
+  )
+  state = state_lib.create(
+    model=model, tx=tx,
+    rng=jax.random.key(0), inputs=_init_inputs(run_config, method, image_shape),
+  )  # fmt: skip
+  ckpt = checkpoint.Checkpointer(os.path.join(run, 'checkpoints'))
+  try:
+    if ckpt.latest_step() is None:
+      raise UserError(f'no checkpoint in {ckpt.directory}; train the run first')
+    state = ckpt.restore(state)
+  finally:
+    ckpt.close()
+  return run_config, method, state
+
+
+def detect(config, workdir: str) -> dict:
+  """Draws the detections of the run in `config.run` on `config.image`
+  (with the head's fc layers at `config.svd_rank` when it is set)."""
+  run_config, method, state = restore_run(config.run)
+  check_svd(method, state, config.svd_rank)
   image = _read_image(config.image)
   # The detector saw images of one size: resize the shorter side to it.
   size = run_config.image_size
@@ -569,18 +739,7 @@ def detect(config, workdir: str) -> dict:
   s = size / min(h, w)
   new = (max(1, round(h * s)), max(1, round(w * s)))
   image = np.asarray(jax.image.resize(jnp.asarray(image), (*new, 3), 'linear'))
-  model = build_model(run_config, method, run_config.num_classes)
-  state = state_lib.create(
-    model=model, tx=make_tx(run_config),
-    rng=jax.random.key(0), inputs=_init_inputs(run_config, method, image.shape),
-  )  # fmt: skip
-  ckpt = checkpoint.Checkpointer(os.path.join(config.run, 'checkpoints'))
-  try:
-    if ckpt.latest_step() is None:
-      raise UserError(f'no checkpoint in {ckpt.directory}; train the run first')
-    state = ckpt.restore(state)
-  finally:
-    ckpt.close()
+  state = with_svd(run_config, method, run_config.num_classes, state, config.svd_rank)
   batch = {'image': image[None]}
   if method != 'faster_rcnn':
     batch = ProposalSource(run_config, image.shape).add(batch)
@@ -617,12 +776,104 @@ def detect(config, workdir: str) -> dict:
   return result
 
 
+# ---------------------------------------------------------------- svd
+
+
+def time_head(state, *, num_rois: int, repeats: int = 50) -> float:
+  """Median seconds of the box head alone (fc layers, class and box outputs)
+  on `num_rois` RoIs of one image, on one device, after a warm-up."""
+  head = state.params['box_head']
+  d_in = (
+    head['fc_0']['kernel'].shape[0]
+    if 'kernel' in head['fc_0']
+    else head['fc_0']['sv']['kernel'].shape[0]
+  )
+  device = jax.devices()[0]
+  params = jax.device_put(jax.device_get(state.params), device)
+  pooled = jax.device_put(jnp.ones((1, num_rois, 1, 1, d_in), jnp.float32), device)
+
+  @jax.jit
+  def run(params, pooled):
+    return state.apply_fn({'params': params}, pooled, method=_box_head)
+
+  jax.block_until_ready(run(params, pooled))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(run(params, pooled))
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def _box_head(model, pooled):
+  return model.box_head(pooled)
+
+
+def svd_sweep(config, workdir: str) -> dict:
+  """The trained run in `config.run` evaluated with its head's fc layers whole
+  and at each rank of `config.svd_ranks` (truncated SVD, Fast R-CNN section
+  3.1): mAP, COCO AP, the fc layers' parameters, the head's time and the
+  network's time per test image. Writes `summary.json` with an `svd` entry."""
+  run_config, method, state = restore_run(config.run)
+  if method == 'rcnn':
+    raise UserError('the svd task applies to fast_rcnn and faster_rcnn runs only')
+  ranks = tuple(config.svd_ranks)
+  for r in ranks:
+    check_svd(method, state, r)
+  mesh = _mesh(run_config.batch_size, run_config.eval_batch_size)
+  data = _load_data(run_config)
+  proposals = (
+    None if method == 'faster_rcnn' else ProposalSource(run_config, data.example_shape)
+  )
+  num_rois = (
+    run_config.rpn_post_nms_test
+    if method == 'faster_rcnn'
+    else run_config.max_proposals
+  )
+  rows = []
+  for rank in (None, *ranks):
+    s = with_svd(run_config, method, data.num_classes, state, rank)
+    r = evaluate(run_config, method, s, data, mesh, proposals, None)
+    fc = {k: v for k, v in s.params['box_head'].items() if k.startswith('fc_')}
+    rows.append({
+      'rank': rank,
+      'map_07': r['map_07'], 'map_all': r['map_all'], 'coco_ap': r['coco_ap'],
+      'fc_params': state_lib.num_params(fc),
+      'head_seconds': time_head(s, num_rois=num_rois),
+      'net_seconds_per_image': r['test_seconds_per_image']['net'],
+    })  # fmt: skip
+  full = rows[0]
+  print(f'\n{method} of {config.run}: truncated SVD of the fc layers ({num_rois} RoIs)')
+  print(
+    f'{"rank":>6} {"mAP07":>6} {"mAPall":>6} {"COCO AP":>7} {"fc params":>10} '
+    f'{"head ms":>8} {"speed-up":>8} {"net ms/img":>10}'
+  )
+  for row in rows:
+    row['head_speedup'] = full['head_seconds'] / row['head_seconds']
+    row['map_07_change'] = row['map_07'] - full['map_07']
+    print(
+      f'{"full" if row["rank"] is None else row["rank"]:>6} {row["map_07"]:6.3f} '
+      f'{row["map_all"]:6.3f} {row["coco_ap"]:7.3f} {row["fc_params"]:10d} '
+      f'{1000 * row["head_seconds"]:8.3f} {row["head_speedup"]:8.2f} '
+      f'{1000 * row["net_seconds_per_image"]:10.2f}'
+    )
+  summary = {
+    'task': 'svd', 'run': config.run, 'method': method, 'num_rois': num_rois,
+    'test_images': data.num_test, 'svd': rows,
+  }  # fmt: skip
+  os.makedirs(workdir, exist_ok=True)
+  writers.write_summary(workdir, summary)
+  return summary
+
+
 # ---------------------------------------------------------------- main
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.task == 'detect':
     return detect(config, workdir)
+  if config.task == 'svd':
+    return svd_sweep(config, workdir)
   _check_config(config)
   if not config.compare:
     return run_method(config, workdir, config.method)

@@ -68,9 +68,9 @@ class TFDSDetection:
   Attributes:
     train, test: the splits the papers train and test on (VOC 2007: trainval
       and test; COCO 2017: train and val).
-    max_boxes: the default padding, set generously so that no image should
-      lose objects to it (not checked against the full datasets: they were
-      not available offline); objects beyond it are dropped.
+    max_boxes: the default padding. `load` counts the objects of the
+      biggest image of both splits first and raises `UserError` when they do
+      not fit: no object is ever dropped.
   """
 
   tfds_name: str
@@ -229,7 +229,8 @@ def _generate(
   """
   s = image_size
   scale = s / 128
-  k = min(MAX_OBJECTS, max_boxes)
+  check_max_boxes(max_boxes, needed=MAX_OBJECTS, where=f'an image of {kind}')
+  k = MAX_OBJECTS
   if kind == 'shapes':
     sizes, max_iou = (SHAPE_SIZES[0] * scale, SHAPE_SIZES[1] * scale), 0.35
   else:
@@ -325,9 +326,22 @@ def _generate(
   return out
 
 
+def check_max_boxes(max_boxes: int, *, needed: int, where: str) -> None:
+  """Raises a one-line `UserError` naming `--config.max_boxes` when `needed`
+  boxes (the most that `where` holds) do not fit in `max_boxes` slots: boxes
+  are never dropped to fit the padding."""
+  if max_boxes < needed:
+    raise UserError(
+      f'--config.max_boxes={max_boxes} is under the {needed} ground-truth boxes of '
+      f'{where}; give --config.max_boxes={needed} or more (boxes are never dropped)'
+    )
+
+
 def _pad_targets(boxes, labels, present, *, max_boxes):
   n, k = labels.shape
   pad = max_boxes - k
+  if pad < 0:  # callers check first; never cut boxes silently
+    raise ValueError(f'{k} box slots do not fit in max_boxes={max_boxes}')
   return {
     'boxes': np.pad(boxes * present[..., None], ((0, 0), (0, pad), (0, 0))).astype(
       np.float32
@@ -353,7 +367,8 @@ def generate(
     kind: 'shapes' or 'digits_canvas'.
     split: 'train' or 'test': different random streams (and, for digits,
       different handwritten digits).
-    max_boxes: padding; at most min(6, max_boxes) objects are drawn.
+    max_boxes: padding, at least `MAX_OBJECTS` (6, the most objects an image
+      holds; fewer raise `UserError`).
     data_seed: the seed of the data itself (not of the shuffling).
 
   Returns:
@@ -545,7 +560,9 @@ def load(
     image_size: generated sets: the side of the square images. VOC and COCO:
       the shorter side after resizing (the papers use 600).
     max_boxes: padding of the box arrays; default 8 for the generated sets, 64
-      for VOC 2007 and 128 for COCO 2017. Objects beyond it are dropped.
+      for VOC 2007 and 128 for COCO 2017. Fewer than the objects of the
+      biggest image raise `UserError` before any batch is made (VOC and COCO
+      are scanned for it, annotations only).
     num_train, num_test: sizes of the generated sets (ignored for TFDS).
     data_dir: the TFDS data folder.
     data_seed: the seed the generated sets are drawn from.
@@ -626,15 +643,18 @@ def _tfds_preprocess(
     ignored = objects['is_crowd'] if 'is_crowd' in objects else objects['is_difficult']
     labels = tf.cast(objects['label'], tf.int32)
     n = tf.shape(labels)[0]
-    keep = tf.minimum(n, max_boxes)
-    pad = max_boxes - keep
+    # `_load_tfds` checked every image against max_boxes: this guards the
+    # invariant (an error, never a silent cut).
+    with tf.control_dependencies([
+      tf.debugging.assert_less_equal(n, max_boxes, message='objects > max_boxes')
+    ]):  # fmt: skip
+      pad = max_boxes - n
 
     def fit(x):
-      x = x[:keep]
       return tf.pad(x, [[0, pad]] + [[0, 0]] * (len(x.shape) - 1))
 
     boxes, labels, ignored = fit(boxes), fit(labels), fit(tf.cast(ignored, tf.bool))
-    real = tf.range(max_boxes) < keep
+    real = tf.range(max_boxes) < n
     # Boxes with no area (a few COCO annotations) are no training target.
     has_area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     return {
@@ -650,6 +670,27 @@ def _tfds_preprocess(
   return preprocess
 
 
+_MAX_OBJECTS_CACHE: dict[tuple[str, str], int] = {}
+
+
+def _max_objects(b, split: str) -> int:
+  """The most objects (difficult and crowd ones included: the evaluation needs
+  them) of one image of `split`, read from the annotations without decoding
+  an image; cached per builder folder and split."""
+  key = (str(b.data_dir), split)
+  if key not in _MAX_OBJECTS_CACHE:
+    tf = tfds_loader.import_tf()
+    import tensorflow_datasets as tfds
+
+    ds = b.as_dataset(split=split, decoders={'image': tfds.decode.SkipDecoding()})
+    counts = ds.map(
+      lambda ex: tf.shape(ex['objects']['label'])[0],
+      num_parallel_calls=tf.data.AUTOTUNE,
+    ).reduce(tf.constant(0, tf.int32), tf.maximum)
+    _MAX_OBJECTS_CACHE[key] = int(counts)
+  return _MAX_OBJECTS_CACHE[key]
+
+
 def _load_tfds(
   name, source, *, batch_size, eval_batch_size, seed, min_size, max_size, max_boxes,
   data_dir, shard,
@@ -663,6 +704,10 @@ def _load_tfds(
     source.tfds_name, data_dir=data_dir, offline_hint=OFFLINE_HINT
   )
   tf = tfds_loader.import_tf()
+  for split in (source.train, source.test):
+    check_max_boxes(
+      max_boxes, needed=_max_objects(b, split), where=f'an image of {name} {split}'
+    )
   preprocess = _tfds_preprocess(
     tf, one_based=name.startswith('voc'), min_size=min_size, max_size=max_size,
     max_boxes=max_boxes,

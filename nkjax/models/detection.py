@@ -244,9 +244,30 @@ class RPNHead(nn.Module):
     )
 
 
+class FactoredDense(nn.Module):
+  """A fully connected layer of rank `rank`: two layers with no nonlinearity
+  between, `x @ sv` (`[d_in, rank]`, no bias) then `@ u` (`[rank, features]`)
+  plus the bias: Fast R-CNN's truncated SVD (Girshick 2015, section 3.1), with
+  `rank * (d_in + features) + features` parameters instead of
+  `(d_in + 1) * features`. `truncated_svd` fills it from a trained layer."""
+
+  features: int
+  rank: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Dense(self.rank, use_bias=False, dtype=self.dtype, name='sv')(x)
+    return nn.Dense(self.features, dtype=self.dtype, name='u')(x)
+
+
 class BoxHead(nn.Module):
   """Fast R-CNN's head: pooled RoI features -> fc layers -> class logits
   (background at 0) and per-class box deltas.
+
+  `svd_rank` (test time only) makes every fc layer a `FactoredDense` of that
+  rank, whose parameters `factor_box_head` computes from the trained ones;
+  the class and box layers stay whole (the paper compresses fc6 and fc7).
 
   Input `[..., oh, ow, c]`; returns `(logits [..., K + 1], deltas [..., K, 4])`.
   """
@@ -254,6 +275,7 @@ class BoxHead(nn.Module):
   num_classes: int
   fc: Sequence[int] = (256, 256)
   dropout_rate: float = 0.0
+  svd_rank: int | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -261,7 +283,12 @@ class BoxHead(nn.Module):
     lead = pooled.shape[:-3]
     x = pooled.reshape(*lead, -1).astype(self.dtype)
     for i, width in enumerate(self.fc):
-      x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f'fc_{i}')(x))
+      name = f'fc_{i}'
+      if self.svd_rank is None:
+        layer = nn.Dense(width, dtype=self.dtype, name=name)
+      else:
+        layer = FactoredDense(width, self.svd_rank, dtype=self.dtype, name=name)
+      x = nn.relu(layer(x))
       if self.dropout_rate:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     logits = nn.Dense(
@@ -280,6 +307,51 @@ class BoxHead(nn.Module):
       logits.astype(jnp.float32),
       deltas.reshape(*lead, self.num_classes, 4).astype(jnp.float32),
     )
+
+
+def check_svd_rank(head_params: dict, rank: int) -> None:
+  """Raises a one-line `UserError` unless `1 <= rank <= min(u, v)` for every
+  fc layer `fc_i` (kernel `[u, v]`) of a `BoxHead`'s parameters."""
+  for name in sorted(k for k in head_params if k.startswith('fc_')):
+    u, v = np.shape(head_params[name]['kernel'])
+    if not 1 <= rank <= min(u, v):
+      raise UserError(
+        f"--config.svd_rank={rank} is outside 1..{min(u, v)} for the box head's "
+        f'{name} ({u}x{v}); give a rank in that range, or None for no SVD'
+      )
+
+
+def truncated_svd(kernel, rank: int) -> tuple[np.ndarray, np.ndarray]:
+  """The best rank-`rank` factors of a Dense kernel `[d_in, d_out]` (Eckart-
+  Young: the error `kernel - sv @ u` has the discarded singular values, so
+  Frobenius norm `sqrt(sum s_i^2, i > rank)` and spectral norm `s_rank+1`).
+
+  The paper writes the layer as `W ~ U_t S_t V_t^T` with `W = kernel^T`: here
+  `sv = V_t S_t` `[d_in, rank]` and `u = U_t^T` `[rank, d_out]`. Computed in
+  float64 on the host.
+  """
+  a, s, bt = np.linalg.svd(np.asarray(kernel, np.float64), full_matrices=False)
+  dtype = np.asarray(kernel).dtype
+  return (a[:, :rank] * s[:rank]).astype(dtype), bt[:rank].astype(dtype)
+
+
+def factor_box_head(head_params: dict, rank: int) -> dict:
+  """A `BoxHead`'s parameters for `BoxHead(svd_rank=rank)`: each `fc_i`
+  replaced by its truncated SVD (`{'sv': {'kernel'}, 'u': {'kernel',
+  'bias'}}`, the bias unchanged), the class and box layers as they are.
+
+  Raises:
+    UserError: a rank outside 1..min(u, v) of some fc layer.
+  """
+  check_svd_rank(head_params, rank)
+  out = dict(head_params)
+  for name in (k for k in head_params if k.startswith('fc_')):
+    sv, u = truncated_svd(head_params[name]['kernel'], rank)
+    out[name] = {
+      'sv': {'kernel': jnp.asarray(sv)},
+      'u': {'kernel': jnp.asarray(u), 'bias': jnp.asarray(head_params[name]['bias'])},
+    }
+  return out
 
 
 def pool_rois(
@@ -436,6 +508,8 @@ class FasterRCNN(nn.Module):
     rpn_nms_threshold, min_size: the proposal NMS threshold and smallest side.
     score_threshold, nms_threshold, max_detections: the test-time post-processing
       (0.05, 0.3 and 100 as in the papers' code).
+    svd_rank: None, or the rank of the head's fc layers at test time (truncated
+      SVD, `factor_box_head`).
   """
 
   num_classes: int
@@ -454,6 +528,7 @@ class FasterRCNN(nn.Module):
   nms_threshold: float = 0.3
   max_detections: int = 100
   dropout_rate: float = 0.0
+  svd_rank: int | None = None
   dtype: Any = jnp.float32
 
   def setup(self):
@@ -468,6 +543,7 @@ class FasterRCNN(nn.Module):
       num_classes=self.num_classes,
       fc=self.fc,
       dropout_rate=self.dropout_rate,
+      svd_rank=self.svd_rank,
       dtype=self.dtype,
     )
 
@@ -586,6 +662,7 @@ class FastRCNN(nn.Module):
   nms_threshold: float = 0.3
   max_detections: int = 100
   dropout_rate: float = 0.0
+  svd_rank: int | None = None
   dtype: Any = jnp.float32
 
   def setup(self):
@@ -595,6 +672,7 @@ class FastRCNN(nn.Module):
       num_classes=self.num_classes,
       fc=self.fc,
       dropout_rate=self.dropout_rate,
+      svd_rank=self.svd_rank,
       dtype=self.dtype,
     )
 

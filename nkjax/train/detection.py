@@ -227,6 +227,7 @@ def faster_rcnn_train_step(
   bg_iou_low: float = 0.1,
   train_rpn: bool = True,
   train_head: bool = True,
+  proposer: bool = False,
 ):
   """One update of Faster R-CNN by approximate joint training: the RPN's loss
   and the head's loss are added and back-propagated into the shared backbone,
@@ -237,6 +238,11 @@ def faster_rcnn_train_step(
   the paper's alternating training; freeze the shared layers with
   `optim.freeze`). Proposals use the training counts `pre_nms_top_n`,
   `post_nms_top_n` (the paper: 12000 and 2000).
+
+  `proposer=True`: `frozen` is instead the whole parameter tree of another
+  Faster R-CNN of the same shape whose backbone and RPN make the proposals
+  (step 2 of the alternating training: a detector on step 1's proposals); the
+  state's own RPN then gives only the (dropped or kept) RPN loss.
   """
   images = batch['image']
   b, h, w = images.shape[:3]
@@ -244,11 +250,17 @@ def faster_rcnn_train_step(
     step_key(rng, state.step, s) for s in ('rpn', 'roi', 'dropout')
   )
 
+  source = None
+  if proposer:
+    apply_p = functools.partial(state.apply_fn, _variables(state, frozen))
+    source = apply_p(apply_p(images, train=False, method='features'), method='rpn')
+
   def loss_fn(params):
-    variables = _variables(state, _merge(params, frozen))
+    variables = _variables(state, params if proposer else _merge(params, frozen))
     apply = functools.partial(state.apply_fn, variables)
     feats = apply(images, train=True, method='features')
     obj, deltas = apply(feats, method='rpn')
+    src_obj, src_deltas = (obj, deltas) if source is None else source
     # Anchors from the map's static shape; targets do not depend on params.
     anchors = jnp.asarray(det.faster_rcnn_anchors(model, *feats.shape[1:3]))
     positive, negative, rpn_t = jax.vmap(
@@ -263,7 +275,7 @@ def faster_rcnn_train_step(
     )(jax.random.split(k_rpn, b), gt_boxes=batch['boxes'], gt_mask=batch['box_mask'])
     rpn_cls, rpn_box = rpn_losses(obj, deltas, positive, negative, rpn_t)
     props, _, pvalid = det.batch_proposals(
-      model, jax.lax.stop_gradient(obj), jax.lax.stop_gradient(deltas),
+      model, jax.lax.stop_gradient(src_obj), jax.lax.stop_gradient(src_deltas),
       feature_shape=feats.shape[1:3], height=h, width=w, pre_nms_top_n=pre_nms_top_n,
       post_nms_top_n=post_nms_top_n,
     )  # fmt: skip

@@ -170,6 +170,23 @@ def test_bad_names_and_sizes_are_one_line_errors():
     detection.load('shapes', batch_size=2, eval_batch_size=2, seed=0, num_test=0)
 
 
+@pytest.mark.parametrize('name', ['shapes', 'digits_canvas'])
+def test_fewer_box_slots_than_objects_is_an_error_never_a_cut(name):
+  # An image holds up to MAX_OBJECTS objects: one slot fewer must refuse, not
+  # draw fewer objects or drop some.
+  short = detection.MAX_OBJECTS - 1
+  with pytest.raises(
+    UserError, match=rf'--config.max_boxes={short} .* give --config.max_boxes=6 '
+  ) as e:
+    detection.generate(name, num_examples=2, split='train', max_boxes=short)
+  assert '\n' not in str(e.value)
+  out = detection.generate(
+    name, num_examples=64, split='train', max_boxes=detection.MAX_OBJECTS
+  )
+  # The check is not vacuous: some image fills every slot.
+  assert out['box_mask'].sum(1).max() == detection.MAX_OBJECTS
+
+
 # --- augmentation -----------------------------------------------------------
 
 
@@ -474,14 +491,42 @@ def test_coco_crowd_boxes_are_ignored_and_long_sides_are_capped(prepared):
   assert len(gts[0]['labels']) == 2 and gts[0]['difficult'].tolist() == [False, True]
 
 
-def test_process_rows_and_truncation(prepared):
+def test_process_rows(prepared):
   kwargs = {'batch_size': 2, 'eval_batch_size': 2, 'seed': 0, 'data_dir': prepared}
   half = detection.load(
-    'coco/2017', process_index=1, process_count=2, max_boxes=1, **kwargs
+    'coco/2017', process_index=1, process_count=2, max_boxes=2, **kwargs
   )
   batch = next(half.eval_batches())
-  assert batch['image'].shape[0] == 1 and batch['boxes'].shape == (1, 1, 4)
+  assert batch['image'].shape[0] == 1 and batch['boxes'].shape == (1, 2, 4)
   assert batch['labels'][0, 0] == 79  # the second process reads the second image
+
+
+@pytest.mark.parametrize('name', ['voc/2007', 'coco/2017'])
+def test_more_objects_than_max_boxes_is_refused_before_any_batch(prepared, name):
+  # Image 1 of both fake sets has two objects (one difficult / crowd, which
+  # the evaluation needs as well): one slot must be refused, naming the count.
+  kwargs = {'batch_size': 2, 'eval_batch_size': 2, 'seed': 0, 'data_dir': prepared}
+  with pytest.raises(
+    UserError, match=r'--config.max_boxes=1 is under the 2 .* --config.max_boxes=2 '
+  ) as e:
+    detection.load(name, max_boxes=1, **kwargs)
+  assert '\n' not in str(e.value)
+  batch = next(detection.load(name, max_boxes=2, **kwargs).eval_batches())
+  assert (batch['box_mask'] | batch['difficult']).sum(1).max() == 2
+
+
+def test_the_experiment_writes_nothing_when_voc_boxes_do_not_fit(prepared, tmp_path):
+  import os
+  import sys
+
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
+  import detection as experiment
+
+  config = experiment.get_config('smoke')
+  config.dataset, config.data_dir, config.max_boxes = 'voc/2007', prepared, 1
+  with pytest.raises(UserError, match='max_boxes'):
+    experiment.main(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
 
 
 def test_unprepared_dataset_offline_names_the_offline_options(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@ import json
 import os
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -93,12 +94,55 @@ def test_detect_bad_inputs_are_one_line_errors(compare_run, tmp_path):
     assert not (tmp_path / d / 'detections.png').exists()
 
 
+def test_svd_task_full_rank_matches_and_bad_ranks_are_one_line(compare_run, tmp_path):
+  workdir, summary, _ = compare_run
+  config = detection.get_config('svd')
+  config.run, config.svd_ranks = str(workdir / 'faster_rcnn'), (4, 16)
+  out = detection.main(config, str(tmp_path / 'svd'))
+  rows = {r['rank']: r for r in out['svd']}
+  assert set(rows) == {None, 4, 16}
+  # Smoke head: fc 16-16 on 5x5x8 RoIs; rank 16 is full for both layers.
+  assert rows[None]['fc_params'] == 200 * 16 + 16 + 16 * 16 + 16
+  assert rows[4]['fc_params'] == 4 * (200 + 16) + 16 + 4 * (16 + 16) + 16
+  assert abs(rows[16]['map_07'] - rows[None]['map_07']) < 1e-3
+  assert abs(rows[None]['map_07'] - summary['results']['faster_rcnn']['map_07']) < 1e-6
+  assert json.loads((tmp_path / 'svd' / 'summary.json').read_text())['svd']
+  for bad in ((0,), (17,)):
+    config.svd_ranks = bad
+    with pytest.raises(UserError, match=f'svd_rank={bad[0]} is outside 1..16'):
+      detection.main(config, str(tmp_path / f'bad{bad[0]}'))
+    assert not (tmp_path / f'bad{bad[0]}').exists()
+  # detect with a factored head, and a bad rank refused before drawing.
+  image = tmp_path / 'img.png'
+  Image.new('RGB', (64, 64)).save(image)
+  config = detection.get_config('detect')
+  config.image, config.run, config.svd_rank = (
+    str(image),
+    str(workdir / 'faster_rcnn'),
+    4,
+  )
+  detection.main(config, str(tmp_path / 'd'))
+  assert (tmp_path / 'd' / 'detections.png').exists()
+  config.svd_rank = 99
+  with pytest.raises(UserError, match='svd_rank=99'):
+    detection.main(config, str(tmp_path / 'e'))
+  assert not (tmp_path / 'e').exists()
+
+
+def test_a_bad_svd_rank_stops_training_before_anything_is_written(tmp_path):
+  config = detection.get_config('smoke')
+  config.svd_rank = 0
+  with pytest.raises(UserError, match='svd_rank=0 is outside'):
+    detection.main(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
 def test_more_objects_than_max_boxes_is_a_clear_error_before_anything_is_written(
   tmp_path,
 ):
   config = detection.get_config('smoke')
   config.max_boxes = 3
-  with pytest.raises(UserError, match='max_boxes'):
+  with pytest.raises(UserError, match=r'max_boxes=3 is under the 6 .*max_boxes=6'):
     detection.main(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
 
@@ -108,3 +152,64 @@ def test_unknown_method_lists_the_valid_ones(tmp_path):
   config.method = 'yolo'
   with pytest.raises(UserError, match='valid choices: fast_rcnn, faster_rcnn, rcnn'):
     detection.main(config, str(tmp_path / 'run'))
+
+
+def _params(run_dir):
+  return detection.restore_run(str(run_dir))[2].params
+
+
+def _same(a, b):
+  return all(
+    np.array_equal(x, y)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+  )
+
+
+@pytest.mark.slow
+def test_alternating_training_freezes_what_each_stage_must_not_change(tmp_path):
+  config = detection.get_config('smoke')
+  config.training, config.stage_steps = 'alternating', (2, 2, 2, 2)
+  summary = detection.main(config, str(tmp_path))
+  names = [s['stage'] for s in summary['stages']]
+  assert names == [name for name, *_ in detection.STAGES]
+  p1, p2, p3, p4 = (_params(tmp_path / n) for n in names)
+  # The initial parameters, built as the run builds them (same seed).
+  k_init, _ = jax.random.split(jax.random.key(config.seed))
+  model = detection.build_model(config, 'faster_rcnn', 5)
+  init = detection.state_lib.create(
+    model=model, tx=detection.make_tx(config), rng=k_init,
+    inputs=detection._init_inputs(config, 'faster_rcnn', (128, 128, 3)),
+  ).params  # fmt: skip
+  # Step 1 trains backbone and RPN only.
+  assert _same(p1['box_head'], init['box_head'])
+  assert not _same(p1['rpn_head'], init['rpn_head'])
+  assert not _same(p1['backbone_net'], init['backbone_net'])
+  # Step 2: a new backbone and the head, on step 1's proposals.
+  assert not _same(p2['box_head'], init['box_head'])
+  assert not _same(p2['backbone_net'], p1['backbone_net'])
+  # Step 3: step 2's shared layers frozen, the RPN fine-tuned from step 1's.
+  assert _same(p3['backbone_net'], p2['backbone_net'])
+  assert _same(p3['box_head'], p2['box_head'])
+  assert not _same(p3['rpn_head'], p1['rpn_head'])
+  # Step 4: shared layers and RPN frozen, the head fine-tuned.
+  assert _same(p4['backbone_net'], p3['backbone_net'])
+  assert _same(p4['rpn_head'], p3['rpn_head'])
+  assert not _same(p4['box_head'], p3['box_head'])
+  # The final model evaluates; the run's summary has step 4's figures.
+  assert 0 <= summary['map_07'] <= 1 and summary['training'] == 'alternating'
+  assert json.loads((tmp_path / 'summary.json').read_text())['stages'][3]['steps'] == 2
+  # A rerun resumes every stage from its own checkpoints: nothing changes.
+  again = detection.main(config, str(tmp_path))
+  assert again['map_07'] == summary['map_07']
+  assert _same(_params(tmp_path / names[3]), p4)
+
+
+def test_bad_stage_steps_are_one_line(tmp_path):
+  config = detection.get_config('smoke')
+  config.training, config.stage_steps = 'alternating', (2, 2, 0)
+  with pytest.raises(UserError, match='stage_steps'):
+    detection.main(config, str(tmp_path / 'run'))
+  config.training, config.method, config.stage_steps = 'alternating', 'fast_rcnn', ()
+  with pytest.raises(UserError, match='faster_rcnn only'):
+    detection.main(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()

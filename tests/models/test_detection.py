@@ -242,3 +242,70 @@ def test_selective_search_finds_a_drawn_square_or_says_how_to_install_it(monkeyp
   monkeypatch.setattr(det, 'selective_search_available', lambda: False)
   with pytest.raises(UserError, match=r"pip install -e '.\[rcnn\]'"):
     det.selective_search(image, max_proposals=10)
+
+
+# --- truncated SVD of the box head (Fast R-CNN section 3.1) ------------------
+
+
+def _head_and_params(fc=(12, 12), d_in=(3, 3, 4)):
+  head = det.BoxHead(num_classes=3, fc=fc)
+  pooled = jax.random.normal(jax.random.key(1), (2, 5, *d_in))
+  params = head.init(jax.random.key(0), pooled)['params']
+  # Random init is near-isotropic; biases nonzero so that the test sees them.
+  params = jax.tree.map(lambda x: x + 0.1, params)
+  return head, params, pooled
+
+
+def test_full_rank_svd_head_reproduces_the_head():
+  head, params, pooled = _head_and_params()  # fc_0 36x12, fc_1 12x12: full rank 12
+  factored = det.factor_box_head(params, 12)
+  svd_head = det.BoxHead(num_classes=3, fc=(12, 12), svd_rank=12)
+  want = head.apply({'params': params}, pooled)
+  got = svd_head.apply({'params': factored}, pooled)
+  for w, g in zip(want, got, strict=True):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_rank_t_head_is_the_rank_t_layers_in_numpy_and_counts_t_u_plus_v():
+  head, params, pooled = _head_and_params()
+  t = 3
+  factored = det.factor_box_head(params, t)
+  out = det.BoxHead(num_classes=3, fc=(12, 12), svd_rank=t).apply(
+    {'params': factored}, pooled
+  )
+  # Independent forward pass: each fc layer's best rank-t kernel in float64.
+  x = np.asarray(pooled, np.float64).reshape(2, 5, -1)
+  for name in ('fc_0', 'fc_1'):
+    k, b = (np.asarray(params[name][p], np.float64) for p in ('kernel', 'bias'))
+    a, s, bt = np.linalg.svd(k, full_matrices=False)
+    x = np.maximum(x @ (a[:, :t] * s[:t] @ bt[:t]) + b, 0)
+    u, v = k.shape
+    assert _count(factored[name]) == t * (u + v) + v
+  logits = x @ np.asarray(params['cls']['kernel']) + np.asarray(params['cls']['bias'])
+  np.testing.assert_allclose(out[0], logits, rtol=1e-4, atol=1e-5)
+  assert factored['cls'] is params['cls'] and factored['box'] is params['box']
+
+
+@pytest.mark.parametrize('t', [1, 4, 9])
+def test_truncated_svd_error_is_the_discarded_singular_values(t):
+  w = np.asarray(jax.random.normal(jax.random.key(t), (20, 9)), np.float32)
+  sv, u = det.truncated_svd(w, t)
+  assert sv.shape == (20, t) and u.shape == (t, 9) and sv.dtype == np.float32
+  err = w.astype(np.float64) - sv.astype(np.float64) @ u.astype(np.float64)
+  s = np.linalg.svd(w.astype(np.float64), compute_uv=False)
+  # Eckart-Young: Frobenius error sqrt(sum of the discarded s^2), spectral s_t+1.
+  np.testing.assert_allclose(
+    np.linalg.norm(err), np.sqrt(np.sum(s[t:] ** 2)), rtol=1e-4, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    np.linalg.norm(err, 2), s[t] if t < 9 else 0.0, rtol=1e-4, atol=1e-5
+  )
+  assert np.linalg.matrix_rank(sv @ u, tol=1e-4) == t
+
+
+@pytest.mark.parametrize('rank', [0, 13, -1])
+def test_a_bad_svd_rank_is_one_line_naming_the_range(rank):
+  _, params, _ = _head_and_params()
+  with pytest.raises(UserError, match=rf'svd_rank={rank} is outside 1\.\.12') as e:
+    det.factor_box_head(params, rank)
+  assert '\n' not in str(e.value)

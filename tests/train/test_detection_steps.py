@@ -162,6 +162,33 @@ def test_faster_rcnn_step_trains_on_an_image_without_boxes_and_padding_is_inert(
   assert np.isfinite(float(m['loss'][0])) and float(m['fg_rois'][0]) == 0
 
 
+def test_faster_rcnn_step_takes_proposals_from_a_given_network():
+  model, state = _faster_state()
+  kwargs = dict(model=model, rpn_batch=32, pre_nms_top_n=40, post_nms_top_n=10,
+                rois_per_image=8, train_rpn=False)  # fmt: skip
+  plain = jax.jit(functools.partial(steps.faster_rcnn_train_step, **kwargs))
+  given = jax.jit(
+    functools.partial(steps.faster_rcnn_train_step, proposer=True, **kwargs)
+  )
+  batch, key = _batch(), jax.random.key(1)
+  want, m_want = plain(state, batch, key)
+  # The state's own network as the proposer: the very same update.
+  got, m_got = given(state, batch, key, state.params)
+  jax.tree.map(
+    functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7),
+    got.params, want.params,
+  )  # fmt: skip
+  # Another network's proposals (its RPN's deltas shifted): other head losses,
+  # the state's own RPN losses.
+  other = jax.tree.map(lambda x: x, state.params)
+  rpn = dict(other['rpn_head'])
+  rpn['Conv_2'] = {**rpn['Conv_2'], 'bias': rpn['Conv_2']['bias'] + 0.5}
+  other = {**other, 'rpn_head': rpn}
+  _, m_other = given(state, batch, key, other)
+  assert float(m_other['cls_loss'][0]) != float(m_want['cls_loss'][0])
+  np.testing.assert_allclose(m_other['rpn_cls_loss'][0], m_want['rpn_cls_loss'][0])
+
+
 def _with_proposals(batch, p=12, valid=9, seed=1):
   rng = np.random.default_rng(seed)
   b = batch['image'].shape[0]
