@@ -367,17 +367,6 @@ class ProposalSource:
 # ---------------------------------------------------------------- evaluation
 
 
-def _as_detections(out: dict) -> list[dict]:
-  return [
-    {
-      'boxes': out['det_boxes'][i][out['det_valid'][i]],
-      'scores': out['det_scores'][i][out['det_valid'][i]],
-      'labels': out['det_labels'][i][out['det_valid'][i]],
-    }
-    for i in range(len(out['det_valid']))
-  ]
-
-
 def _predict_step(config, method):
   if method == 'faster_rcnn':
     return det_steps.faster_rcnn_predict_step
@@ -423,7 +412,7 @@ def evaluate(config, method, state, data, mesh, proposals, workdir) -> dict:
   if proposals is not None:
     batches = (proposals.add(b) for b in batches)
   out = predict(state, batches)
-  detections = _as_detections(out)
+  detections = det_steps.detections(out)
   truths = det_data.ground_truths(out)
   k = data.num_classes
   voc = det_metrics.voc_evaluate(
@@ -744,7 +733,7 @@ def detect(config, workdir: str) -> dict:
   if method != 'faster_rcnn':
     batch = ProposalSource(run_config, image.shape).add(batch)
   out = jax.device_get(jax.jit(_predict_step(run_config, method))(state, batch))
-  dets = _as_detections(out)
+  dets = det_steps.detections(out)
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, 'detections.png')
   viz.save_detections(

@@ -237,37 +237,6 @@ def clip_by_learning_rate(theta: float, schedule) -> optax.GradientTransformatio
 # ---------------------------------------------------------------- evaluation
 
 
-def _figure(path, *, lr, bicubic, sr, hr, titles, crop: int, suptitle: str):
-  """LR (pixel-repeated), bicubic, model and HR in a row, with one zoomed crop
-  (the window of highest HR variance) of each below."""
-  h, w = hr.shape[:2]
-  side = min(crop, h, w)
-  grey = hr.mean(-1)
-  best, pos = -1.0, (0, 0)
-  for top in range(0, h - side + 1, max(side // 2, 1)):
-    for left in range(0, w - side + 1, max(side // 2, 1)):
-      v = float(grey[top : top + side, left : left + side].var())
-      if v > best:
-        best, pos = v, (top, left)
-  s = hr.shape[0] // lr.shape[0]
-  panels = [np.repeat(np.repeat(lr, s, 0), s, 1)[:h, :w], bicubic, sr, hr]
-  fig, axes = plt.subplots(2, 4, figsize=(13, 6.8))
-  for j, (img, title) in enumerate(zip(panels, titles, strict=True)):
-    img = np.clip(img, 0, 1)
-    axes[0, j].imshow(img)
-    axes[0, j].add_patch(
-      plt.Rectangle((pos[1], pos[0]), side, side, fill=False, color='yellow', lw=1.2)
-    )
-    axes[0, j].set_title(title, fontsize=9)
-    axes[1, j].imshow(
-      img[pos[0] : pos[0] + side, pos[1] : pos[1] + side], interpolation='nearest'
-    )
-    for ax in axes[:, j]:
-      ax.axis('off')
-  fig.suptitle(suptitle, fontsize=10)
-  viz.save_figure(fig, path, dpi=90)
-
-
 def evaluate(predict, state, data, *, workdir, label: str, round_y: bool, crop: int,
              note: str = '', write: bool = True) -> dict:  # fmt: skip
   """Per-image and mean scores of the bicubic baseline and the model on every
@@ -285,7 +254,7 @@ def evaluate(predict, state, data, *, workdir, label: str, round_y: bool, crop: 
     outputs[(s, name)] = sr
     if write:
       sr_data.write_png(os.path.join(workdir, 'sr', f'x{s}', f'{name}.png'), sr)
-      _figure(
+      viz.save_sr_figure(
         os.path.join(workdir, 'figures', f'x{s}_{name}.png'),
         lr=lr, bicubic=bic, sr=sr, hr=hr, crop=crop,
         titles=(

@@ -391,3 +391,59 @@ def save_detections(
     class_names=class_names, title=title, score_threshold=score_threshold, cols=cols,
   )  # fmt: skip
   return save_figure(fig, path, dpi=dpi)
+
+
+def sr_figure(
+  *,
+  lr: np.ndarray,
+  bicubic: np.ndarray,
+  sr: np.ndarray,
+  hr: np.ndarray,
+  titles,
+  crop: int,
+  suptitle: str,
+):
+  """Super-resolution side by side, as a matplotlib figure: LR (each pixel
+  repeated `scale` times), bicubic, the model's output and HR in a row, and
+  below each the same zoomed crop (the `crop` x `crop` HR window of highest
+  variance, outlined in yellow above).
+
+  Args:
+    lr: `[h / scale, w / scale, 3]` in [0, 1].
+    bicubic, sr, hr: `[h, w, 3]` in [0, 1].
+    titles: four panel titles (LR, bicubic, model, HR).
+    crop: the zoomed window's side in HR pixels.
+    suptitle: the figure's title.
+  """
+  plt = _pyplot()
+  h, w = hr.shape[:2]
+  side = min(crop, h, w)
+  grey = hr.mean(-1)
+  best, pos = -1.0, (0, 0)
+  for top in range(0, h - side + 1, max(side // 2, 1)):
+    for left in range(0, w - side + 1, max(side // 2, 1)):
+      v = float(grey[top : top + side, left : left + side].var())
+      if v > best:
+        best, pos = v, (top, left)
+  s = hr.shape[0] // lr.shape[0]
+  panels = [np.repeat(np.repeat(lr, s, 0), s, 1)[:h, :w], bicubic, sr, hr]
+  fig, axes = plt.subplots(2, 4, figsize=(13, 6.8))
+  for j, (img, title) in enumerate(zip(panels, titles, strict=True)):
+    img = np.clip(img, 0, 1)
+    axes[0, j].imshow(img)
+    axes[0, j].add_patch(
+      plt.Rectangle((pos[1], pos[0]), side, side, fill=False, color='yellow', lw=1.2)
+    )
+    axes[0, j].set_title(title, fontsize=9)
+    axes[1, j].imshow(
+      img[pos[0] : pos[0] + side, pos[1] : pos[1] + side], interpolation='nearest'
+    )
+    for ax in axes[:, j]:
+      ax.axis('off')
+  fig.suptitle(suptitle, fontsize=10)
+  return fig
+
+
+def save_sr_figure(path: str, *, dpi: int = 90, **kwargs) -> str:
+  """`sr_figure(**kwargs)` -> PNG at `path`; returns `path`."""
+  return save_figure(sr_figure(**kwargs), path, dpi=dpi)

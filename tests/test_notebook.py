@@ -54,7 +54,14 @@ def test_notebook_runs_every_chapter_on_a_cpu(tmp_path, monkeypatch):
   assert '8 devices in the data mesh; compute dtype float32' in text
   # Every chapter's picture is shown inline, and the sample continues its prompt.
   pictures = [o for o in outputs if 'image/png' in o.get('data', {})]
-  assert len(pictures) == 2  # the confusion matrix and the cGAN grid
+  # The confusion matrix, the cGAN grid, the SR side-by-side and the detections.
+  assert len(pictures) == 4
   assert re.search(r'^The for statement.{200}', text, re.M | re.S)
-  for run in ('lenet5', 'char_lm', 'cgan', 'cli-mlp'):
+  # SR: bicubic and the model scored on the same test photograph, as PSNR in dB.
+  psnr = dict(re.findall(r'x4 +(bicubic|SRResNet): PSNR-Y (\d+\.\d+) dB', text))
+  assert set(psnr) == {'bicubic', 'SRResNet'} and 10 < float(psnr['bicubic']) < 60
+  # Detection: a mean AP, a fraction, over the test images.
+  (map07,) = re.findall(r'VOC mAP@0\.5 on 8 test images: (\d\.\d+) \(11-point\)', text)
+  assert 0 <= float(map07) <= 1
+  for run in ('lenet5', 'char_lm', 'cgan', 'srresnet', 'faster_rcnn', 'cli-mlp'):
     assert (tmp_path / 'runs' / 'notebook' / run / 'summary.json').exists(), run

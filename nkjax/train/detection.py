@@ -473,3 +473,17 @@ def rcnn_predict_step(
     )  # fmt: skip
   )(logits.reshape(b, p, -1), deltas.reshape(b, p, *deltas.shape[1:]), props, pmask)
   return _named(out)
+
+
+def detections(out: dict) -> list[dict]:
+  """Per-image detections from a predict step's padded outputs (on the host):
+  `{'boxes': [k, 4], 'scores': [k], 'labels': [k]}` of the valid rows, the
+  form `nkjax.metrics.detection.voc_evaluate` and `nkjax.viz` read."""
+  return [
+    {
+      'boxes': out['det_boxes'][i][out['det_valid'][i]],
+      'scores': out['det_scores'][i][out['det_valid'][i]],
+      'labels': out['det_labels'][i][out['det_valid'][i]],
+    }
+    for i in range(len(out['det_valid']))
+  ]
