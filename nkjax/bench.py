@@ -235,7 +235,7 @@ BENCHMARKS: dict[str, Benchmark] = {
   ),
   'resnet50': Benchmark(_cnn('resnet50', num_classes=1000), (224, 224, 3), 1000, 64),
   # The char_lm experiment's model: 100 characters, one LSTM layer of 256, 128 steps.
-  'lstm_lm': Benchmark(_lstm_lm, (128,), 100, 64, seq_len=128),
+  'lstm_lm': Benchmark(_lstm_lm, (128,), 100, 64, _torch('lstm_lm'), seq_len=128),
   # A DCGAN round (k = 1) on 32x32x3 images; examples/s counts real images.
   'dcgan': Benchmark(None, (32, 32, 3), 0, 128, setup=_dcgan_round),
   # Faster R-CNN train steps: the offline preset (small backbone, 128x128, batch
@@ -678,15 +678,21 @@ def _torch_steps(name: str, batch_size: int) -> Callable[[int], None]:
   model = bench.torch_model()
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)
   data = _random_batch(bench, batch_size)
-  x = (
-    torch.from_numpy(data['image']).permute(0, 3, 1, 2).contiguous()
-  )  # NCHW, PyTorch's fast layout
-  y = torch.from_numpy(data['label']).long()
+  if bench.seq_len:  # next-token prediction over every position
+    tokens = torch.from_numpy(data['tokens']).long()
+    x, y = tokens[:, :-1], tokens[:, 1:].reshape(-1)
+  else:
+    x = (
+      torch.from_numpy(data['image']).permute(0, 3, 1, 2).contiguous()
+    )  # NCHW, PyTorch's fast layout
+    y = torch.from_numpy(data['label']).long()
 
   def run_steps(n):
     for _ in range(n):
       opt.zero_grad(set_to_none=True)
-      torch.nn.functional.cross_entropy(model(x), y).backward()
+      logits = model(x)
+      logits = logits.reshape(-1, logits.shape[-1])
+      torch.nn.functional.cross_entropy(logits, y).backward()
       opt.step()
 
   return run_steps
@@ -712,7 +718,7 @@ def run_torch(
     'framework': f'torch {torch.__version__} eager',
     'batch_size': batch_size,
     'threads': torch.get_num_threads(),
-    **_throughput(times, steps, batch_size),
+    **_throughput(times, steps, batch_size, BENCHMARKS[name].seq_len),
     'timing': f'median of {repeats} runs of {steps} steps after {warmup} warm-up steps',
   }
 

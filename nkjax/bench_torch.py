@@ -72,4 +72,25 @@ def resnet20() -> nn.Module:
   )
 
 
-MODELS = {'mlp': mlp, 'lenet5': lenet5, 'vgg11': vgg11, 'resnet20': resnet20}
+class CharLM(nn.Module):
+  """`nkjax.models.rnn.CharLM`: embedding, one LSTM layer, a linear readout.
+  `nn.LSTM` has two bias vectors per gate where flax's cell has one, so it
+  holds 4 * features more parameters."""
+
+  def __init__(self, vocab_size=100, embed=64, features=256):
+    super().__init__()
+    self.embed = nn.Embedding(vocab_size, embed)
+    self.lstm = nn.LSTM(embed, features, batch_first=True)
+    self.readout = nn.Linear(features, vocab_size)
+
+  def forward(self, tokens):
+    return self.readout(self.lstm(self.embed(tokens))[0])
+
+
+MODELS = {
+  'mlp': mlp,
+  'lenet5': lenet5,
+  'vgg11': vgg11,
+  'resnet20': resnet20,
+  'lstm_lm': CharLM,
+}

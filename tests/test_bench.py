@@ -62,6 +62,22 @@ def test_pytorch_equivalents_have_the_same_parameter_count(name):
   assert torch_count == count_params(b.model(), b.input_shape)
 
 
+def test_pytorch_char_lm_differs_only_by_its_second_lstm_bias(mesh):
+  torch = pytest.importorskip('torch')
+  import jax
+  import jax.numpy as jnp
+
+  from nkjax import bench_torch
+
+  b = bench.BENCHMARKS['lstm_lm']
+  params = b.model().init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))['params']
+  flax_count = sum(p.size for p in jax.tree.leaves(params))
+  model = bench_torch.MODELS['lstm_lm']()
+  assert sum(p.numel() for p in model.parameters()) == flax_count + 4 * 256
+  logits = model(torch.zeros((2, 8), dtype=torch.long))
+  assert tuple(logits.shape) == (2, 8, 100)
+
+
 def test_lstm_language_model_has_no_bfloat16_variant(capsys):
   with pytest.raises(SystemExit):
     bench.main(['lstm_lm', '--dtype', 'bfloat16'])

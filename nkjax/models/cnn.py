@@ -160,10 +160,13 @@ class BasicBlock(nn.Module):
     bn = functools.partial(batch_norm, train, self.dtype)
     conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(bn()(conv(self.filters, (3, 3), self.strides, padding=1)(x)))
+    y = conv_ops.cpu_fusion_boundary(y)
     # The last norm of a block starts at zero scale, so each block starts as the identity.
     y = bn(scale_init=nn.initializers.zeros)(conv(self.filters, (3, 3), padding=1)(y))
-    return nn.relu(
-      y + _shortcut(x, self.filters, self.strides, self.shortcut, train, self.dtype)
+    return conv_ops.cpu_fusion_boundary(
+      nn.relu(
+        y + _shortcut(x, self.filters, self.strides, self.shortcut, train, self.dtype)
+      )
     )
 
 

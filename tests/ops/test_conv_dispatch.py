@@ -8,6 +8,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from nkjax.models import cnn, gan
@@ -123,3 +124,50 @@ def test_one_channel_convolution_is_elementwise_only_on_a_cpu(backend):
   # The gradient is XLA's convolutions on every backend.
   grad_convs, _ = _convs(jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), (0, 1)), x, w)
   assert len(grad_convs) == (2 if backend == 'cpu' else 3)
+
+
+def test_resnet_blocks_have_fusion_boundaries_only_on_a_cpu(backend):
+  # Two per BasicBlock (after its first ReLU and at its output), forward and
+  # in the gradient; none on an accelerator.
+  model = cnn.create('resnet20', num_classes=10)
+  images = jnp.ones((2, 8, 8, 3))
+  variables = jax.eval_shape(
+    functools.partial(model.init, train=False), jax.random.key(0), images
+  )
+
+  def loss(params, stats):
+    logits, _ = model.apply(
+      {'params': params, 'batch_stats': stats}, images, train=True,
+      mutable=['batch_stats'],
+    )  # fmt: skip
+    return jnp.sum(logits**2)
+
+  eqns = _primitives(
+    jax.make_jaxpr(jax.grad(loss))(variables['params'], variables['batch_stats'])
+  )
+  barriers = [e for e in eqns if e.primitive.name == 'optimization_barrier']
+  assert len(barriers) == (2 * 9 * 2 if backend == 'cpu' else 0)
+
+
+def test_fusion_boundaries_change_no_gradient(monkeypatch):
+  model = cnn.create('resnet20', num_classes=10)
+  images = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+  variables = model.init(jax.random.key(0), images, train=False)
+
+  def grads():
+    def loss(params):
+      logits, _ = model.apply(
+        {**variables, 'params': params}, images, train=True, mutable=['batch_stats']
+      )
+      return jnp.sum(jax.nn.log_softmax(logits)[:, 3])
+
+    return jax.jit(jax.grad(loss))(variables['params'])
+
+  assert conv.cpu_forms_apply()
+  with_boundaries = grads()
+  monkeypatch.setattr(conv, 'cpu_fusion_boundary', lambda x: x)
+  without = grads()
+  for a, b in zip(
+    jax.tree.leaves(with_boundaries), jax.tree.leaves(without), strict=True
+  ):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
