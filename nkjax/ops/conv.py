@@ -227,9 +227,10 @@ def cpu_fusion_boundary(x: jax.Array) -> jax.Array:
   such transpose recomputed them (`python -m nkjax.bench resnet20 --profile`:
   one transpose fusion taking four blocks' norm outputs was 5.6% of the step;
   the transposes 29% in all, against PyTorch's 5% for copies). A boundary at
-  each block's output and after its first ReLU keeps each computed once:
-  ResNet-20 at batch 128, 2 cores, jax 0.12, 920 -> 750 ms a step (alternating
-  runs on a loaded machine). GPU and TPU fusion gains from the same freedom.
+  each block's output and after its first ReLU keeps each computed once.
+  Measured so far only on a loaded machine (ResNet-20, batch 128, 2 cores, jax
+  0.12, alternating: 973/868 -> 778/722 ms, a later pair inconclusive; no
+  change on jax 0.10.2). GPU and TPU fusion gains from the same freedom.
   """
   return jax.lax.optimization_barrier(x) if cpu_forms_apply() else x
 
