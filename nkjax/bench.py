@@ -485,7 +485,9 @@ def _compile(train_step, state, batch, rng, mesh):
   return loop.jit_train_step(train_step, mesh).lower(state, batch, rng).compile()
 
 
-def _prepare(name, *, batch_size, dtype, image_size, steps_per_call, mesh):
+def _prepare(
+  name, *, batch_size, mesh, dtype='float32', image_size=None, steps_per_call=1
+):
   """Benchmark `name`'s step compiled on `mesh`: (compiled, compile seconds,
   `run_steps(n)`, which runs it n times from the last state and blocks)."""
   import jax
@@ -750,14 +752,7 @@ def profile(
   batch_size = batch_size or BENCHMARKS[name].batch_size
   mesh = sharding.data_mesh()
   sharding.check_batch_size(batch_size, mesh)
-  compiled, _, run_steps = _prepare(
-    name,
-    batch_size=batch_size,
-    dtype='float32',
-    image_size=None,
-    steps_per_call=1,
-    mesh=mesh,
-  )
+  compiled, _, run_steps = _prepare(name, batch_size=batch_size, mesh=mesh)
   timing = dict(steps=steps, repeats=repeats, warmup=warmup)
   step_ms = 1e3 * statistics.median(_time(run_steps, **timing)) / steps
   result = {

@@ -166,6 +166,11 @@ def hlo_ops(hlo_text: str) -> dict[str, OpInfo]:
   return ops
 
 
+def module_name(hlo_text: str) -> str:
+  """The HLO module's name (`jit_classifier_train_step`), as a trace names it."""
+  return hlo_text.split('\n', 1)[0].split()[1].rstrip(',')
+
+
 def trace_op_times(run: Callable[[], None], module: str) -> dict[str, float]:
   """Microseconds each XLA op of program `module` took while `run()` ran under
   `jax.profiler.trace`, summed over its executions, devices and threads."""
@@ -235,9 +240,9 @@ def jax_tables(
     steps: steps traced.
     step_ms: the measured time of one step, untraced (the rows' scale).
   """
-  info = hlo_ops(compiled.as_text())
-  module = compiled.as_text().split('\n', 1)[0].split()[1].rstrip(',')
-  times = trace_op_times(lambda: run_steps(steps), module)
+  text = compiled.as_text()
+  info = hlo_ops(text)
+  times = trace_op_times(lambda: run_steps(steps), module_name(text))
 
   def op(name):
     return lookup(info, name)

@@ -9,14 +9,7 @@ from nkjax import bench, profile
 
 
 def _compiled(name, batch_size, mesh):
-  return bench._prepare(
-    name,
-    batch_size=batch_size,
-    dtype='float32',
-    image_size=None,
-    steps_per_call=1,
-    mesh=mesh,
-  )
+  return bench._prepare(name, batch_size=batch_size, mesh=mesh)
 
 
 def test_every_dense_layer_has_matrix_products_in_both_passes(mesh):
@@ -34,8 +27,7 @@ def test_traced_ops_are_the_compiled_program_s_and_add_up(mesh):
   compiled, _, run_steps = _compiled('lenet5', 16, mesh)
   run_steps(1)
   text = compiled.as_text()
-  module = text.split('\n', 1)[0].split()[1].rstrip(',')
-  times = profile.trace_op_times(lambda: run_steps(2), module)
+  times = profile.trace_op_times(lambda: run_steps(2), profile.module_name(text))
   ops = profile.hlo_ops(text)
   assert times and all(profile.lookup(ops, n) is not profile._UNKNOWN for n in times)
   assert all(t > 0 for t in times.values())
