@@ -112,3 +112,38 @@ def test_unknown_cell_lists_the_valid_ones():
   model = rnn.SequenceClassifier(num_classes=2, vocab_size=5, cell='transformer')
   with pytest.raises(ValueError, match='valid choices: gru, lstm, rnn'):
     model.init(jax.random.key(0), jnp.zeros((1, 3), jnp.int32), train=False)
+
+
+def test_lstm_sequence_op_matches_the_cell_under_nn_rnn():
+  """Without lengths an LSTM stack runs as `ops.lstm.lstm_sequence`; with full
+  lengths the same stack runs LSTMCell step by step under `nn.RNN` (autodiff's
+  own backward pass): same parameters, values and gradients."""
+  model = rnn.Recurrent('lstm', features=8, num_layers=2)
+  x = jax.random.normal(jax.random.key(0), (3, 7, 5))
+  full = jnp.full((3,), 7)
+  params = model.init(jax.random.key(1), x)['params']
+  params_cell = model.init(jax.random.key(1), x, lengths=full)['params']
+  assert jax.tree.structure(params) == jax.tree.structure(params_cell)
+  jax.tree.map(np.testing.assert_array_equal, params, params_cell)
+  # Non-zero carries in, so their gradients are checked too.
+  keys = jax.random.split(jax.random.key(2), 4)
+  carries = tuple(
+    (jax.random.normal(keys[2 * l], (3, 8)), jax.random.normal(keys[2 * l + 1], (3, 8)))
+    for l in range(2)
+  )
+  weights = jax.random.normal(jax.random.key(3), (3, 7, 8))
+
+  def loss(params, x, carries, lengths):
+    out, final = model.apply(
+      {'params': params}, x, lengths=lengths, initial_carries=carries
+    )
+    c, h = final[-1]
+    return jnp.sum(weights * out) + jnp.sum(jnp.sin(c)) + jnp.sum(h**2)
+
+  value, grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, carries, None)
+  ref_value, ref_grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(
+    params, x, carries, full
+  )
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -15,18 +15,24 @@ import jax
 import jax.numpy as jnp
 
 from nkjax.errors import choose
+from nkjax.ops import lstm as lstm_ops
 
 
 class _Cell(nn.RNNCellBase):
   features: int
   gates: int = 1  # how many blocks of `features` the input and recurrent matrices hold
 
-  def _affine(self, x, h):
-    """x W + h U + b for all gates at once, `[batch, gates * features]`."""
+  def _weights(self, in_features: int):
+    """The input, recurrent and bias parameters (w, u, b) of all gates."""
     n = self.gates * self.features
-    w = self.param('w', nn.initializers.lecun_normal(), (x.shape[-1], n))
+    w = self.param('w', nn.initializers.lecun_normal(), (in_features, n))
     u = self.param('u', nn.initializers.orthogonal(), (self.features, n))
     b = self.param('b', self._bias_init, (n,))
+    return w, u, b
+
+  def _affine(self, x, h):
+    """x W + h U + b for all gates at once, `[batch, gates * features]`."""
+    w, u, b = self._weights(x.shape[-1])
     return x @ w + h @ u + b
 
   def _bias_init(self, key, shape):
@@ -97,9 +103,7 @@ class GRUCell(_Cell):
   @nn.compact
   def __call__(self, h, x):
     n = self.features
-    w = self.param('w', nn.initializers.lecun_normal(), (x.shape[-1], 3 * n))
-    u = self.param('u', nn.initializers.orthogonal(), (n, 3 * n))
-    b = self.param('b', self._bias_init, (3 * n,))
+    w, u, b = self._weights(x.shape[-1])
     xw = x @ w + b
     zr = nn.sigmoid(xw[..., : 2 * n] + h @ u[:, : 2 * n])
     z, r = zr[..., :n], zr[..., n:]
@@ -109,6 +113,19 @@ class GRUCell(_Cell):
 
 
 CELLS = {'rnn': ElmanCell, 'lstm': LSTMCell, 'gru': GRUCell}
+
+
+class _LSTMSequence(LSTMCell):
+  """LSTMCell's parameters and equations over a whole `[batch, time, in]`
+  sequence at once (`nkjax.ops.lstm`: the input projection and the weight
+  gradients outside the time loop)."""
+
+  unroll: int = 1
+
+  @nn.compact
+  def __call__(self, carry, xs):
+    w, u, b = self._weights(xs.shape[-1])
+    return lstm_ops.lstm_sequence(xs, carry, w, u, b, unroll=self.unroll)
 
 
 def hidden(carry):
@@ -127,6 +144,11 @@ class Recurrent(nn.Module):
     unroll: time steps per iteration of the compiled loop (`lax.scan`'s
       `unroll`); the same result. XLA's cost analysis counts a loop body once,
       so the benchmarks count FLOPs by comparing two unroll factors.
+
+  A unidirectional LSTM layer called without `lengths` runs as one sequence op
+  (`nkjax.ops.lstm`: the input projection and the weight gradients as single
+  products outside the time loop; the same values and parameters as the cell
+  under `nn.RNN`, which every other case uses).
   """
 
   cell: str = 'lstm'
@@ -162,6 +184,15 @@ class Recurrent(nn.Module):
           return_carry=True,
         )
         carry, x = rnn(x, seq_lengths=lengths)
+      elif self.cell == 'lstm' and lengths is None:
+        init = None if initial_carries is None else initial_carries[layer]
+        # Named as nn.RNN's path names its cells, so both share parameters.
+        lstm = _LSTMSequence(
+          self.features, unroll=self.unroll, name=f'LSTMCell_{layer}'
+        )
+        if init is None:
+          init = lstm.initialize_carry(None, x[:, 0].shape)
+        carry, x = lstm(init, x)
       else:
         init = None if initial_carries is None else initial_carries[layer]
         carry, x = nn.RNN(cell(self.features), return_carry=True, unroll=self.unroll)(
