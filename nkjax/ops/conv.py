@@ -218,21 +218,35 @@ def cpu_forms_apply() -> bool:
   return jax.default_backend() == 'cpu'
 
 
+def fusion_boundaries_apply() -> bool:
+  """Whether `cpu_fusion_boundary` adds its barrier: on a CPU with jax 0.12+.
+
+  Measured A/B on the idle 2-core machine, ResNet-20 at batch 128, 3
+  alternating pairs, ms a step without -> with the boundaries: jax 0.12
+  543 -> 435, 467 -> 354, 459 -> 335 (23% less); jax 0.10.2 465 -> 496,
+  517 -> 572, 498 -> 485 (no gain), so older XLAs go without.
+  """
+  return cpu_forms_apply() and _jax_version() >= (0, 12)
+
+
+def _jax_version() -> tuple[int, int]:
+  major, minor = jax.__version__.split('.')[:2]
+  return int(major), int(minor)
+
+
 def cpu_fusion_boundary(x: jax.Array) -> jax.Array:
-  """`x` itself, computed once: on a CPU an `optimization_barrier` that XLA
-  does not fuse across; elsewhere nothing.
+  """`x` itself, computed once: where `fusion_boundaries_apply()`, an
+  `optimization_barrier` that XLA does not fuse across; elsewhere nothing.
 
   XLA:CPU fused the batch-norm, ReLU and residual additions of several ResNet
   blocks into each transpose that feeds a weight-gradient convolution, so every
   such transpose recomputed them (`python -m nkjax.bench resnet20 --profile`:
   one transpose fusion taking four blocks' norm outputs was 5.6% of the step;
   the transposes 29% in all, against PyTorch's 5% for copies). A boundary at
-  each block's output and after its first ReLU keeps each computed once.
-  Measured so far only on a loaded machine (ResNet-20, batch 128, 2 cores, jax
-  0.12, alternating: 973/868 -> 778/722 ms, a later pair inconclusive; no
-  change on jax 0.10.2). GPU and TPU fusion gains from the same freedom.
+  each block's output and after its first ReLU keeps each computed once. GPU
+  and TPU fusion gains from the same freedom.
   """
-  return jax.lax.optimization_barrier(x) if cpu_forms_apply() else x
+  return jax.lax.optimization_barrier(x) if fusion_boundaries_apply() else x
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))

@@ -50,14 +50,16 @@ def _gates(a):
 
 def _forward(unroll, u, xw, c0, h0):
   def step(carry, xw_t):
-    c, h = carry
-    i, f, g, o = _gates(xw_t + h @ u)
-    c = f * c + i * g
-    h = o * jnp.tanh(c)
-    return (c, h), (h, c, jnp.concatenate([i, f, g, o], axis=-1))
+    c_prev, h_prev = carry
+    i, f, g, o = _gates(xw_t + h_prev @ u)
+    c = f * c_prev + i * g
+    tanh_c = jnp.tanh(c)
+    h = o * tanh_c
+    # What the backward pass reads at step t, saved rather than recomputed.
+    return (c, h), (h, (h_prev, c_prev, tanh_c, i, f, g, o))
 
-  (c, h), (hs, cs, gates) = jax.lax.scan(step, (c0, h0), xw, unroll=unroll)
-  return (c, h, hs), (u, c0, h0, hs, cs, gates)
+  (c, h), (hs, saved) = jax.lax.scan(step, (c0, h0), xw, unroll=unroll)
+  return (c, h, hs), (u, saved)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -67,31 +69,30 @@ def _recurrence(unroll, u, xw, c0, h0):
 
 
 def _recurrence_bwd(unroll, residuals, cotangents):
-  u, c0, h0, hs, cs, gates = residuals
+  u, saved = residuals
   dc_last, dh_last, dhs = cotangents
-  c_prev = jnp.concatenate([c0[None], cs[:-1]])
-  h_prev = jnp.concatenate([h0[None], hs[:-1]])
+  h_prev = saved[0]
+  # Transposed once here, not in every iteration of the loop.
+  u_t = u.T
 
   def step(carry, inputs):
     dc, dh = carry  # flowing back from step t + 1
-    dh_t, c_t, c_p, gates_t = inputs
-    i, f, g, o = jnp.split(gates_t, 4, axis=-1)
+    dh_t, (_, c_prev, tanh_c, i, f, g, o) = inputs
     dh = dh + dh_t
-    tanh_c = jnp.tanh(c_t)
     dc = dc + dh * o * (1 - tanh_c * tanh_c)
     da = jnp.concatenate(
       [
         dc * g * i * (1 - i),
-        dc * c_p * f * (1 - f),
+        dc * c_prev * f * (1 - f),
         dc * i * (1 - g * g),
         dh * tanh_c * o * (1 - o),
       ],
       axis=-1,
     )
-    return (dc * f, da @ u.T), da
+    return (dc * f, da @ u_t), da
 
   (dc0, dh0), da = jax.lax.scan(
-    step, (dc_last, dh_last), (dhs, cs, c_prev, gates), reverse=True, unroll=unroll
+    step, (dc_last, dh_last), (dhs, saved), reverse=True, unroll=unroll
   )
   du = jnp.einsum('tbn,tbg->ng', h_prev, da)
   return du, da, dc0, dh0
