@@ -37,6 +37,11 @@ class Benchmark:
     input_shape: one example's `[h, w, c]` (images) or `[seq_len]` (tokens).
     batch_size: the default global batch size.
     torch_model: `() -> torch.nn.Module`, the eager PyTorch equivalent, if any.
+    one_cpu_device: on a CPU, run on one of the launcher's per-core devices
+      (XLA's matrix products use every core's thread from one device): for a
+      model of matrix products only, which the split over devices slows (the
+      MLP on 2 cores, alternating runs: 2.0 ms a step on one device against
+      2.6-3.3 ms on two).
   """
 
   model: Callable
@@ -48,6 +53,7 @@ class Benchmark:
   seq_len: int = 0
   # batch_size -> (state, train_step, host batch), for steps other than a classifier's.
   setup: Callable | None = None
+  one_cpu_device: bool = False
 
 
 def _cnn(name, **kwargs):
@@ -220,7 +226,7 @@ def _sr(name: str, *, infer: bool = False):
 
 
 BENCHMARKS: dict[str, Benchmark] = {
-  'mlp': Benchmark(_mlp, (28, 28, 1), 10, 256, _torch('mlp')),
+  'mlp': Benchmark(_mlp, (28, 28, 1), 10, 256, _torch('mlp'), one_cpu_device=True),
   'lenet5': Benchmark(_cnn('lenet5'), (28, 28, 1), 10, 256, _torch('lenet5')),
   # VGG-11 for 32x32 inputs: 1x1 final map, a 512-512 classifier (as CIFAR VGGs do).
   'vgg11': Benchmark(
@@ -557,6 +563,17 @@ def step_flops(
   return flops + (seq_len - 1) * (count(2) - flops)
 
 
+def _mesh(bench: Benchmark):
+  """The data mesh a benchmark runs on: every device, or see `one_cpu_device`."""
+  import jax
+
+  from nkjax.train import sharding
+
+  if bench.one_cpu_device and jax.default_backend() == 'cpu':
+    return sharding.data_mesh(jax.devices()[:1])
+  return sharding.data_mesh()
+
+
 def run(
   name: str,
   *,
@@ -596,7 +613,7 @@ def run(
     raise UserError(f'steps per call must be at least 1, got {steps_per_call}')
   bench = BENCHMARKS[name]
   batch_size = batch_size or bench.batch_size
-  mesh = sharding.data_mesh()
+  mesh = _mesh(bench)
   sharding.check_batch_size(batch_size, mesh)
   compiled, compile_seconds, run_steps = _prepare(
     name,
@@ -750,7 +767,7 @@ def profile(
 
   choose('benchmark', name, BENCHMARKS)
   batch_size = batch_size or BENCHMARKS[name].batch_size
-  mesh = sharding.data_mesh()
+  mesh = _mesh(BENCHMARKS[name])
   sharding.check_batch_size(batch_size, mesh)
   compiled, _, run_steps = _prepare(name, batch_size=batch_size, mesh=mesh)
   timing = dict(steps=steps, repeats=repeats, warmup=warmup)
