@@ -126,11 +126,8 @@ def test_lstm_sequence_op_matches_the_cell_under_nn_rnn():
   assert jax.tree.structure(params) == jax.tree.structure(params_cell)
   jax.tree.map(np.testing.assert_array_equal, params, params_cell)
   # Non-zero carries in, so their gradients are checked too.
-  keys = jax.random.split(jax.random.key(2), 4)
-  carries = tuple(
-    (jax.random.normal(keys[2 * l], (3, 8)), jax.random.normal(keys[2 * l + 1], (3, 8)))
-    for l in range(2)
-  )
+  c0, h0, c1, h1 = jax.random.normal(jax.random.key(2), (4, 3, 8))
+  carries = ((c0, h0), (c1, h1))
   weights = jax.random.normal(jax.random.key(3), (3, 7, 8))
 
   def loss(params, x, carries, lengths):
