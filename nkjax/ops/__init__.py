@@ -4,6 +4,8 @@ and the detection toolkit (boxes and NMS, anchors, RoI pooling, matching).
 * `nkjax.ops.conv`: `conv2d`, `pool2d`, `adaptive_avg_pool` as the course
   defines them (NHWC), and the fast `max_pool`, `conv_general_dilated`,
   `conv_transpose` that the models use;
+* `nkjax.ops.lstm`: `lstm_sequence`, an LSTM layer over a whole sequence with
+  its weight gradients outside the time loop (what `models.rnn.Recurrent` runs);
 * `nkjax.ops.sizes`: output sizes, receptive fields and parameter counts;
 * `nkjax.ops.image`: Gaussian kernels, per-channel filtering, random crops and
   flips;
@@ -21,7 +23,7 @@ Array([[ 5.,  7.],
        [13., 15.]], dtype=float32)
 """
 
-from nkjax.ops import anchors, boxes, conv, image, matching, roi, sizes
+from nkjax.ops import anchors, boxes, conv, image, lstm, matching, roi, sizes
 from nkjax.ops.boxes import batched_nms, nms, pairwise_iou
 from nkjax.ops.conv import adaptive_avg_pool, conv2d, pool2d
 from nkjax.ops.image import filter2d, gaussian_kernel, random_crop_flip
@@ -33,6 +35,7 @@ __all__ = [
   'boxes',
   'conv',
   'image',
+  'lstm',
   'matching',
   'roi',
   'sizes',
