@@ -2,15 +2,32 @@
 
 Set before JAX starts its backends. TensorFlow is imported only by the TFDS
 tests, through `nkjax.data.tfds_loader.import_tf`, which hides its GPUs.
+
+The run's processes share one on-disk XLA compilation cache: the xdist workers
+and the subprocesses tests start (a rerun, a resume, kill -9, the notebook's
+kernel) inherit the environment, so a program that several of them compile,
+the same tiny model at the same shapes and flags, is compiled once. The cache
+key covers the program, the flags and the jax/jaxlib versions; a cached
+executable is the same one a compile would give.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ['JAX_PLATFORMS'] = 'cpu'
 os.environ['XLA_FLAGS'] = (
   os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
 ).strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  # Made by the first process (xdist's controller, or a plain pytest); the
+  # workers start after it and find the variable set.
+  _cache = tempfile.mkdtemp(prefix='nkjax-tests-xla-cache-')
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
