@@ -107,12 +107,11 @@ def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
   c.svd_rank = ml_collections.config_dict.placeholder(int)
   c.svd_ranks = (8, 16, 32, 64, 128)
   # Optimisation.
-  c.optimizer = 'adam'
-  c.learning_rate = 1e-3
-  c.schedule = 'warmup_cosine'
-  c.warmup_steps = 100
-  c.momentum = 0.9
-  c.weight_decay = 0.0
+  c.update(
+    optim.default_fields(
+      optimizer='adam', learning_rate=1e-3, schedule='warmup_cosine', warmup_steps=100
+    )
+  )
   c.batch_size = 4
   c.eval_batch_size = 16
   c.num_steps = 2000
@@ -171,6 +170,7 @@ def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
     c.optimizer = 'momentum'
     c.learning_rate = 1e-3
     c.schedule = 'step'
+    c.decay_boundaries, c.decay_steps = (), (50_000,)
     c.warmup_steps = 0
     c.weight_decay = 5e-4
     c.batch_size = 2
@@ -486,18 +486,18 @@ def make_train_step(config, method, model):
 
 
 def make_tx(config, num_steps: int | None = None, frozen: tuple[str, ...] = ()):
-  """The run's optimizer and schedule over `num_steps` (default the config's),
-  the parameters under `frozen` left bitwise unchanged (`detect` rebuilds it
-  to restore a checkpoint's optimizer state)."""
-  schedule = optim.make_schedule(
-    name=config.schedule, learning_rate=config.learning_rate,
-    num_steps=num_steps or config.num_steps, warmup_steps=config.warmup_steps,
-  )  # fmt: skip
-  tx = optim.make_optimizer(
-    name=config.optimizer, learning_rate=schedule, momentum=config.momentum,
-    weight_decay=config.weight_decay,
-  )  # fmt: skip
-  return optim.freeze(tx, frozen=frozen) if frozen else tx
+  """The run's optimizer (`optim.build` on the config's fields) over
+  `num_steps` (default the config's; a stage's in alternating training), the
+  parameters under `frozen` (and the config's own) left bitwise unchanged
+  (`detect` rebuilds it to restore a checkpoint's optimizer state)."""
+  fields = optim.fields(config)
+  fields['frozen'] = tuple(dict.fromkeys((*fields.get('frozen', ()), *frozen)))
+  try:
+    return optim.build(num_steps=num_steps or config['num_steps'], **fields)
+  except UserError as e:
+    if num_steps is None:
+      raise
+    raise UserError(f'{e} (here the {num_steps} steps of one stage)') from e
 
 
 # The 4 steps of Faster R-CNN's alternating training (Ren et al. 2015, 3.2):
@@ -604,12 +604,14 @@ def fit_alternating(config, workdir, model, state, fit, run_config, summarize, l
   host = jax.device_get(state.params)  # fit donates its state: copy per stage
   dirs = [os.path.join(workdir, name) for name, *_ in STAGES]
   records = []
+  # Every stage's optimizer before the first trains: a bad schedule stops here.
+  txs = [make_tx(config, n, stage[3]) for stage, n in zip(STAGES, steps, strict=True)]
   for i, ((name, rpn, head, frozen, proposer), n) in enumerate(
     zip(STAGES, steps, strict=True)
   ):
     stage_state = state_lib.TrainState.create(
       apply_fn=state.apply_fn, params=jax.tree.map(jnp.asarray, host),
-      tx=make_tx(config, n, frozen), batch_stats=state.batch_stats,
+      tx=txs[i], batch_stats=state.batch_stats,
     )  # fmt: skip
     warm = None
     if i == 2:

@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
-import optax
 
 from nkjax import launch, viz
 from nkjax.data import sr as sr_data
@@ -86,9 +85,8 @@ def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
   c.bicubic_skip = False  # SRResNet: + bicubic(LR) at the output (not the paper's)
   c.pixel_loss = 'mse'  # or 'l1' (EDSR); SRCNN, VDSR, SRResNet
   # Optimisation (nkjax.train.optim.build's fields).
+  # SRCNN paper: lr_multipliers={'conv3': 0.1}; VDSR paper: clip_by_lr=theta.
   c.update(optim.default_fields(optimizer='adam', learning_rate=1e-3))
-  c.last_layer_lr_factor = 1.0  # SRCNN paper: 0.1 (1e-4 then 1e-5)
-  c.clip_theta = ml_collections.config_dict.placeholder(float)  # VDSR: |g| <= theta/lr
   # SRGAN.
   c.vgg19_weights = ml_collections.config_dict.placeholder(str)
   c.adversarial_weight = 1e-3
@@ -113,7 +111,7 @@ def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
       # Dong et al. (2014): 9-1-5 on 33x33 sub-images with 21x21 labels, SGD,
       # 1e-4 (layers 1, 2) and 1e-5 (layer 3), N(0, 0.001^2) weights, x3.
       c.scales, c.padding, c.optimizer, c.momentum = (3,), 'VALID', 'momentum', 0.9
-      c.learning_rate, c.last_layer_lr_factor, c.batch_size = 1e-4, 0.1, 128
+      c.learning_rate, c.lr_multipliers, c.batch_size = 1e-4, {'conv3': 0.1}, 128
       c.num_steps = 1_000_000
   elif base == 'vdsr':
     # CPU: 10 layers of 32 (the paper's 20 of 64 is ~60x the compute of SRCNN).
@@ -126,7 +124,7 @@ def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
       # multi-scale 41x41 patches, batch 64.
       c.depth, c.features, c.optimizer, c.momentum = 20, 64, 'momentum', 0.9
       c.weight_decay, c.learning_rate, c.grad_clip_norm = 1e-4, 0.1, None
-      c.clip_theta, c.schedule, c.decay_boundaries = 0.01, 'step', (0.25, 0.5, 0.75)
+      c.clip_by_lr, c.schedule, c.decay_boundaries = 0.01, 'step', (0.25, 0.5, 0.75)
       c.batch_size, c.num_steps = 64, 80_000
   elif base in ('srresnet', 'srgan'):
     # CPU: 4 blocks of 32 without batch norm, 12x12 LR patches, ICNR sub-pixel
@@ -190,48 +188,13 @@ def _example_input(c):
 
 
 def _optimizer(c, *, learning_rate=None):
+  """The generator's optimizer, or with `learning_rate` the discriminator's
+  (the same recipe without `lr_multipliers`, whose paths name the generator's
+  layers)."""
   fields = optim.fields(c)
   if learning_rate is not None:
-    fields['learning_rate'] = learning_rate
-  tx = optim.build(num_steps=c['num_steps'], **fields)
-  if c['clip_theta'] is not None:
-    schedule = optim.make_schedule(
-      name=fields['schedule'], learning_rate=fields['learning_rate'],
-      num_steps=c['num_steps'], decay_boundaries=tuple(fields['decay_boundaries']),
-    )  # fmt: skip
-    tx = optax.chain(clip_by_learning_rate(c['clip_theta'], schedule), tx)
-  if c['model'] == 'srcnn' and c['last_layer_lr_factor'] != 1.0:
-    slow = optim.build(
-      num_steps=c['num_steps'],
-      **{
-        **fields,
-        'learning_rate': fields['learning_rate'] * c['last_layer_lr_factor'],
-      },
-    )
-    labels = lambda p: sr_models.per_layer_labels(
-      p, {'conv1': 'fast', 'conv2': 'fast', 'conv3': 'slow'}
-    )
-    tx = optax.multi_transform({'fast': tx, 'slow': slow}, labels)
-  return tx
-
-
-def clip_by_learning_rate(theta: float, schedule) -> optax.GradientTransformation:
-  """VDSR's adjustable clipping: each gradient entry to [-theta / lr, theta / lr]
-  at the current learning rate, so an update moves a weight by at most theta."""
-
-  def init(params):
-    del params
-    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
-
-  def update(updates, state, params=None):
-    del params
-    bound = theta / schedule(state.count)
-    updates = jax.tree.map(lambda g: jnp.clip(g, -bound, bound), updates)
-    return updates, optax.ScaleByScheduleState(
-      count=optax.safe_int32_increment(state.count)
-    )
-
-  return optax.GradientTransformation(init, update)
+    fields.update(learning_rate=learning_rate, lr_multipliers={})
+  return optim.build(num_steps=c['num_steps'], **fields)
 
 
 # ---------------------------------------------------------------- evaluation

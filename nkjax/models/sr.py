@@ -24,8 +24,6 @@ Images are NHWC floats in [0, 1] (Y-channel networks: Y / 255, i.e. [16, 235] / 
 import functools
 import math
 import os
-from collections.abc import Mapping
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -345,10 +343,3 @@ def receptive_field(model: nn.Module) -> int:
     radius += 4 / model.scale
     return 2 * math.ceil(radius) + 1
   raise TypeError(f'no receptive field for {type(model).__name__}')
-
-
-def per_layer_labels(params: Mapping[str, Any], rates: Mapping[str, str]) -> dict:
-  """An `optax.multi_transform` label tree: each top-level layer's name mapped
-  through `rates` (e.g. SRCNN's `{'conv1': 'fast', 'conv2': 'fast', 'conv3':
-  'slow'}`)."""
-  return {k: jax.tree.map(lambda _, k=k: rates[k], v) for k, v in params.items()}

@@ -1,9 +1,11 @@
 """Optimizers and learning-rate schedules by name, dispatched explicitly."""
 
 import inspect
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -20,19 +22,32 @@ def make_schedule(
   learning_rate: float,
   num_steps: int,
   warmup_steps: int = 0,
-  decay_boundaries: tuple[float, ...] = (0.5, 0.75),
+  decay_boundaries: Sequence[float] | None = None,
+  decay_steps: Sequence[int] | None = None,
   decay_factor: float = 0.1,
 ) -> optax.Schedule:
-  """A learning-rate schedule over `num_steps` updates.
+  """A learning-rate schedule over `num_steps` updates, counted from 0.
 
   Args:
-    name: 'constant'; 'step' (multiply by `decay_factor` at each fraction of
-      `num_steps` in `decay_boundaries`, as in the ResNet paper); 'cosine' (to 0
-      at `num_steps`); 'warmup_cosine' (linear from 0 over `warmup_steps`, then
-      cosine). Any schedule but 'warmup_cosine' also warms up linearly when
-      `warmup_steps > 0`.
+    name: 'constant'; 'step' (multiply by `decay_factor` at each decay, as in
+      the ResNet paper); 'cosine' (to 0 at `num_steps`); 'warmup_cosine'
+      (linear from 0 over `warmup_steps`, then cosine). Any schedule but
+      'warmup_cosine' also warms up linearly when `warmup_steps > 0`.
     learning_rate: the peak rate.
     num_steps: total number of updates.
+    warmup_steps: updates of the linear warm-up from 0.
+    decay_boundaries: 'step' decays as increasing fractions in (0, 1) of
+      `num_steps`, counted after the warm-up: fraction f decays from update
+      `warmup_steps + int(f * num_steps)` on. None: (0.5, 0.75), unless
+      `decay_steps` places the decays.
+    decay_steps: 'step' decays as absolute update numbers (torchvision's
+      `--lr-steps`): increasing, each in (warmup_steps, num_steps); the rate
+      is `learning_rate * decay_factor**k` from update `decay_steps[k - 1]` on.
+      At most one of `decay_steps` and `decay_boundaries` may be non-empty.
+    decay_factor: the factor of each decay.
+
+  Raises:
+    UserError: a value out of range, or decays given both ways.
   """
   choose('schedule', name, SCHEDULES)
   if learning_rate <= 0 or num_steps <= 0 or warmup_steps < 0:
@@ -40,6 +55,12 @@ def make_schedule(
       f'learning_rate ({learning_rate}) and num_steps ({num_steps}) must be > 0 '
       f'and warmup_steps ({warmup_steps}) >= 0'
     )
+  steps = _decay_steps(
+    num_steps=num_steps,
+    warmup_steps=warmup_steps,
+    decay_boundaries=decay_boundaries,
+    decay_steps=decay_steps,
+  )
   if name == 'warmup_cosine':
     return optax.warmup_cosine_decay_schedule(
       0.0, learning_rate, warmup_steps, max(num_steps, warmup_steps + 1)
@@ -47,9 +68,9 @@ def make_schedule(
   if name == 'constant':
     main = optax.constant_schedule(learning_rate)
   elif name == 'step':
+    # `main` counts from the end of the warm-up (optax.join_schedules).
     main = optax.piecewise_constant_schedule(
-      learning_rate,
-      {int(f * num_steps): decay_factor for f in decay_boundaries},
+      learning_rate, {s - warmup_steps: decay_factor for s in steps}
     )
   else:
     main = optax.cosine_decay_schedule(learning_rate, max(num_steps - warmup_steps, 1))
@@ -57,6 +78,42 @@ def make_schedule(
     return main
   warmup = optax.linear_schedule(0.0, learning_rate, warmup_steps)
   return optax.join_schedules([warmup, main], [warmup_steps])
+
+
+def _decay_steps(
+  *,
+  num_steps: int,
+  warmup_steps: int,
+  decay_boundaries: Sequence[float] | None,
+  decay_steps: Sequence[int] | None,
+) -> tuple[int, ...]:
+  """The absolute updates at which a 'step' schedule decays, checked."""
+  fractions = (0.5, 0.75) if decay_boundaries is None else tuple(decay_boundaries)
+  absolute = tuple(decay_steps or ())
+  if absolute and decay_boundaries is not None and fractions:
+    raise UserError(
+      f'decay_steps={absolute} and decay_boundaries={fractions} both place the '
+      'learning-rate decays: give one, and set the other to () '
+      '("--config.decay_boundaries=()")'
+    )
+  if absolute:
+    ok = all(isinstance(s, int) and not isinstance(s, bool) for s in absolute)
+    if not ok or list(absolute) != sorted(set(absolute)):
+      raise UserError(
+        f'decay_steps={absolute} must be increasing integers (update numbers)'
+      )
+    if absolute[0] <= warmup_steps or absolute[-1] >= num_steps:
+      raise UserError(
+        f'decay_steps={absolute} must lie in (warmup_steps, num_steps) = '
+        f'({warmup_steps}, {num_steps}): lower them, or raise num_steps'
+      )
+    return absolute
+  if list(fractions) != sorted(set(fractions)) or not all(0 < f < 1 for f in fractions):
+    raise UserError(
+      f'decay_boundaries={fractions} must be increasing fractions of num_steps in '
+      '(0, 1); for absolute update numbers use decay_steps'
+    )
+  return tuple(warmup_steps + int(f * num_steps) for f in fractions)
 
 
 def make_optimizer(
@@ -105,6 +162,84 @@ def make_optimizer(
   return optax.chain(*chain, opt)
 
 
+def clip_by_learning_rate(
+  theta: float, learning_rate: optax.Schedule
+) -> optax.GradientTransformation:
+  """Clips each gradient entry to [-theta / lr, theta / lr] at the current rate.
+
+  VDSR's adjustable gradient clipping (Kim et al. 2016, 3.3): with the bound
+  divided by the rate, an SGD step `lr * g` moves a weight by at most `theta`
+  whatever the rate, so a high rate trains fast without exploding. Where the
+  rate is 0 (the first update of a warm-up) nothing is clipped.
+
+  Args:
+    theta: the largest step, in the parameters' units.
+    learning_rate: the schedule of the optimizer this precedes, read at the
+      same update count.
+
+  >>> import jax.numpy as jnp
+  >>> tx = clip_by_learning_rate(0.25, lambda step: 0.5)  # bound 0.25 / 0.5
+  >>> g, _ = tx.update(jnp.array([2.0, -0.25, -3.0]), tx.init(None))
+  >>> g.tolist()
+  [0.5, -0.25, -0.5]
+  """
+
+  def init(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params=None):
+    del params
+    bound = theta / learning_rate(state.count)
+    updates = jax.tree.map(lambda g: jnp.clip(g, -bound, bound), updates)
+    return updates, optax.ScaleByScheduleState(
+      count=optax.safe_int32_increment(state.count)
+    )
+
+  return optax.GradientTransformation(init, update)
+
+
+def _matches(path: str, prefix: str) -> bool:
+  return path == prefix or path.startswith(prefix + '/')
+
+
+def _labels(
+  *, frozen: Sequence[str] = (), groups: Mapping[str, str] | None = None
+) -> Callable:
+  """`multi_transform`'s labels: 'frozen' for a parameter under a prefix of
+  `frozen`, else the label `groups` gives the longest prefix it is under, else
+  'trained'. A prefix that names no parameter is an error (a typo would
+  otherwise train everything at the one rate)."""
+  groups = dict(groups or {})
+
+  def label(path: str) -> str:
+    if any(_matches(path, p) for p in frozen):
+      return 'frozen'
+    hits = [p for p in groups if _matches(path, p)]
+    return groups[max(hits, key=len)] if hits else 'trained'
+
+  def labels(params):
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    paths = [param_path(k) for k, _ in leaves]
+    for field, prefixes in (('frozen', frozen), ('lr_multipliers', groups)):
+      missing = [p for p in prefixes if not any(_matches(q, p) for q in paths)]
+      if missing:
+        raise UserError(
+          f'{field}: {", ".join(map(repr, missing))} names no parameter; give '
+          f"'/'-joined module names of the params tree, e.g. {paths[0]!r}"
+        )
+    return jax.tree_util.tree_map_with_path(lambda k, _: label(param_path(k)), params)
+
+  return labels
+
+
+def _prefixes(values: Sequence[str], field: str) -> tuple[str, ...]:
+  out = tuple(str(p).strip('/') for p in values)
+  if '' in out:
+    raise UserError(f'{field}: an empty path prefix would name every parameter')
+  return out
+
+
 def freeze(
   tx: optax.GradientTransformation, *, frozen: Sequence[str]
 ) -> optax.GradientTransformation:
@@ -120,16 +255,10 @@ def freeze(
   moments are kept for them): "train only the heads", Faster R-CNN's
   alternating stages.
   """
-  prefixes = tuple(p.strip('/') for p in frozen)
-
-  def label(path: str) -> str:
-    hit = any(path == p or path.startswith(p + '/') for p in prefixes)
-    return 'frozen' if hit else 'trained'
-
-  def labels(params):
-    return jax.tree_util.tree_map_with_path(lambda k, _: label(param_path(k)), params)
-
-  return optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()}, labels)
+  return optax.multi_transform(
+    {'trained': tx, 'frozen': optax.set_to_zero()},
+    _labels(frozen=_prefixes(frozen, 'frozen')),
+  )
 
 
 def build(
@@ -139,20 +268,35 @@ def build(
   num_steps: int,
   schedule: str = 'constant',
   warmup_steps: int = 0,
-  decay_boundaries: Sequence[float] = (0.5, 0.75),
+  decay_boundaries: Sequence[float] | None = None,
+  decay_steps: Sequence[int] | None = None,
   decay_factor: float = 0.1,
   momentum: float = 0.9,
   b1: float = 0.9,
   b2: float = 0.999,
   weight_decay: float = 0.0,
   grad_clip_norm: float | None = None,
+  clip_by_lr: float | None = None,
+  lr_multipliers: Mapping[str, float] | None = None,
   frozen: Sequence[str] = (),
 ) -> optax.GradientTransformation:
   """`make_optimizer` on a `make_schedule`, from the fields experiments share.
 
   Every experiment's config carries these fields under the same names
   (`default_fields()`), so `build(num_steps=..., **fields(config))` is the one
-  way an experiment makes its optimizer. `frozen` as in `freeze`.
+  way an experiment makes its optimizer, and `build_schedule` with the same
+  arguments its learning rate. The schedule's arguments as in
+  `make_schedule`, the optimizer's as in `make_optimizer`; `frozen` as in
+  `freeze` (it wins over `lr_multipliers`).
+
+  Args:
+    clip_by_lr: theta of `clip_by_learning_rate`, on the same schedule (its
+      warm-up included), before everything else; None: off.
+    lr_multipliers: path prefix (as in `freeze`) -> multiplier: the
+      parameters under it train with the same recipe at multiplier times the
+      schedule (SRCNN's last layer at a tenth of the rate, Dong et al. 2014),
+      and under `clip_by_lr` their bound is theta over that rate. A parameter
+      under several prefixes takes the longest.
 
   Plain SGD at 0.1 with a 'step' schedule over 4 updates, divided by 10 at
   half of them (from update 2, counting from 0, as "divided by 10 at 32k
@@ -171,6 +315,15 @@ def build(
   -0.01
   -0.01
 
+  The same decay as an update number, and a layer at a tenth of the rate:
+
+  >>> tx = build(optimizer='sgd', learning_rate=0.1, num_steps=4, schedule='step',
+  ...            decay_steps=(2,), lr_multipliers={'last': 0.1})
+  >>> params = {'first': {'w': jnp.zeros(())}, 'last': {'w': jnp.zeros(())}}
+  >>> updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params))
+  >>> round(float(updates['first']['w']), 6), round(float(updates['last']['w']), 6)
+  (-0.1, -0.01)
+
   Frozen sub-trees get zero updates whatever their gradient:
 
   >>> tx = build(optimizer='adam', learning_rate=1e-3, num_steps=10, frozen=['backbone'])
@@ -179,24 +332,90 @@ def build(
   >>> updates['backbone']['w'].tolist(), bool((updates['head']['w'] < 0).all())
   ([0.0, 0.0], True)
   """
-  lr = make_schedule(
+  lr = build_schedule(
+    learning_rate=learning_rate,
+    num_steps=num_steps,
+    schedule=schedule,
+    warmup_steps=warmup_steps,
+    decay_boundaries=decay_boundaries,
+    decay_steps=decay_steps,
+    decay_factor=decay_factor,
+  )
+  multipliers = dict(lr_multipliers or {})
+  bad = {p: m for p, m in multipliers.items() if not _positive_number(m)}
+  if bad:
+    raise UserError(
+      f'lr_multipliers={bad} must be finite numbers > 0 (to stop a part from '
+      'training, name it in frozen)'
+    )
+  if clip_by_lr is not None and not _positive_number(clip_by_lr):
+    raise UserError(f'clip_by_lr={clip_by_lr} must be a number > 0, or None (off)')
+
+  def recipe(rate: optax.Schedule) -> optax.GradientTransformation:
+    tx = make_optimizer(
+      name=optimizer,
+      learning_rate=rate,
+      momentum=momentum,
+      b1=b1,
+      b2=b2,
+      weight_decay=weight_decay,
+      grad_clip_norm=grad_clip_norm,
+    )
+    if clip_by_lr is None:
+      return tx
+    return optax.chain(clip_by_learning_rate(clip_by_lr, rate), tx)
+
+  frozen = _prefixes(frozen, 'frozen')
+  prefixes = _prefixes(multipliers, 'lr_multipliers')
+  if not prefixes:
+    return freeze(recipe(lr), frozen=frozen) if frozen else recipe(lr)
+  # Labels are names in the optimizer state (and so in checkpoints): the
+  # prefixes' indices, not the prefixes, which hold '/'.
+  groups = {p: f'lr_group_{i}' for i, p in enumerate(prefixes)}
+  transforms = {'trained': recipe(lr)}
+  if frozen:
+    transforms['frozen'] = optax.set_to_zero()
+  for p, m in zip(prefixes, multipliers.values(), strict=True):
+    transforms[groups[p]] = recipe(lambda step, m=m: m * lr(step))
+  return optax.multi_transform(transforms, _labels(frozen=frozen, groups=groups))
+
+
+def build_schedule(
+  *,
+  learning_rate: float,
+  num_steps: int,
+  schedule: str = 'constant',
+  warmup_steps: int = 0,
+  decay_boundaries: Sequence[float] | None = None,
+  decay_steps: Sequence[int] | None = None,
+  decay_factor: float = 0.1,
+  **optimizer_fields,
+) -> optax.Schedule:
+  """The learning rate that `build` gives its optimizer, from the same
+  arguments (the optimizer's own are accepted and unused): a config's rate at
+  update `step` is `build_schedule(num_steps=n, **fields(config))(step)`.
+
+  >>> lr = build_schedule(optimizer='momentum', learning_rate=1e-3,
+  ...                     num_steps=70_000, schedule='step', decay_steps=(50_000,))
+  >>> [round(float(lr(s)), 6) for s in (0, 49_999, 50_000, 69_999)]
+  [0.001, 0.001, 0.0001, 0.0001]
+  """
+  unknown = sorted(set(optimizer_fields) - set(_FIELDS))
+  if unknown:
+    raise TypeError(f'build_schedule() got unexpected keyword arguments {unknown}')
+  return make_schedule(
     name=schedule,
     learning_rate=learning_rate,
     num_steps=num_steps,
     warmup_steps=warmup_steps,
-    decay_boundaries=tuple(decay_boundaries),
+    decay_boundaries=decay_boundaries,
+    decay_steps=decay_steps,
     decay_factor=decay_factor,
   )
-  tx = make_optimizer(
-    name=optimizer,
-    learning_rate=lr,
-    momentum=momentum,
-    b1=b1,
-    b2=b2,
-    weight_decay=weight_decay,
-    grad_clip_norm=grad_clip_norm,
-  )
-  return freeze(tx, frozen=frozen) if frozen else tx
+
+
+def _positive_number(v) -> bool:
+  return isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf
 
 
 _FIELDS = tuple(inspect.signature(build).parameters)
@@ -210,13 +429,24 @@ def default_fields(**overrides) -> dict:
     for name, p in inspect.signature(build).parameters.items()
     if p.default is not inspect.Parameter.empty
   }
-  defaults.update(optimizer='adam', learning_rate=1e-3, decay_boundaries=(0.5, 0.75))
+  defaults.update(
+    optimizer='adam',
+    learning_rate=1e-3,
+    decay_boundaries=(0.5, 0.75),
+    lr_multipliers={},
+  )
   defaults.update(overrides)
   defaults['frozen'] = tuple(defaults['frozen'])
   defaults['decay_boundaries'] = tuple(defaults['decay_boundaries'])
-  if defaults['grad_clip_norm'] is None:
-    # A typed empty field, so that --config.grad_clip_norm=1.0 can set it.
-    defaults['grad_clip_norm'] = ml_collections.config_dict.placeholder(float)
+  defaults['lr_multipliers'] = dict(defaults['lr_multipliers'])
+  # Typed empty fields, so that --config.grad_clip_norm=1.0 can set them.
+  for name, kind in (
+    ('grad_clip_norm', float),
+    ('clip_by_lr', float),
+    ('decay_steps', tuple),
+  ):
+    if defaults[name] is None:
+      defaults[name] = ml_collections.config_dict.placeholder(kind)
   return defaults
 
 
