@@ -444,11 +444,12 @@ def restore_run(
   """`(model, run_config, state)` of the finished SR run in `run_dir`: its
   generator's variables in a state without an optimizer (`nkjax.train.restore`)."""
   rc = restore.run_config(run_dir, experiment='sr', option=option)
-  variables, step = restore.variables(
-    run_dir, under='g' if rc['model'] == 'srgan' else None
-  )
+  run = restore.restore(
+    run_dir, experiment='sr', option=option,
+    under='g' if rc['model'] == 'srgan' else None,
+  )  # fmt: skip
   model = build_model(rc, scale)
-  return model, rc, restore.inference_state(model, variables, step=step)
+  return model, rc, restore.inference_state(model, run, inputs=(_example_input(rc),))
 
 
 def compare(c, workdir: str) -> dict:

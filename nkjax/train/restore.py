@@ -117,12 +117,23 @@ def run_config(run_dir: str, *, experiment: str, option: str) -> dict:
     ) from None
   found = experiment_of(config)
   if found != experiment:
-    what = f'a {found} run' if found else 'not a run of a known experiment'
+    fields = ', '.join(SIGNATURES[experiment])
+    what = (
+      f'{_a(found)} {found} run (experiments/{found}.py), not {_a(experiment)} '
+      f'{experiment} run'
+      if found
+      else f'not {_a(experiment)} {experiment} run (its config lacks {fields})'
+    )
     raise UserError(
-      f'{option}={run_dir} is {what}, not a run of experiments/{experiment}.py (its '
-      f'config lacks {", ".join(SIGNATURES[experiment])}); give the workdir of one'
+      f'{option}={run_dir} is {what}; give the workdir of an '
+      f'experiments/{experiment}.py run'
     )
   return config
+
+
+def _a(name: str) -> str:
+  # The article of an experiment's name read aloud: a detection, an sr run.
+  return 'an' if name in ('rnn', 'sr') else 'a'
 
 
 def _first_line(error: BaseException) -> str:
@@ -229,15 +240,47 @@ def restore(
   return Restored(config=config, variables=found, step=step, directory=run_dir)
 
 
-def inference_state(model: nn.Module, variables: Mapping, *, step: int = 0) -> Any:
-  """A `TrainState` without an optimizer holding `variables`, for predict steps
-  written against a train state (`state.apply_fn`, `state.params`,
-  `state.batch_stats`)."""
+def inference_state(model: nn.Module, run: Restored, *, inputs: tuple) -> Any:
+  """A `TrainState` without an optimizer holding `run`'s variables, for predict
+  steps written against a train state (`state.apply_fn`, `state.params`,
+  `state.batch_stats`).
+
+  Args:
+    model: the network `run.config` describes.
+    run: what `restore` returned.
+    inputs: the model's positional inputs for an example batch (only shapes
+      and dtypes matter: the model is traced, not run, to check the fit).
+
+  Raises:
+    UserError: a variable of the model is missing from the checkpoint or has
+      another shape there (the run was written by another version of the model).
+  """
+  like = jax.eval_shape(lambda: model.init(jax.random.key(0), *inputs, train=False))
+  want, got = _shapes(like), _shapes(run.variables)
+  for path in sorted(want.keys() | got.keys()):
+    if want.get(path) != got.get(path):
+      shape = lambda s: 'missing' if s is None else str(s)  # noqa: E731
+      raise UserError(
+        f'the checkpoint at step {run.step} in {run.directory} does not fit the '
+        f'model its config describes: {path} is {shape(want.get(path))} in the model '
+        f'and {shape(got.get(path))} in the checkpoint; give the workdir of a run '
+        'of this version of the code'
+      )
   return state_lib.TrainState(
-    step=np.int32(step),
+    step=np.int32(run.step),
     apply_fn=model.apply,
-    params=variables['params'],
+    params=run.variables['params'],
     tx=None,
     opt_state=None,
-    batch_stats=variables.get('batch_stats'),
+    batch_stats=run.variables.get('batch_stats'),
   )
+
+
+def _shapes(variables: Mapping) -> dict[str, tuple[int, ...]]:
+  """'collection/path' -> shape for the collections a checkpoint keeps."""
+  return {
+    f'{c}/{state_lib.param_path(k)}': tuple(v.shape)
+    for c in COLLECTIONS
+    if variables.get(c) is not None
+    for k, v in jax.tree_util.tree_flatten_with_path(variables[c])[0]
+  }

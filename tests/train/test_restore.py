@@ -127,7 +127,7 @@ def test_a_run_of_another_experiment_is_named(mesh, tmp_path):
   tiny_run(mesh, workdir, num_steps=5, config=DETECTION_CONFIG)
   with pytest.raises(UserError) as e:
     restore.restore(str(workdir), experiment='sr', option='--config.checkpoint')
-  assert 'is a detection run, not a run of experiments/sr.py' in _one_line(e)
+  assert 'is a detection run (experiments/detection.py), not an sr run' in _one_line(e)
   # The SR experiment's own reader says so too, before it looks at 'scales'.
   sr = _load('sr')
   config = sr.get_config('upscale')
@@ -182,3 +182,24 @@ def test_each_experiments_configs_are_recognised_as_its_own(name):
   for preset in module.PRESETS:
     config = module.get_config(preset).to_dict()
     assert restore.experiment_of(config) == want, preset
+
+
+def test_the_state_for_inference_predicts_as_the_trained_one_and_checks_the_fit(
+  trained,
+):
+  workdir, state = trained
+  run = restore.restore(str(workdir), experiment='sr', option='--config.checkpoint')
+  inputs = (jnp.zeros((1, 8, 8, 1)),)
+  model = MLP(hidden=(16,), num_outputs=10, dropout_rate=0.1)
+  inference = restore.inference_state(model, run, inputs=inputs)
+  assert inference.tx is None and inference.opt_state is None
+  x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1))
+  want = model.apply({'params': state.params}, x, train=False)
+  got = inference.apply_fn({'params': inference.params}, x, train=False)
+  np.testing.assert_array_equal(want, got)
+  # Another width: the first variable that differs is named, in one line.
+  with pytest.raises(UserError) as e:
+    restore.inference_state(MLP(hidden=(32,), num_outputs=10), run, inputs=inputs)
+  assert 'does not fit' in _one_line(e) and 'params/Dense_0/bias is (32,)' in str(
+    e.value
+  )
