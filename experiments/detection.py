@@ -41,8 +41,9 @@ from nkjax.data import detection as det_data
 from nkjax.errors import UserError, choose
 from nkjax.metrics import detection as det_metrics
 from nkjax.models import detection as det
-from nkjax.train import checkpoint, loop, optim, sharding, writers
+from nkjax.train import checkpoint, loop, optim, restore, sharding, writers
 from nkjax.train import detection as det_steps
+from nkjax.train import detection_timing as det_timing
 from nkjax.train import state as state_lib
 
 METHODS = ('faster_rcnn', 'fast_rcnn', 'rcnn')
@@ -379,31 +380,6 @@ def _predict_step(config, method):
   )  # fmt: skip
 
 
-def time_per_image(config, method, state, images, proposals) -> dict:
-  """Median seconds per test image, one image at a time on one device,
-  after a warm-up: the network (`net`), the host's proposals (`proposals`) and
-  their sum (`total`)."""
-  device = jax.devices()[0]
-  params = jax.device_put(jax.device_get(state), device)
-  step = jax.jit(_predict_step(config, method))
-  net, props = [], []
-  for i in range(len(images) + 1):
-    image = images[i % len(images)][None]
-    t = time.perf_counter()
-    batch = {'image': image}
-    if proposals is not None:
-      # Selective search is timed afresh for every image, not from the cache.
-      batch = proposals.add(batch, cached=False)
-    t_props = time.perf_counter() - t
-    t = time.perf_counter()
-    jax.block_until_ready(step(params, jax.device_put(batch, device)))
-    if i:  # the first image compiles
-      net.append(time.perf_counter() - t)
-      props.append(t_props)
-  net_s, props_s = float(np.median(net)), float(np.median(props))
-  return {'net': net_s, 'proposals': props_s, 'total': net_s + props_s}
-
-
 def evaluate(config, method, state, data, mesh, proposals, workdir) -> dict:
   """mAP (VOC07 11-point, all-point), COCO AP, per-class AP, the test time per
   image and `detections.png` (unless `workdir` is None), for the final state."""
@@ -430,9 +406,11 @@ def evaluate(config, method, state, data, mesh, proposals, workdir) -> dict:
       class_names=data.class_names,
       title=f'{viz.run_name(workdir)}: {method} on {config.dataset}, detections (solid, score >= 0.5) over ground truth (dashed)',
     )  # fmt: skip
-  timing = time_per_image(
-    config, method, state, out['image'][: config.timing_images], proposals
-  )
+  timing = det_timing.time_per_image(
+    _predict_step(config, method), state, out['image'][: config.timing_images],
+    # Selective search is timed afresh for every image, not from the cache.
+    add_proposals=None if proposals is None else lambda b: proposals.add(b, cached=False),
+  )  # fmt: skip
   names = data.class_names
   return {
     'method': method,
@@ -671,51 +649,25 @@ def _read_image(path: str) -> np.ndarray:
     ) from e
 
 
-def restore_run(run: str, image_shape=None):
-  """`(run_config, method, state)` of the finished detection run in `run`,
-  its latest checkpoint restored; `image_shape` (default the run's own) only
-  shapes the initialisation.
+def restore_run(run: str):
+  """`(run_config, method, state)` of the finished detection run in `run`: its
+  variables (`nkjax.train.restore`, read-only) in a state without an optimizer.
 
   Raises:
-    UserError: no detection run or no checkpoint there, or a checkpoint
-      that does not fit the run's model.
+    UserError: no finished detection run or no readable checkpoint there.
   """
-  summary_path = os.path.join(run, 'summary.json')
-  try:
-    with open(summary_path) as f:
-      run_config = ml_collections.ConfigDict(json.load(f)['config'])
-  except (OSError, ValueError, KeyError) as e:
+  found = restore.restore(run, experiment='detection', option='--config.run')
+  run_config = ml_collections.ConfigDict(found.config)
+  method = run_config.method
+  if 'num_classes' not in run_config:
     raise UserError(
-      f'no finished run in {run!r} ({summary_path} missing or unreadable); '
-      'give --config.run=WORKDIR of a detection run'
-    ) from e
-  method = run_config.get('method')
-  if (
-    method not in ('faster_rcnn', 'fast_rcnn', 'rcnn')
-    or 'num_classes' not in run_config
-  ):
-    raise UserError(
-      f'{run!r} is not a detection run (its summary names no detector); '
-      'give --config.run=WORKDIR of experiments/detection.py'
+      f'--config.run={run} holds no trained detector (its config names no '
+      'num_classes); give the workdir of a detection training run'
     )
-  if image_shape is None:
-    image_shape = (run_config.image_size, run_config.image_size, 3)
   model = build_model(run_config, method, run_config.num_classes)
-  tx = make_tx(
-    run_config, run_config.get('stage_num_steps'), tuple(run_config.get('frozen', ()))
-  )
-  state = state_lib.create(
-    model=model, tx=tx,
-    rng=jax.random.key(0), inputs=_init_inputs(run_config, method, image_shape),
-  )  # fmt: skip
-  ckpt = checkpoint.Checkpointer(os.path.join(run, 'checkpoints'))
-  try:
-    if ckpt.latest_step() is None:
-      raise UserError(f'no checkpoint in {ckpt.directory}; train the run first')
-    state = ckpt.restore(state)
-  finally:
-    ckpt.close()
-  return run_config, method, state
+  shape = (run_config.image_size, run_config.image_size, 3)
+  inputs = _init_inputs(run_config, method, shape)
+  return run_config, method, restore.inference_state(model, found, inputs=inputs)
 
 
 def detect(config, workdir: str) -> dict:
@@ -770,36 +722,6 @@ def detect(config, workdir: str) -> dict:
 # ---------------------------------------------------------------- svd
 
 
-def time_head(state, *, num_rois: int, repeats: int = 50) -> float:
-  """Median seconds of the box head alone (fc layers, class and box outputs)
-  on `num_rois` RoIs of one image, on one device, after a warm-up."""
-  head = state.params['box_head']
-  d_in = (
-    head['fc_0']['kernel'].shape[0]
-    if 'kernel' in head['fc_0']
-    else head['fc_0']['sv']['kernel'].shape[0]
-  )
-  device = jax.devices()[0]
-  params = jax.device_put(jax.device_get(state.params), device)
-  pooled = jax.device_put(jnp.ones((1, num_rois, 1, 1, d_in), jnp.float32), device)
-
-  @jax.jit
-  def run(params, pooled):
-    return state.apply_fn({'params': params}, pooled, method=_box_head)
-
-  jax.block_until_ready(run(params, pooled))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(run(params, pooled))
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
-
-
-def _box_head(model, pooled):
-  return model.box_head(pooled)
-
-
 def svd_sweep(config, workdir: str) -> dict:
   """The trained run in `config.run` evaluated with its head's fc layers whole
   and at each rank of `config.svd_ranks` (truncated SVD, Fast R-CNN section
@@ -830,7 +752,7 @@ def svd_sweep(config, workdir: str) -> dict:
       'rank': rank,
       'map_07': r['map_07'], 'map_all': r['map_all'], 'coco_ap': r['coco_ap'],
       'fc_params': state_lib.num_params(fc),
-      'head_seconds': time_head(s, num_rois=num_rois),
+      'head_seconds': det_timing.time_head(s, num_rois=num_rois),
       'net_seconds_per_image': r['test_seconds_per_image']['net'],
     })  # fmt: skip
   full = rows[0]

@@ -26,7 +26,7 @@ from nkjax import launch, validate, viz
 from nkjax.data import batching, images, text
 from nkjax.errors import UserError, choose
 from nkjax.models import rnn
-from nkjax.train import checkpoint, classify, loop, optim, sharding, steps, writers
+from nkjax.train import classify, loop, optim, restore, sharding, steps, writers
 from nkjax.train import state as state_lib
 
 PRESETS = ('char_lm', 'sample', 'sentiment', 'seq_digits', 'vanishing', 'smoke')
@@ -247,19 +247,15 @@ def run_sample(config, workdir):
       f'(python experiments/rnn.py --workdir={source}) or name the folder of one '
       'with --workdir or --config.checkpoint_dir'
     )
-  with open(paths['summary.json']) as f:
-    trained = ml_collections.ConfigDict(json.load(f)['config'])
+  run = restore.restore(source, experiment='rnn', option=where.partition('=')[0])
+  trained = ml_collections.ConfigDict(run.config)
   vocab = text.CharVocab.load(paths['vocab.json'])
   model = _lm_model(trained, len(vocab))
-  init_rng, sample_rng = jax.random.split(jax.random.key(config.seed))
-  state = state_lib.create(
-    model=model,
-    tx=_tx(trained),
-    rng=init_rng,  # the weights come from the checkpoint; only shapes matter
-    inputs=(jnp.zeros((1, trained.seq_len), jnp.int32),),
+  _, sample_rng = jax.random.split(jax.random.key(config.seed))
+  state = restore.inference_state(
+    model, run, inputs=(jnp.zeros((1, trained.seq_len), jnp.int32),)
   )
-  state = checkpoint.warm_start(state, source_workdir=source)
-  step = checkpoint.Checkpointer(os.path.join(source, 'checkpoints')).latest_step()
+  step = run.step
   sample = _sample_text(model, state.params, vocab, config, sample_rng)
   print(
     f'checkpoint step {step} of {source}, temperature {config.temperature}:\n{sample}'

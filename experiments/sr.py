@@ -16,8 +16,10 @@ an accelerator). LR inputs are MATLAB-bicubic downscalings (nkjax.ops.resize),
 scores are PSNR and SSIM on the Y channel after shaving `scale` pixels, plus RGB
 PSNR (nkjax.metrics.image); `round_y` (default True) scores as MATLAB's uint8
 path does. Each run writes, beside the usual files: `sr/x{s}/<image>.png` (the
-model's output, to re-score), `figures/x{s}_<image>.png` (LR, bicubic, model, HR
-and a zoomed crop) and the per-image and mean table in summary.json.
+model's RGB output) and, for the Y networks, `sr/x{s}/<image>_y.png` (the Y
+that was scored; their `<image>.png` is a colour view), `figures/x{s}_<image>.png`
+(LR, bicubic, model, HR and a zoomed crop) and the per-image and mean table in
+summary.json.
 """
 
 import functools
@@ -35,7 +37,7 @@ from nkjax.data import sr as sr_data
 from nkjax.errors import UserError, choose
 from nkjax.metrics import image as image_metrics
 from nkjax.models import sr as sr_models
-from nkjax.train import checkpoint, gan, loop, optim, sharding
+from nkjax.train import checkpoint, gan, loop, optim, restore, sharding
 from nkjax.train import state as state_lib
 from nkjax.train.sr import (
   PIXEL_LOSSES,
@@ -217,6 +219,8 @@ def evaluate(predict, state, data, *, workdir, label: str, round_y: bool, crop: 
     outputs[(s, name)] = sr
     if write:
       sr_data.write_png(os.path.join(workdir, 'sr', f'x{s}', f'{name}.png'), sr)
+      if sr_y is not None:  # what was scored on Y; `{name}.png` is its colour view
+        sr_data.write_y_png(os.path.join(workdir, 'sr', f'x{s}', f'{name}_y.png'), sr_y)
       viz.save_sr_figure(
         os.path.join(workdir, 'figures', f'x{s}_{name}.png'),
         lr=lr, bicubic=bic, sr=sr, hr=hr, crop=crop,
@@ -397,40 +401,18 @@ def _no_frozen(step_fn, state, batch, rng):
   return step_fn(state, batch, rng, None)
 
 
-def restore_run(run_dir: str, *, scale: int | None = None):
-  """The model, its run config and its latest state from a finished run's workdir."""
-  path = os.path.join(run_dir, 'summary.json')
-  if not os.path.isfile(path):
-    raise UserError(
-      f'{run_dir} holds no finished SR run (no summary.json): train it first'
-    )
-  with open(path) as f:
-    rc = json.load(f)['config']
-  if rc.get('model') not in MODELS:
-    raise UserError(f'{run_dir} is not an experiments/sr.py run')
+def restore_run(
+  run_dir: str, *, scale: int | None = None, option: str = '--config.checkpoint'
+):
+  """`(model, run_config, state)` of the finished SR run in `run_dir`: its
+  generator's variables in a state without an optimizer (`nkjax.train.restore`)."""
+  rc = restore.run_config(run_dir, experiment='sr', option=option)
+  run = restore.restore(
+    run_dir, experiment='sr', option=option,
+    under='g' if rc['model'] == 'srgan' else None,
+  )  # fmt: skip
   model = build_model(rc, scale)
-  inputs = (_example_input(rc),)
-  if rc['model'] == 'srgan':
-    g = state_lib.create(
-      model=model, tx=_optimizer(rc), rng=jax.random.key(0), inputs=inputs
-    )
-    side = rc['patch'] * rc['scales'][0]
-    d = state_lib.create(
-      model=sr_models.SRGANDiscriminator(widths=tuple(rc['d_widths'])),
-      tx=_optimizer(rc, learning_rate=rc['d_learning_rate']), rng=jax.random.key(1),
-      inputs=(jnp.zeros((1, side, side, 3)),),
-    )  # fmt: skip
-    template = gan.GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema=None)
-  else:
-    template = state_lib.create(
-      model=model, tx=_optimizer(rc), rng=jax.random.key(0), inputs=inputs
-    )
-  ckpt = checkpoint.Checkpointer(os.path.join(run_dir, 'checkpoints'))
-  if ckpt.latest_step() is None:
-    raise UserError(f'{run_dir} has no checkpoint to restore')
-  state = ckpt.restore(template)
-  ckpt.close()
-  return model, rc, state
+  return model, rc, restore.inference_state(model, run, inputs=(_example_input(rc),))
 
 
 def compare(c, workdir: str) -> dict:
@@ -456,7 +438,7 @@ def compare(c, workdir: str) -> dict:
   for m, run_dir in found.items():
     with open(os.path.join(run_dir, 'summary.json')) as f:
       notes[m] = json.load(f).get('content_loss', '')
-    model, rc, state = restore_run(run_dir)
+    model, rc, state = restore_run(run_dir, option='--config.runs')
     trained = tuple(rc['scales'])
     predict = loop.make_predictor(
       functools.partial(predict_step, model=model, y_channel=rc['model'] in Y_MODELS),
@@ -503,16 +485,7 @@ def _compare_figures(data, outputs, per_image, workdir, crop, notes):
       (m, outputs[m][(s, name)]) for m in models
     ]
     panels.append(('HR', hr))
-    side = min(crop, *hr.shape[:2])
-    grey = hr.mean(-1)
-    top, left = np.unravel_index(
-      np.argmax([[grey[i : i + side, j : j + side].var()
-                  for j in range(0, hr.shape[1] - side + 1, side // 2)]
-                 for i in range(0, hr.shape[0] - side + 1, side // 2)]), (
-        len(range(0, hr.shape[0] - side + 1, side // 2)),
-        len(range(0, hr.shape[1] - side + 1, side // 2)),
-      ))  # fmt: skip
-    top, left = top * (side // 2), left * (side // 2)
+    top, left, side = viz.zoom_window(hr, crop)
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
     for ax, (m, img) in zip(axes, panels, strict=True):
       ax.imshow(
@@ -536,8 +509,7 @@ def upscale(c, workdir: str) -> dict:
   if c.checkpoint is None or c.image is None:
     raise UserError('upscale needs --config.checkpoint=RUN_DIR and --config.image=FILE')
   image = sr_data.read_image(c.image)  # UserError: unreadable, RGBA
-  with open(_summary_path(c.checkpoint)) as f:
-    rc = json.load(f)['config']
+  rc = restore.run_config(c.checkpoint, experiment='sr', option='--config.checkpoint')
   trained = tuple(rc['scales'])
   if c.scale not in trained:
     raise UserError(
@@ -568,18 +540,10 @@ def upscale(c, workdir: str) -> dict:
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   sr_data.write_png(out, sr)
   print(
-    f'wrote {out}: {sr.shape[0]}x{sr.shape[1]} from {image.shape[0]}x{image.shape[1]}'
+    f'wrote {out}: {sr.shape[0]}x{sr.shape[1]} from {image.shape[0]}x{image.shape[1]} '
+    f'(step {int(state.step)} of {c.checkpoint})'
   )
   return {'output': out, 'shape': list(sr.shape)}
-
-
-def _summary_path(run_dir):
-  path = os.path.join(run_dir, 'summary.json')
-  if not os.path.isfile(path):
-    raise UserError(
-      f'{run_dir} holds no finished SR run (no summary.json): train it first'
-    )
-  return path
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:

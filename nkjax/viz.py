@@ -393,6 +393,29 @@ def save_detections(
   return save_figure(fig, path, dpi=dpi)
 
 
+def zoom_window(image: np.ndarray, crop: int) -> tuple[int, int, int]:
+  """`(top, left, side)` of the `side` x `side` window of `image` `[h, w, c]`
+  whose grey levels vary most, `side = min(crop, h, w)`, searched on a grid of
+  half a window's stride: where a super-resolution figure zooms in.
+
+  >>> image = np.zeros((8, 8, 3))
+  >>> image[4:, 2:6] = np.indices((4, 4)).sum(0)[..., None] % 2
+  >>> zoom_window(image, 4)
+  (4, 2, 4)
+  """
+  h, w = image.shape[:2]
+  side = max(min(crop, h, w), 1)
+  stride = max(side // 2, 1)
+  grey = np.asarray(image, np.float64).mean(-1)
+  best, pos = -1.0, (0, 0)
+  for top in range(0, h - side + 1, stride):
+    for left in range(0, w - side + 1, stride):
+      v = float(grey[top : top + side, left : left + side].var())
+      if v > best:
+        best, pos = v, (top, left)
+  return (*pos, side)
+
+
 def sr_figure(
   *,
   lr: np.ndarray,
@@ -417,14 +440,7 @@ def sr_figure(
   """
   plt = _pyplot()
   h, w = hr.shape[:2]
-  side = min(crop, h, w)
-  grey = hr.mean(-1)
-  best, pos = -1.0, (0, 0)
-  for top in range(0, h - side + 1, max(side // 2, 1)):
-    for left in range(0, w - side + 1, max(side // 2, 1)):
-      v = float(grey[top : top + side, left : left + side].var())
-      if v > best:
-        best, pos = v, (top, left)
+  *pos, side = zoom_window(hr, crop)
   s = hr.shape[0] // lr.shape[0]
   panels = [np.repeat(np.repeat(lr, s, 0), s, 1)[:h, :w], bicubic, sr, hr]
   fig, axes = plt.subplots(2, 4, figsize=(13, 6.8))

@@ -25,8 +25,10 @@ MODULES = (
   'nkjax.ops.conv',
   'nkjax.train.loop',
   'nkjax.train.optim',
+  'nkjax.train.restore',
   'nkjax.train.state',
   'nkjax.train.steps',
+  'nkjax.viz',
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -159,3 +159,16 @@ def test_detection_figure_draws_truth_dashed_and_detections_solid_with_scores(tm
   )  # fmt: skip
   with open(path, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_zoom_window_is_the_grid_window_of_largest_variance_and_allows_side_one():
+  image = np.random.default_rng(0).random((13, 10, 3)) ** 4
+  for crop in (1, 2, 3, 6, 40):
+    top, left, side = viz.zoom_window(image, crop)
+    assert side == min(crop, 10)
+    # The same search written with numpy's sliding windows.
+    step = max(side // 2, 1)
+    windows = np.lib.stride_tricks.sliding_window_view(image.mean(-1), (side, side))
+    variances = windows[::step, ::step].var(axis=(-2, -1))
+    i, j = np.unravel_index(np.argmax(variances), variances.shape)
+    assert (top, left) == (i * step, j * step)

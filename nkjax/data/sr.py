@@ -144,6 +144,17 @@ def write_png(path: str, image: np.ndarray) -> None:
   Image.fromarray(x).save(path)
 
 
+def write_y_png(path: str, y: np.ndarray) -> None:
+  """Writes a Y channel `[h, w]` in [0, 255] units as an 8-bit grey PNG, clipped
+  and rounded as `nkjax.metrics.image.sr_scores(sr_y=..., round_y=True)`
+  quantises it before scoring: the file holds exactly the Y that was scored."""
+  from PIL import Image
+
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  x = np.round(np.clip(np.asarray(y, np.float64), 0, 255)).astype(np.uint8)
+  Image.fromarray(x).save(path)  # 2-D uint8: 8-bit grey
+
+
 def read_folder(test_dir: str) -> tuple[list[str], list[np.ndarray]]:
   """Every `.png` in `test_dir` (sorted by name) as HR images."""
   if not os.path.isdir(test_dir):

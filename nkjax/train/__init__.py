@@ -9,6 +9,7 @@
 * `nkjax.train.gan`: one jitted round of the GAN algorithm;
 * `nkjax.train.scan`: whole in-memory runs as one `lax.scan`;
 * `nkjax.train.checkpoint`: orbax checkpoints and `warm_start`;
+* `nkjax.train.restore`: a finished run's variables and config, read-only;
 * `nkjax.train.sharding`: the data-parallel mesh;
 * `nkjax.train.writers`: metrics.jsonl, TensorBoard, summary.json.
 
@@ -24,6 +25,7 @@ __all__ = [
   'gan',
   'loop',
   'optim',
+  'restore',
   'scan',
   'sharding',
   'state',

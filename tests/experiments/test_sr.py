@@ -56,12 +56,30 @@ def test_smoke_preset_scores_bicubic_and_srcnn_and_writes_rescorable_pngs(
     'chelsea',
     'coffee',
   ]
-  # The PNG written is the scored output: its RGB PSNR equals the summary's.
-  png = np.asarray(Image.open(tmp_path / 'sr' / 'x2' / 'chelsea.png')) / 255.0
-  hr = sr_data._center_crop(sr_data.photo('chelsea')[0], 72)
-  got = image_metrics.sr_scores(sr=png, hr=hr, border=2, round_y=True)['psnr_rgb']
-  want = summary['scores']['x2']['chelsea']['srcnn']['psnr_rgb']
-  assert got == pytest.approx(want, abs=1e-6)
+  # The files written are what was scored: re-scored with the library's metric
+  # they give summary.json's per-image figures and its means. SRCNN predicts Y:
+  # `<image>_y.png` is the scored Y, `<image>.png` (its colour view) the scored RGB.
+  written = json.loads((tmp_path / 'summary.json').read_text())
+  for scale, images in written['scores'].items():
+    s = int(scale[1:])
+    rescored = {}
+    for name, methods in images.items():
+      folder = tmp_path / 'sr' / scale
+      rgb = np.asarray(Image.open(folder / f'{name}.png'), np.float64) / 255.0
+      y = np.asarray(Image.open(folder / f'{name}_y.png'), np.float64)
+      assert y.ndim == 2 and y.shape == rgb.shape[:2]
+      hr = sr_data._center_crop(sr_data.photo(name)[0], 72)
+      got = image_metrics.sr_scores(sr=rgb, hr=hr, border=s, sr_y=y, round_y=True)
+      assert got == pytest.approx(methods['srcnn'], rel=1e-12, abs=1e-12)
+      rescored[name] = got
+    for key in ('psnr_y', 'ssim_y', 'psnr_rgb'):
+      mean = np.mean([v[key] for v in rescored.values()])
+      assert mean == pytest.approx(
+        summary['mean_scores'][scale]['srcnn'][key], rel=1e-12
+      )
+    # The colour view's own Y is not the Y that was scored.
+    y_of_rgb = image_metrics.sr_scores(sr=rgb, hr=hr, border=s, round_y=True)['psnr_y']
+    assert y_of_rgb != got['psnr_y']
   for name in ('x2_chelsea.png', 'x3_coffee.png'):
     assert (tmp_path / 'figures' / name).stat().st_size > 10_000
 
