@@ -734,7 +734,7 @@ def restore_run(run: str, image_shape=None):
     model=model, tx=tx,
     rng=jax.random.key(0), inputs=_init_inputs(run_config, method, image_shape),
   )  # fmt: skip
-  ckpt = checkpoint.Checkpointer(os.path.join(run, 'checkpoints'))
+  ckpt = checkpoint.Checkpointer(os.path.join(run, 'checkpoints'), read_only=True)
   try:
     if ckpt.latest_step() is None:
       raise UserError(f'no checkpoint in {ckpt.directory}; train the run first')
@@ -784,12 +784,17 @@ def detect(config, workdir: str) -> dict:
   result = {
     'task': 'detect',
     'image': config.image,
+    'run': config.run,
+    'checkpoint_step': int(state.step),
     'picture': path,
     'detections': found,
   }
   with open(os.path.join(workdir, 'detections.json'), 'w') as f:
     json.dump(result, f, indent=1)
-  print(f'{len(found)} detections (score >= 0.5) -> {path}')
+  print(
+    f'{len(found)} detections (score >= 0.5) -> {path}, by the checkpoint at step '
+    f'{int(state.step)} of {config.run}'
+  )
   return result
 
 

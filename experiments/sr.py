@@ -497,7 +497,7 @@ def restore_run(run_dir: str, *, scale: int | None = None):
     template = state_lib.create(
       model=model, tx=_optimizer(rc), rng=jax.random.key(0), inputs=inputs
     )
-  ckpt = checkpoint.Checkpointer(os.path.join(run_dir, 'checkpoints'))
+  ckpt = checkpoint.Checkpointer(os.path.join(run_dir, 'checkpoints'), read_only=True)
   if ckpt.latest_step() is None:
     raise UserError(f'{run_dir} has no checkpoint to restore')
   state = ckpt.restore(template)
@@ -658,6 +658,7 @@ def upscale(c, workdir: str) -> dict:
   print(
     f'wrote {out}: {sr.shape[0]}x{sr.shape[1]} from {image.shape[0]}x{image.shape[1]}'
     + (f' ({tiles} overlapping tiles of at most {tile}x{tile})' if tiles > 1 else '')
+    + f', by the checkpoint at step {int(state.step)} of {c.checkpoint}'
   )
   return {'output': out, 'shape': list(sr.shape)}
 
