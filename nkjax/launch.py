@@ -101,6 +101,9 @@ class _QuietLibraries(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
+_QUIET_LIBRARIES = _QuietLibraries()
+
+
 def _several_processes() -> bool:
   if os.environ.get('NKJAX_DISTRIBUTED') == '1' or os.environ.get(
     'JAX_COORDINATOR_ADDRESS'
@@ -358,7 +361,7 @@ def _launch(module, main, flag_values, holders, argv: list[str]) -> None:
       f'unexpected arguments: {" ".join(argv[1:])}; flags take the form '
       '--config=FILE:PRESET, --config.FIELD=VALUE, --workdir=DIR'
     )
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().addFilter(_QUIET_LIBRARIES)
   try:
     cfg = config.value
   except (OSError, AttributeError, ValueError, TypeError, KeyError) as e:

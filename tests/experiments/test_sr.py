@@ -199,9 +199,6 @@ def test_l1_pixel_step_descends_the_mean_absolute_error_and_reports_mse_psnr():
 @pytest.mark.parametrize(
   'preset, overrides, message',
   [
-    ('srresnet', {'scales': (2, 4)}, 'trains at one scale'),
-    ('srresnet', {'scales': (3,)}, 'powers of two'),
-    ('srcnn', {'scales': (8,)}, 'among 2, 3, 4'),
     ('srcnn', {'model': 'edsr'}, "unknown model 'edsr'; valid choices: srcnn, srgan"),
     ('srgan', {'vgg19_weights': '/nonexistent/vgg19.h5'}, 'VGG19 weights file'),
     ('srgan', {'srresnet_workdir': '/nonexistent'}, 'warm-starts from the SRResNet'),
@@ -211,7 +208,6 @@ def test_l1_pixel_step_descends_the_mean_absolute_error_and_reports_mse_psnr():
       {'pixel_loss': 'l2'},
       "unknown pixel loss 'l2'; valid choices: l1, mse",
     ),
-    ('srgan', {'pixel_loss': 'l1'}, "leave pixel_loss='mse'"),
   ],
 )
 def test_bad_input_is_one_line_before_anything_is_written(
