@@ -367,6 +367,14 @@ def _vgg19_params(path: str) -> dict:
 
 
 def train(c, workdir: str) -> dict:
+  rf = sr_models.receptive_field(build_model(c))
+  if c.model == 'srcnn' and c.padding == 'VALID' and c.patch < rf:
+    # Valid convolutions leave nothing of a patch under the receptive field.
+    raise UserError(
+      f'--config.patch={c.patch} is smaller than the receptive field of SRCNN with '
+      f'valid convolutions ({rf} pixels): give --config.patch={rf} or more, or '
+      "--config.padding='SAME'"
+    )
   vgg_params = None
   if c.model == 'srgan':
     if c.vgg19_weights is not None:

@@ -16,6 +16,9 @@ record (`nkjax.train.run_record`): a workdir holding a run with another config
 stops, a finished run says so and exits 0. At the end it prints where the
 results are and the headline figures.
 
+`call(experiment_file, args)` runs a command line in-process (the same
+parsing, checks and `main`), returning its exit code and stderr: for tests.
+
 What an experiment file may declare besides `PRESETS`, `get_config` and `main`:
 `CHECKS` (field -> `validate.Rule`), `resumable(config) -> bool` (False for a
 task that keeps no checkpoints: a picture, a table of closed forms; the run

@@ -203,6 +203,7 @@ ROWS = {
   'sr max_test_images=0 [9]': ('sr', [S, '--config.max_test_images=0'], rf'--config.max_test_images=0 {RANGE} an integer >= 1, or None', 'none'),
   'sr log_every=-1 [9]': ('sr', [S, '--config.log_every=-1'], rf'--config.log_every=-1 {RANGE} an integer >= 0', 'none'),
   'sr patch=0 [10]': ('sr', [S, '--config.patch=0'], rf'--config.patch=0 {RANGE} an integer >= 1', 'none'),
+  'sr srcnn valid patch=8 [10]': ('sr', [S, '--config.padding=VALID', '--config.patch=8'], r'--config.patch=8 is smaller than the receptive field of SRCNN with valid convolutions \(13 pixels\)', 'none'),
   'sr upscale after another upscale [17]': ('sr', ['--config=experiments/sr.py:upscale', '--config.checkpoint={t}/none', '--config.image={t}/b.png'], r'\S+/none holds no finished SR run', 'upscale_record'),
   'sr compare after another compare [17]': ('sr', ['--config=experiments/sr.py:compare', '--config.runs={t}/none'], r'no finished SR runs under \S+/none/sr-<model>', 'compare_record'),
   'sr in the workdir of an mlp run [18]': ('sr', [S], r'\S+ holds a run of experiments/mlp.py, not of experiments/sr.py; use another --workdir', 'run'),
