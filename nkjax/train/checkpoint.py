@@ -119,7 +119,6 @@ class Checkpointer:
         preservation_policy=pp.AnyPreservationPolicy(policies),
         enable_async_checkpointing=not read_only,
         create=False,
-        read_only=read_only,
       ),
     )
 
@@ -131,6 +130,8 @@ class Checkpointer:
 
   def save(self, step: int, state, metrics: dict[str, float] | None = None) -> None:
     """Starts an asynchronous save of `state` as checkpoint `step`."""
+    if self.read_only:
+      raise ValueError(f'{self.directory} was opened to read (read_only=True)')
     if self.best_metric is not None and metrics is not None:
       metrics = {k: float(v) for k, v in metrics.items()}
       if self.best_metric not in metrics:

@@ -77,6 +77,13 @@ def test_vdsr_trains_multiscale_then_upscales_a_grey_user_image(tmp_path):
   up.update({'checkpoint': str(run), 'image': str(tmp_path / 'mine.png'), 'scale': 3})
   out = sr.main(up, str(tmp_path / 'up'))
   assert np.asarray(Image.open(out['output'])).shape == (60, 51, 3)
+  # In overlapping tiles of at most 24x24 network inputs: the same picture.
+  up.update({'max_pixels': 24 * 24, 'output': str(tmp_path / 'tiled.png')})
+  tiled = sr.main(up, str(tmp_path / 'up'))
+  np.testing.assert_array_equal(
+    np.asarray(Image.open(tiled['output'])), np.asarray(Image.open(out['output']))
+  )
+  up.update({'max_pixels': 250_000, 'output': None})
   # A scale the run was not trained for, an unreadable file: one line, nothing written.
   up.update({'scale': 4, 'output': str(tmp_path / 'bad' / 'x.png')})
   with pytest.raises(UserError, match=r'trained for x2, x3, not x4'):
