@@ -347,7 +347,8 @@ def load(
   """The SR dataset `name` (`photos` or `div2k/bicubic_x{2,3,4}`).
 
   Args:
-    scales: upscaling factors to train and evaluate at (DIV2K: its own only).
+    scales: upscaling factors to train and evaluate at, among 2, 3 and 4
+      (DIV2K: its own only); the experiment's config rules check them.
     patch: training patch side (LR pixels for 'lr' input, HR for 'bicubic').
     input_kind: 'lr' (SRResNet) or 'bicubic' (SRCNN, VDSR).
     batch_size: the global training batch.
@@ -355,6 +356,11 @@ def load(
     crop: centre-crop every photograph to at most `crop` x `crop` first (for
       tests and smoke runs).
     max_test_images: evaluate on the first this many test images only.
+
+  Raises:
+    UserError: an unknown source, several scales on LR input, a training
+      image under the patch, or a test image too small to score
+      (`check_test_sizes`), before any patch is cut.
   """
   if name not in SOURCES:
     raise UserError(
