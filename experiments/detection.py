@@ -27,7 +27,6 @@ takes selective search when it is installed.
 import functools
 import hashlib
 import json
-import math
 import os
 import time
 
@@ -36,8 +35,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nkjax import launch, viz
+from nkjax import launch, validate, viz
 from nkjax.data import detection as det_data
+from nkjax.data import images as image_files
 from nkjax.errors import UserError, choose
 from nkjax.metrics import detection as det_metrics
 from nkjax.models import detection as det
@@ -50,6 +50,59 @@ METHODS = ('faster_rcnn', 'fast_rcnn', 'rcnn')
 PRESETS = (*METHODS, 'compare', 'smoke', 'voc07', 'detect', 'svd')
 PROPOSALS = ('auto', 'selective_search', 'sliding_windows')
 PAPER_MAP_VOC07 = {'faster_rcnn': 69.9, 'fast_rcnn': 66.9, 'rcnn': 66.0}
+_positives = validate.each(validate.positive_number())
+CHECKS = {
+  **validate.TRAINING,
+  'method': validate.one_of(*METHODS),
+  'methods': validate.each(validate.one_of(*METHODS)),
+  'proposals': validate.one_of(*PROPOSALS),
+  'roi_op': validate.one_of('align', 'pool'),
+  'backbone': validate.one_of(*det.BACKBONES),
+  'training': validate.one_of('joint', 'alternating'),
+  'image_size': validate.count,
+  'max_boxes': validate.optional(validate.count),
+  'num_train': validate.count,
+  'num_test': validate.count,
+  'anchor_scales': _positives,
+  'anchor_ratios': _positives,
+  'window_sizes': _positives,
+  'rpn_width': validate.count,
+  'fc': validate.each(validate.count),
+  'roi_size': validate.count,
+  'rpn_pre_nms_train': validate.count,
+  'rpn_post_nms_train': validate.count,
+  'rpn_pre_nms_test': validate.count,
+  'rpn_post_nms_test': validate.count,
+  'rpn_nms_threshold': validate.interval(0.0, 1.0, low_open=True),
+  'rpn_batch': validate.count,
+  'rois_per_image': validate.count,
+  'fg_fraction': validate.interval(0.0, 1.0, low_open=True),
+  'max_proposals': validate.count,
+  'warp_size': validate.count,
+  'context': validate.cadence,
+  'crops_per_image': validate.count,
+  'rcnn_widths': validate.each(validate.count),
+  'rcnn_fc': validate.each(validate.count),
+  'score_threshold': validate.interval(0.0, 1.0, high_open=True),
+  'nms_threshold': validate.interval(0.0, 1.0),
+  'max_detections': validate.count,
+  'svd_rank': validate.optional(validate.count),
+  'svd_ranks': validate.each(validate.count),
+  'timing_images': validate.count,
+  'num_pictures': validate.cadence,
+  'stage_steps': validate.Rule(
+    lambda v: (
+      isinstance(v, tuple | list)
+      and (len(v) == 0 or (len(v) == 4 and all(validate.count(n) for n in v)))
+    ),
+    '() (num_steps split in four) or 4 step counts, each an integer >= 1',
+  ),
+  ('training', 'method', 'compare'): validate.Rule(
+    lambda v: v[0] != 'alternating' or (v[1] == 'faster_rcnn' and not v[2]),
+    '--config.training=alternating applies to faster_rcnn only (not to fast_rcnn, '
+    'rcnn or compare)',
+  ),
+}
 
 
 def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
@@ -118,6 +171,7 @@ def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
   c.num_steps = 2000
   c.log_every = 100
   c.checkpoint_every = 1000
+  c.divergence_factor = 1000.0  # stop when the loss passes this x its first; 0: never
   c.timing_images = 16
   c.num_pictures = 8
   c.seed = 0
@@ -185,27 +239,10 @@ def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
 
 
 def _mesh(batch_size: int, eval_batch_size: int):
-  # Two images per batch do not split over 8 devices: use the most devices
-  # that divide both batch sizes.
-  devices = jax.devices()
-  n = math.gcd(len(devices), math.gcd(batch_size, eval_batch_size))
-  return sharding.data_mesh(devices[:n])
-
-
-def _check_config(config) -> None:
-  choose('method', config.method, METHODS)
-  choose('proposals', config.proposals, PROPOSALS)
-  choose('roi_op', config.roi_op, ('align', 'pool'))
-  choose('backbone', config.backbone, det.BACKBONES)
-  choose('training', config.training, ('joint', 'alternating'))
-  if config.training == 'alternating':
-    if config.method != 'faster_rcnn' or config.compare:
-      raise UserError('--config.training=alternating applies to faster_rcnn only')
-    stage_steps(config)
-  for m in config.methods:
-    choose('method', m, METHODS)
-  if config.batch_size < 1 or config.eval_batch_size < 1:
-    raise UserError('batch_size and eval_batch_size must be >= 1')
+  mesh = sharding.data_mesh()
+  sharding.check_batch_size(batch_size, mesh)
+  sharding.check_batch_size(eval_batch_size, mesh)
+  return mesh
 
 
 def _load_data(config):
@@ -508,7 +545,6 @@ def stage_steps(config) -> tuple[int, ...]:
 
 
 def run_method(config, workdir: str, method: str) -> dict:
-  _check_config(config)
   mesh = _mesh(config.batch_size, config.eval_batch_size)
   data = _load_data(config)
   image_shape = data.example_shape
@@ -554,6 +590,7 @@ def run_method(config, workdir: str, method: str) -> dict:
     loop.fit, train_batches=train_batches, rng=rng, mesh=mesh,
     examples_per_step=config.batch_size, log_every=config.log_every,
     checkpoint_every=config.checkpoint_every,
+    divergence_factor=config.divergence_factor,
   )  # fmt: skip
   run_config = {
     **config.to_dict(), 'method': method, 'num_classes': data.num_classes,
@@ -637,16 +674,7 @@ def fit_alternating(config, workdir, model, state, fit, run_config, summarize, l
 def _read_image(path: str) -> np.ndarray:
   if not path:
     raise UserError('give the image to draw on: --config.image=PATH')
-  try:
-    from PIL import Image
-
-    with Image.open(path) as im:
-      im = im.convert('RGB')  # grey, palette and RGBA images become RGB
-      return np.asarray(im, np.float32) / 255.0
-  except (OSError, ValueError) as e:
-    raise UserError(
-      f'cannot read image {path!r} ({type(e).__name__}); give a PNG or JPEG file'
-    ) from e
+  return image_files.read_image(path, drop_alpha=True)
 
 
 def restore_run(run: str):
@@ -710,12 +738,17 @@ def detect(config, workdir: str) -> dict:
   result = {
     'task': 'detect',
     'image': config.image,
+    'run': config.run,
+    'checkpoint_step': int(state.step),
     'picture': path,
     'detections': found,
   }
   with open(os.path.join(workdir, 'detections.json'), 'w') as f:
     json.dump(result, f, indent=1)
-  print(f'{len(found)} detections (score >= 0.5) -> {path}')
+  print(
+    f'{len(found)} detections (score >= 0.5) -> {path}, by the checkpoint at step '
+    f'{int(state.step)} of {config.run}'
+  )
   return result
 
 
@@ -782,12 +815,8 @@ def svd_sweep(config, workdir: str) -> dict:
 # ---------------------------------------------------------------- main
 
 
-def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  if config.task == 'detect':
-    return detect(config, workdir)
-  if config.task == 'svd':
-    return svd_sweep(config, workdir)
-  _check_config(config)
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config.method` (every one of `config.methods` with `compare`)."""
   if not config.compare:
     return run_method(config, workdir, config.method)
   table = {}
@@ -816,6 +845,19 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = {'task': 'compare', 'dataset': config.dataset, 'results': table}
   writers.write_summary(workdir, summary)
   return summary
+
+
+def resumable(config) -> bool:
+  """Whether the task trains (and so resumes); detect and svd read a run."""
+  return config.task == 'train'
+
+
+TASKS = {'train': train, 'detect': detect, 'svd': svd_sweep}
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  choose('task', config.task, TASKS)
+  return TASKS[config.task](config, workdir)
 
 
 if __name__ == '__main__':

@@ -24,6 +24,7 @@ summary.json.
 
 import functools
 import json
+import math
 import os
 
 import jax
@@ -32,7 +33,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nkjax import launch, viz
+from nkjax import launch, validate, viz
 from nkjax.data import sr as sr_data
 from nkjax.errors import UserError, choose
 from nkjax.metrics import image as image_metrics
@@ -50,6 +51,42 @@ MODELS = ('srcnn', 'vdsr', 'srresnet', 'srgan')
 PAPER = tuple(f'{m}_paper' for m in MODELS)
 PRESETS = (*MODELS, *PAPER, 'compare', 'smoke', 'upscale')
 Y_MODELS = ('srcnn', 'vdsr')  # on the Y channel of the bicubic-upscaled image
+SCALES = (2, 3, 4)
+ONE_SCALE_MODELS = ('srresnet', 'srgan')  # on LR input: one scale, a power of two
+CHECKS = {
+  **validate.TRAINING,
+  'scales': validate.Rule(
+    lambda v: (
+      isinstance(v, tuple | list) and len(v) >= 1 and all(s in SCALES for s in v)
+    ),
+    'a tuple of scales among 2, 3, 4',
+  ),
+  'scale': validate.one_of(*SCALES),
+  'patch': validate.count,
+  'crop': validate.optional(validate.count),
+  'max_test_images': validate.optional(validate.count),
+  'figure_crop': validate.count,
+  'srcnn_f2': validate.count,
+  'padding': validate.one_of('SAME', 'VALID'),
+  'depth': validate.count,
+  'features': validate.count,
+  'blocks': validate.cadence,
+  'last_layer_lr_factor': validate.positive_number(),
+  'clip_theta': validate.optional(validate.positive_number()),
+  'adversarial_weight': validate.non_negative,
+  'd_learning_rate': validate.learning_rate,
+  'd_widths': validate.each(validate.count),
+  'max_pixels': validate.count,
+  ('model', 'scales'): validate.Rule(
+    lambda v: v[0] not in ONE_SCALE_MODELS or tuple(v[1]) in ((2,), (4,)),
+    'srresnet and srgan train at one scale and upscale by powers of two: '
+    'give --config.scales=(2,) or (4,)',
+  ),
+  ('model', 'pixel_loss'): validate.Rule(
+    lambda v: v[0] != 'srgan' or v[1] == 'mse',
+    "srgan's content loss is VGG19's or the pixel MSE: leave pixel_loss='mse'",
+  ),
+}
 PIXEL_LOSS_NOTE = (
   'pixel MSE + 1e-3 adversarial (no VGG19 weights given: not the paper content loss)'
 )
@@ -73,6 +110,7 @@ def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
   c.log_every = 100
   c.checkpoint_every = 0
   c.keep_checkpoints = 2
+  c.divergence_factor = 1000.0  # stop when the loss passes this x its first; 0: never
   c.round_y = True  # MATLAB's uint8 path: 8-bit output, integer Y
   c.seed = 0
   c.figure_crop = 48  # HR side of the zoomed crop in the figures
@@ -102,6 +140,9 @@ def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
   c.image = ml_collections.config_dict.placeholder(str)
   c.scale = 4
   c.output = ml_collections.config_dict.placeholder(str)
+  # upscale: the largest input (pixels) taken in one piece; a larger one is
+  # upscaled in tiles that overlap by the network's receptive field.
+  c.max_pixels = 250_000
 
   if base == 'srcnn':
     # CPU: the paper's 9-1-5 with valid convolutions (33x33 in, 21x21 out) on
@@ -269,24 +310,6 @@ def print_table(per_image, means, title: str) -> None:
 # ---------------------------------------------------------------- runs
 
 
-def _validate(c):
-  choose('model', c.model, MODELS)
-  for s in c.scales:
-    if s not in (2, 3, 4):
-      raise UserError(f'scales must be among 2, 3, 4; got {tuple(c.scales)}')
-  if c.model in ('srresnet', 'srgan') and len(c.scales) != 1:
-    raise UserError(f'{c.model} trains at one scale; got scales {tuple(c.scales)}')
-  if c.model in ('srresnet', 'srgan') and c.scales[0] == 3:
-    raise UserError(f'{c.model} upscales by powers of two: scales=(2,) or (4,)')
-  choose('pixel loss', c.pixel_loss, PIXEL_LOSSES)
-  if c.model == 'srgan' and c.pixel_loss != 'mse':
-    raise UserError(
-      "srgan's content loss is VGG19's or the pixel MSE: leave pixel_loss='mse'"
-    )
-  if c.padding not in ('SAME', 'VALID'):
-    raise UserError(f"padding must be 'SAME' or 'VALID', got {c.padding!r}")
-
-
 def _load_data(c, mesh):
   sharding.check_batch_size(c.batch_size, mesh)
   return sr_data.load(
@@ -298,12 +321,31 @@ def _load_data(c, mesh):
   )  # fmt: skip
 
 
+def _vgg19_params(path: str) -> dict:
+  try:
+    return sr_models.load_vgg19_params(path)
+  except UserError:
+    raise
+  except (OSError, ValueError, KeyError) as e:  # not an HDF5 or npz file, other keys
+    raise UserError(
+      f'--config.vgg19_weights={path}: not VGG19 weights ({type(e).__name__}); give '
+      "Keras' vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 or its converted .npz"
+    ) from e
+
+
 def train(c, workdir: str) -> dict:
-  _validate(c)
+  rf = sr_models.receptive_field(build_model(c))
+  if c.model == 'srcnn' and c.padding == 'VALID' and c.patch < rf:
+    # Valid convolutions leave nothing of a patch under the receptive field.
+    raise UserError(
+      f'--config.patch={c.patch} is smaller than the receptive field of SRCNN with '
+      f'valid convolutions ({rf} pixels): give --config.patch={rf} or more, or '
+      "--config.padding='SAME'"
+    )
   vgg_params = None
   if c.model == 'srgan':
     if c.vgg19_weights is not None:
-      vgg_params = sr_models.load_vgg19_params(c.vgg19_weights)  # UserError if bad
+      vgg_params = _vgg19_params(c.vgg19_weights)
     if c.warm_start and not os.path.isdir(os.path.join(workdir, 'checkpoints')):
       if not os.path.isdir(os.path.join(c.srresnet_workdir, 'checkpoints')):
         raise UserError(
@@ -393,6 +435,7 @@ def train(c, workdir: str) -> dict:
     checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints,
     loss_key='g_loss' if c.model == 'srgan' else 'loss', config=c.to_dict(),
     frozen=frozen, warm_start=warm, summarize=summarize,
+    divergence_factor=c.divergence_factor,
   )  # fmt: skip
   return result.summary
 
@@ -525,34 +568,52 @@ def upscale(c, workdir: str) -> dict:
       f'{c.image} is {image.shape[0]}x{image.shape[1]}, smaller than the '
       f"network's receptive field ({need} pixels at x{c.scale})"
     )
+  # Windows of at most max_pixels network inputs, overlapping by the receptive
+  # field (and the bicubic skip's 2 LR pixels), so memory stays bounded.
+  halo = rf // 2 + 2
+  tile = max(math.isqrt(c.max_pixels), 2 * halo + 1)
   out = c.output or os.path.join(
     workdir, f'{os.path.splitext(os.path.basename(c.image))[0]}_x{c.scale}.png'
   )
   model, rc, state = restore_run(c.checkpoint, scale=c.scale)
   mesh = sharding.data_mesh()
+  y_channel = rc['model'] in Y_MODELS
   predict = loop.make_predictor(
-    functools.partial(predict_step, model=model, y_channel=rc['model'] in Y_MODELS),
+    functools.partial(predict_step, model=model, y_channel=y_channel),
     mesh=mesh, split_batch=False,
   )  # fmt: skip
-  bicubic = sr_data.make_bicubic(image, c.scale)
-  batch = {'lr': image[None], 'bicubic': bicubic[None], 'mask': np.ones(1, np.float32)}
-  sr = predict(state, [batch])['sr'][0]
+  key = 'bicubic' if y_channel else 'lr'
+
+  def network(x):
+    return predict(state, [{key: x[None], 'mask': np.ones(1, np.float32)}])['sr'][0]
+
+  x = sr_data.make_bicubic(image, c.scale) if y_channel else image
+  sr, tiles = sr_data.apply_in_tiles(
+    network, x, tile=tile, halo=halo, scale=1 if y_channel else c.scale
+  )
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   sr_data.write_png(out, sr)
   print(
-    f'wrote {out}: {sr.shape[0]}x{sr.shape[1]} from {image.shape[0]}x{image.shape[1]} '
-    f'(step {int(state.step)} of {c.checkpoint})'
+    f'wrote {out}: {sr.shape[0]}x{sr.shape[1]} from {image.shape[0]}x{image.shape[1]}'
+    + (f' ({tiles} overlapping tiles of at most {tile}x{tile})' if tiles > 1 else '')
+    + f', by the checkpoint at step {int(state.step)} of {c.checkpoint}'
   )
   return {'output': out, 'shape': list(sr.shape)}
 
 
+def resumable(config) -> bool:
+  """Whether the task trains (and so resumes); compare and upscale read runs."""
+  return config.task == 'train'
+
+
+TASKS = {'train': train, 'compare': compare, 'upscale': upscale}
+
+
 def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  choose('task', config.task, ('train', 'compare', 'upscale'))
-  if config.task == 'compare':
-    return compare(config, workdir)
-  if config.task == 'upscale':
-    return upscale(config, workdir)
-  return train(config, workdir)
+  choose('task', config.task, TASKS)
+  choose('model', config.model, MODELS)
+  choose('pixel loss', config.pixel_loss, PIXEL_LOSSES)
+  return TASKS[config.task](config, workdir)
 
 
 if __name__ == '__main__':

@@ -16,6 +16,9 @@ record (`nkjax.train.run_record`): a workdir holding a run with another config
 stops, a finished run says so and exits 0. At the end it prints where the
 results are and the headline figures.
 
+`call(experiment_file, args)` runs a command line in-process (the same
+parsing, checks and `main`), returning its exit code and stderr: for tests.
+
 What an experiment file may declare besides `PRESETS`, `get_config` and `main`:
 `CHECKS` (field -> `validate.Rule`), `resumable(config) -> bool` (False for a
 task that keeps no checkpoints: a picture, a table of closed forms; the run
@@ -23,13 +26,17 @@ record is then not kept) and `DEFAULT_WORKDIRS` (preset -> default --workdir
 where it is not `runs/<experiment>-<preset>`).
 """
 
+import contextlib
 import difflib
+import importlib.util
+import io
 import json
 import logging as std_logging
 import math
 import os
 import shutil
 import sys
+import types
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -97,6 +104,9 @@ class _QuietLibraries(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
+_QUIET_LIBRARIES = _QuietLibraries()
+
+
 def _several_processes() -> bool:
   if os.environ.get('NKJAX_DISTRIBUTED') == '1' or os.environ.get(
     'JAX_COORDINATOR_ADDRESS'
@@ -121,8 +131,7 @@ def _flatten(config, prefix: str = '') -> list[str]:
   return lines
 
 
-def _config_help(experiment_file: str) -> str:
-  module = sys.modules['__main__']
+def _config_help(module, experiment_file: str) -> str:
   presets = ', '.join(getattr(module, 'PRESETS', ()))
   fields = '\n'.join(_flatten(module.get_config()))
   return (
@@ -141,10 +150,9 @@ def _config_arg(argv: list[str]) -> str | None:
   return None
 
 
-def _unknown_field(name: str, config_arg: str | None) -> str:
+def _unknown_field(module, name: str, config_arg: str | None) -> str:
   # ml_collections suggests a field only when the default config is parsed;
   # after an explicit --config=file:preset, suggest from that preset's fields.
-  module = sys.modules['__main__']
   preset = (config_arg or '').partition(':')[2]
   try:
     config = module.get_config(preset) if preset else module.get_config()
@@ -158,9 +166,8 @@ def _unknown_field(name: str, config_arg: str | None) -> str:
 _HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
 
 
-def _experiment_help(experiment_file: str, config_arg: str | None) -> str:
+def _experiment_help(module, experiment_file: str, config_arg: str | None) -> str:
   """The experiment's own help: its docstring, presets and config fields."""
-  module = sys.modules['__main__']
   preset = (config_arg or '').partition(':')[2]
   presets = getattr(module, 'PRESETS', ())
   config = module.get_config(preset) if preset in presets else module.get_config()
@@ -186,13 +193,13 @@ def _innermost(error: BaseException) -> BaseException:
   return error
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  experiment_file = os.path.relpath(sys.modules['__main__'].__file__)
+def _parse_flags(module, flag_values, argv: list[str]) -> list[str]:
+  experiment_file = os.path.relpath(module.__file__)
   asked = [a for a in argv[1:] if a.split('=')[0] in _HELP_FLAGS]
   if asked:
-    print(_experiment_help(experiment_file, _config_arg(argv)))
+    print(_experiment_help(module, experiment_file, _config_arg(argv)))
     if asked[0].startswith('--helpfull'):
-      print("every flag, absl's included:\n" + flags.FLAGS.get_help())
+      print("every flag, absl's included:\n" + flag_values.get_help())
     else:
       print('--helpfull adds every absl flag.')
     sys.exit(0)
@@ -203,13 +210,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except UserError as e:
     _exit_with(str(e))
   try:
-    return flags.FLAGS(argv)
+    return flag_values(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
     detail = str(_innermost(e)).strip().splitlines() or [type(e).__name__]
     message = detail[-1]
     if isinstance(_innermost(e), AttributeError | KeyError):
       # ml_collections' "no such field", with its "Did you mean" line.
-      message = _unknown_field(detail[0].strip('\'"'), config_arg)
+      message = _unknown_field(module, detail[0].strip('\'"'), config_arg)
     _exit_with(message)
 
 
@@ -221,10 +228,10 @@ def _exit_with(message: str) -> None:
   sys.exit(1)
 
 
-def _default_workdir(config_arg: str) -> str:
+def _default_workdir(module, config_arg: str) -> str:
   path, _, preset = config_arg.partition(':')
   name = os.path.splitext(os.path.basename(path))[0]
-  special = getattr(sys.modules['__main__'], 'DEFAULT_WORKDIRS', {})
+  special = getattr(module, 'DEFAULT_WORKDIRS', {})
   if preset in special:
     return special[preset]
   return os.path.join('runs', f'{name}-{preset}' if preset else name)
@@ -313,6 +320,119 @@ def _add_xla_flags(flags_to_add) -> None:
   os.environ['XLA_FLAGS'] = current
 
 
+def _experiment_name(module) -> str:
+  return os.path.splitext(os.path.basename(module.__file__))[0]
+
+
+def _define_flags(module, flag_values, argv: list[str]):
+  """Defines `--config`, `--workdir` and `--allow_config_change` in `flag_values`."""
+  experiment_file = os.path.relpath(module.__file__)
+  try:
+    # ml_collections applies --config.<field> overrides here already.
+    config = config_flags.DEFINE_config_file(
+      'config', experiment_file, _config_help(module, experiment_file),
+      flag_values=flag_values, sys_argv=argv,
+    )  # fmt: skip
+  except AttributeError as e:
+    inner = e.args[0] if e.args else e
+    detail = (
+      inner.args[0] if isinstance(inner, BaseException) else str(inner)
+    ).replace('\n', '; ')
+    _exit_with(f'unknown config field {detail}')
+  workdir = flags.DEFINE_string(
+    'workdir',
+    None,
+    'where checkpoints, metrics and pictures go; resumes if it holds checkpoints (default: runs/<experiment>-<preset>)',
+    flag_values=flag_values,
+  )
+  allow_change = flags.DEFINE_bool(
+    'allow_config_change',
+    False,
+    'resume the run in --workdir with a config that differs from the one that '
+    'started it; the change is recorded in run.json and summary.json',
+    flag_values=flag_values,
+  )
+  return config, workdir, allow_change
+
+
+def _launch(module, main, flag_values, holders, argv: list[str]) -> None:
+  """Everything after flag parsing: checks, the run record, `main`, the
+  closing lines. Stops with `SystemExit` (1 on bad input)."""
+  config, workdir_flag, allow_change = holders
+  if len(argv) > 1:
+    _exit_with(
+      f'unexpected arguments: {" ".join(argv[1:])}; flags take the form '
+      '--config=FILE:PRESET, --config.FIELD=VALUE, --workdir=DIR'
+    )
+  logging.get_absl_handler().addFilter(_QUIET_LIBRARIES)
+  try:
+    cfg = config.value
+  except (OSError, AttributeError, ValueError, TypeError, KeyError) as e:
+    _exit_with(str(_innermost(e)).strip().splitlines()[-1])
+  workdir = workdir_flag.value or _default_workdir(
+    module, flag_values['config'].serialize().partition('=')[2]
+  )
+  experiment = _experiment_name(module)
+  try:
+    validate.config(cfg, getattr(module, 'CHECKS', {}))
+    resumable = getattr(module, 'resumable', lambda _: True)(cfg)
+    validate.workdir(workdir)
+    if resumable:
+      resume = run_record.check(
+        workdir, cfg.to_dict(), allow_change=allow_change.value, experiment=experiment
+      )
+  except UserError as e:
+    _exit_with(str(e))
+  if resumable and resume.finished:
+    steps = next((f for f in run_record.STEP_FIELDS if f in cfg), 'num_steps')
+    print(
+      f'The run in {workdir} is already finished; its results are unchanged in '
+      f'{os.path.join(workdir, "summary.json")} (raise --config.{steps} to train further).'
+    )
+    return
+  import jax
+
+  if _several_processes():
+    # JAX finds the process count and index itself under SLURM, MPI and on
+    # TPU pods; elsewhere (GPU hosts started by hand, a test on localhost)
+    # JAX_NUM_PROCESSES and JAX_PROCESS_ID give them.
+    count, index = (
+      os.environ.get('JAX_NUM_PROCESSES'),
+      os.environ.get('JAX_PROCESS_ID'),
+    )
+    jax.distributed.initialize(
+      num_processes=int(count) if count else None,
+      process_id=int(index) if index else None,
+    )
+  logging.info(
+    'JAX %s on %s: %d local / %d global devices, process %d of %d',
+    jax.__version__, jax.default_backend(), jax.local_device_count(),
+    jax.device_count(), jax.process_index(), jax.process_count(),
+  )  # fmt: skip
+  logging.info('Devices: %s', jax.devices())
+  first = jax.process_index() == 0
+  undo = _Undo(workdir)
+  if resumable and first:
+    at_step = run_record.latest_checkpoint_step(workdir)
+    run_record.start(
+      workdir, cfg.to_dict(), resume, at_step=at_step, experiment=experiment
+    )
+  try:
+    main(cfg, workdir)
+  except UserError as e:
+    if first:
+      undo()
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  except FloatingPointError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  if first:
+    if resumable:
+      run_record.finish(workdir)
+    print('\n'.join(closing_lines(workdir)))
+
+
 def run(main, *, xla_flags: tuple[str, ...] = ()) -> None:
   """Parses flags and calls `main(config, workdir)` of the calling experiment.
 
@@ -322,100 +442,54 @@ def run(main, *, xla_flags: tuple[str, ...] = ()) -> None:
   """
   _add_xla_flags(xla_flags)
   use_all_cpu_cores()
-  experiment_file = os.path.relpath(sys.modules['__main__'].__file__)
-  try:
-    # ml_collections applies --config.<field> overrides here already.
-    config = config_flags.DEFINE_config_file(
-      'config', experiment_file, _config_help(experiment_file)
-    )
-  except AttributeError as e:
-    inner = e.args[0] if e.args else e
-    detail = (
-      inner.args[0] if isinstance(inner, BaseException) else str(inner)
-    ).replace('\n', '; ')
-    _exit_with(f'unknown config field {detail}')
-  workdir_flag = flags.DEFINE_string(
-    'workdir',
-    None,
-    'where checkpoints, metrics and pictures go; resumes if it holds checkpoints (default: runs/<experiment>-<preset>)',
-  )
-  allow_change = flags.DEFINE_bool(
-    'allow_config_change',
-    False,
-    'resume the run in --workdir with a config that differs from the one that '
-    'started it; the change is recorded in run.json and summary.json',
-  )
   module = sys.modules['__main__']
+  holders = _define_flags(module, flags.FLAGS, sys.argv)
+  app.run(
+    lambda argv: _launch(module, main, flags.FLAGS, holders, argv),
+    flags_parser=lambda argv: _parse_flags(module, flags.FLAGS, argv),
+  )
 
-  def _main(argv):
-    if len(argv) > 1:
-      _exit_with(
-        f'unexpected arguments: {" ".join(argv[1:])}; flags take the form '
-        '--config=FILE:PRESET, --config.FIELD=VALUE, --workdir=DIR'
-      )
-    logging.get_absl_handler().addFilter(_QuietLibraries())
-    try:
-      cfg = config.value
-    except (OSError, AttributeError, ValueError, TypeError, KeyError) as e:
-      _exit_with(str(_innermost(e)).strip().splitlines()[-1])
-    workdir = workdir_flag.value or _default_workdir(
-      flags.FLAGS['config'].serialize().partition('=')[2]
-    )
-    resumable = getattr(module, 'resumable', lambda _: True)(cfg)
-    try:
-      validate.config(cfg, getattr(module, 'CHECKS', {}))
-      validate.workdir(workdir)
-      if resumable:
-        resume = run_record.check(
-          workdir, cfg.to_dict(), allow_change=allow_change.value
-        )
-    except UserError as e:
-      _exit_with(str(e))
-    if resumable and resume.finished:
-      steps = next((f for f in run_record.STEP_FIELDS if f in cfg), 'num_steps')
-      print(
-        f'The run in {workdir} is already finished; its results are unchanged in '
-        f'{os.path.join(workdir, "summary.json")} (raise --config.{steps} to train further).'
-      )
-      return
-    import jax
 
-    if _several_processes():
-      # JAX finds the process count and index itself under SLURM, MPI and on
-      # TPU pods; elsewhere (GPU hosts started by hand, a test on localhost)
-      # JAX_NUM_PROCESSES and JAX_PROCESS_ID give them.
-      count, index = (
-        os.environ.get('JAX_NUM_PROCESSES'),
-        os.environ.get('JAX_PROCESS_ID'),
-      )
-      jax.distributed.initialize(
-        num_processes=int(count) if count else None,
-        process_id=int(index) if index else None,
-      )
-    logging.info(
-      'JAX %s on %s: %d local / %d global devices, process %d of %d',
-      jax.__version__, jax.default_backend(), jax.local_device_count(),
-      jax.device_count(), jax.process_index(), jax.process_count(),
-    )  # fmt: skip
-    logging.info('Devices: %s', jax.devices())
-    first = jax.process_index() == 0
-    undo = _Undo(workdir)
-    if resumable and first:
-      at_step = run_record.latest_checkpoint_step(workdir)
-      run_record.start(workdir, cfg.to_dict(), resume, at_step=at_step)
-    try:
-      main(cfg, workdir)
-    except UserError as e:
-      if first:
-        undo()
-      print(f'error: {e}', file=sys.stderr)
-      sys.exit(1)
-    except FloatingPointError as e:
-      print(f'error: {e}', file=sys.stderr)
-      sys.exit(1)
-    if first:
-      if resumable:
-        run_record.finish(workdir)
-      print('\n'.join(closing_lines(workdir)))
+_MODULES: dict[str, types.ModuleType] = {}
 
-  app.run(_main, flags_parser=_parse_flags)
+
+def call(experiment_file: str, args: list[str]) -> tuple[int, str]:
+  """Runs an experiment's command line in this process, as `run` would.
+
+  The same parsing, checks, run record and `main` as `python experiment_file
+  *args`, with flags of their own (absl's global flags are left alone) and
+  without the CPU set-up, which only a fresh process can make: for tests of
+  what a command line does, at the cost of an import instead of an
+  interpreter's start. An exception that `run` would print as a traceback
+  propagates.
+
+  Args:
+    experiment_file: the experiment's file, e.g. 'experiments/sr.py'.
+    args: the arguments after it, e.g. ['--config=experiments/sr.py:smoke'].
+
+  Returns:
+    `(exit code, what was written to stderr)`.
+  """
+  path = os.path.abspath(experiment_file)
+  if path not in _MODULES:
+    spec = importlib.util.spec_from_file_location(_experiment_name_of(path), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _MODULES[path] = module
+  module = _MODULES[path]
+  argv = [experiment_file, *args]
+  flag_values = flags.FlagValues()
+  err, out = io.StringIO(), io.StringIO()
+  code = 0
+  with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+    try:
+      holders = _define_flags(module, flag_values, argv)
+      rest = _parse_flags(module, flag_values, argv)
+      _launch(module, module.main, flag_values, holders, rest)
+    except SystemExit as e:
+      code = e.code if isinstance(e.code, int) else 1
+  return code, err.getvalue()
+
+
+def _experiment_name_of(path: str) -> str:
+  return f'nkjax_experiment_{os.path.splitext(os.path.basename(path))[0]}'

@@ -38,6 +38,7 @@ class Rule:
 
   test: Callable[[Any], bool]
   valid: str
+  choices: tuple | None = None  # a name's rule: the message lists them
 
   def __call__(self, value) -> bool:
     return self.test(value)
@@ -76,6 +77,13 @@ def positive_number() -> Rule:
   return Rule(lambda v: _number(v) and math.isfinite(v) and v > 0, 'a number > 0')
 
 
+def one_of(*choices) -> Rule:
+  """One of `choices` (a name: a model, a padding, a scale)."""
+  return Rule(
+    lambda v: v in choices, f'one of {", ".join(map(repr, choices))}', choices
+  )
+
+
 def optional(rule: Rule) -> Rule:
   """`rule`, or None (a placeholder left unset)."""
   return Rule(lambda v: v is None or rule(v), f'{rule.valid}, or None')
@@ -100,23 +108,55 @@ unit = interval(0.0, 1.0, low_open=True, high_open=True)  # Adam's betas, decays
 learning_rate = interval(0.0, 10.0, low_open=True)
 
 
-def config(values: Mapping, checks: Mapping[str, Rule]) -> None:
+def _shown(value):
+  return tuple(value) if isinstance(value, list) else value
+
+
+def _non_finite(value) -> bool:
+  if isinstance(value, tuple | list):
+    return any(_non_finite(v) for v in value)
+  return isinstance(value, float) and not math.isfinite(value)
+
+
+def config(values: Mapping, checks: Mapping[str | tuple[str, ...], Rule]) -> None:
   """Raises `UserError` for the first field of `values` that breaks its rule.
 
-  Fields a preset does not have are skipped, so one `checks` serves every preset.
+  Every number must be finite (nan or inf, in any field, stops here: no field
+  means them, and JSON cannot record them). Fields a preset does not have are
+  skipped, so one `checks` serves every preset. A rule keyed by a tuple of
+  field names relates them: its test gets their values as a tuple, and its
+  `valid` says what they must be together.
 
   Args:
     values: the resolved config (a ConfigDict or a dict).
-    checks: field name -> `Rule`.
+    checks: field name (or tuple of names) -> `Rule`.
   """
+  for name, value in values.items():
+    if _non_finite(value):
+      raise UserError(
+        f'--config.{name}={_shown(value)!r} is not a finite number; give one'
+      )
   for name, rule in checks.items():
-    if name not in values:
+    names = name if isinstance(name, tuple) else (name,)
+    if any(n not in values for n in names):
+      continue
+    if isinstance(name, tuple):
+      value = tuple(values[n] for n in names)
+      if not rule(value):
+        given = ' with '.join(
+          f'--config.{n}={_shown(v)!r}' for n, v in zip(names, value, strict=True)
+        )
+        raise UserError(f'{given}: {rule.valid}')
       continue
     value = values[name]
-    if not rule(value):
-      shown = tuple(value) if isinstance(value, list) else value
+    if not rule(value) and rule.choices is not None:
+      valid = ', '.join(sorted(map(str, rule.choices)))
       raise UserError(
-        f'--config.{name}={shown!r} is out of range: it must be {rule.valid}'
+        f'unknown {name} {value!r} (--config.{name}); valid choices: {valid}'
+      )
+    if not rule(value):
+      raise UserError(
+        f'--config.{name}={_shown(value)!r} is out of range: it must be {rule.valid}'
       )
 
 

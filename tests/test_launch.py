@@ -152,3 +152,23 @@ def test_onednn_is_known_to_work_from_jaxlib_0_12_on():
 
   version = tuple(int(p) for p in metadata.version('jaxlib').split('.')[:2])
   assert launch.onednn_convolutions_work() == (version >= (0, 12))
+
+
+def test_call_runs_a_command_line_in_process_and_leaves_the_global_flags_alone(
+  tmp_path, monkeypatch
+):
+  from absl import flags
+
+  monkeypatch.chdir(ROOT)
+  xla = os.environ.get('XLA_FLAGS')
+  workdir = tmp_path / 'run'
+  code, stderr = launch.call(
+    'experiments/mlp.py', ['--config.batch_size=0', f'--workdir={workdir}']
+  )
+  assert code == 1
+  assert stderr.startswith('error: --config.batch_size=0 is out of range')
+  assert not workdir.exists()
+  # Twice: each call has flags of its own; absl's global ones stay undefined.
+  assert launch.call('experiments/mlp.py', ['--config.batch_size=0'])[0] == 1
+  assert 'config' not in flags.FLAGS and os.environ.get('XLA_FLAGS') == xla
+  assert launch.call('experiments/mlp.py', ['--help']) == (0, '')

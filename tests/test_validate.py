@@ -83,3 +83,36 @@ def test_missing_config_file_is_named(tmp_path):
   validate.config_file(__file__)
   with pytest.raises(UserError, match='--config=nope.py: no such config file'):
     validate.config_file('nope.py')
+
+
+def test_a_name_rule_lists_the_choices_as_choose_does():
+  rule = validate.one_of('SAME', 'VALID')
+  assert rule('SAME') and not rule('same')
+  with pytest.raises(
+    UserError,
+    match=r"^unknown padding 'same' \(--config.padding\); valid choices: SAME, VALID$",
+  ):
+    validate.config({'padding': 'same'}, {'padding': rule})
+
+
+def test_a_rule_over_several_fields_names_each_value():
+  together = {
+    ('model', 'scales'): validate.Rule(
+      lambda v: v[0] != 'a' or len(v[1]) == 1, 'one scale for a'
+    )
+  }
+  validate.config({'model': 'a', 'scales': (4,)}, together)
+  validate.config({'model': 'b', 'scales': (2, 4)}, together)
+  validate.config({'model': 'a'}, together)  # a preset without one of them: skipped
+  with pytest.raises(
+    UserError,
+    match=r"^--config.model='a' with --config.scales=\(2, 4\): one scale for a$",
+  ):
+    validate.config({'model': 'a', 'scales': [2, 4]}, together)
+
+
+@pytest.mark.parametrize('value', [math.nan, math.inf, -math.inf, (1.0, math.nan)])
+def test_no_field_takes_a_number_that_is_not_finite(value):
+  # Even a field without a rule: nothing means nan, and JSON cannot record it.
+  with pytest.raises(UserError, match=r'^--config.weight=.+ is not a finite number'):
+    validate.config({'weight': value}, {})

@@ -2,10 +2,13 @@
 
 Every dataset comes out as a `Dataset` whose batches are `image` float32
 `[b, h, w, c]` in [0, 1], `label` int32 `[b]`, and for eval a `mask` over padded
-examples; `example_shape` is `(h, w, c)`.
+examples; `example_shape` is `(h, w, c)`. `read_image` reads one image file
+(a photograph to upscale or to detect objects in) the same way.
 """
 
 import dataclasses
+
+import numpy as np
 
 from nkjax.data import batching, digits, tfds_loader
 from nkjax.data.dataset import Dataset
@@ -125,3 +128,54 @@ def load(
     eval_batches=lambda: stream(test_split, eval_batch_size, False),
     train_eval_batches=lambda: stream(train_split, eval_batch_size, False),
   )
+
+
+# PIL's modes of 16-bit grey PNGs: 'I;16' (Pillow >= 10), 'I' before it.
+_SIXTEEN_BIT = ('I;16', 'I;16B', 'I;16L')
+
+
+def read_image(path: str, *, drop_alpha: bool = False) -> np.ndarray:
+  """An image file as `[h, w, 3]` float32 in [0, 1]; grey is stacked to RGB.
+
+  Read at the file's depth: 8-bit values are divided by 255, a 16-bit grey
+  PNG's by 65,535 (PIL's `convert('RGB')` would clip it to white). PIL reads
+  a 16-bit RGB PNG at 8 bits (the high byte of each value).
+
+  Args:
+    path: a PNG, JPEG or any file PIL reads.
+    drop_alpha: composite nothing, just drop an alpha channel (for drawing
+      on the image); False refuses such an image (its colours under the
+      transparency are not the picture's).
+
+  Raises:
+    UserError: the file is missing or unreadable, has an alpha channel (unless
+      `drop_alpha`), or holds 32-bit values.
+  """
+  from PIL import Image, UnidentifiedImageError
+
+  try:
+    with Image.open(path) as im:
+      if im.mode in ('RGBA', 'LA', 'PA') or 'transparency' in im.info:
+        if not drop_alpha:
+          raise UserError(
+            f'{path} has an alpha channel; save it as RGB or grey (e.g. '
+            "PIL's Image.convert('RGB')) and try again"
+          )
+        im = im.convert('RGB')
+      if im.mode in _SIXTEEN_BIT or (im.mode == 'I' and im.format == 'PNG'):
+        x = np.asarray(im).astype(np.float32) / 65535.0
+      elif im.mode in ('I', 'F'):
+        raise UserError(
+          f'{path} holds 32-bit values (PIL mode {im.mode}); save it as an 8- or '
+          '16-bit PNG'
+        )
+      else:
+        x = np.asarray(im if im.mode in ('L', 'RGB') else im.convert('RGB'))
+        x = x.astype(np.float32) / 255.0
+  except (FileNotFoundError, IsADirectoryError) as e:
+    raise UserError(f'cannot read image {path}: no such file') from e
+  except (UnidentifiedImageError, OSError) as e:
+    raise UserError(f'cannot read image {path}: not an image file PIL knows') from e
+  if x.ndim == 2:
+    x = np.repeat(x[..., None], 3, axis=-1)
+  return x

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from nkjax.data import tfds_loader
+from nkjax.data import images, tfds_loader
 from nkjax.data.dataset import Dataset
 from nkjax.errors import UserError
 from nkjax.ops.resize import imresize_np
@@ -111,28 +111,70 @@ def photo(name: str) -> tuple[np.ndarray, ...]:
 
 
 def read_image(path: str) -> np.ndarray:
-  """An image file as `[h, w, 3]` float32 in [0, 1]; grey is stacked to RGB.
+  """An image file as `[h, w, 3]` float32 in [0, 1], at its depth (8 or 16
+  bits); grey is stacked to RGB (`nkjax.data.images.read_image`).
 
   Raises:
     UserError: the file is missing or unreadable, or is RGBA.
   """
-  from PIL import Image, UnidentifiedImageError
+  return images.read_image(path)
 
-  try:
-    with Image.open(path) as im:
-      if im.mode in ('RGBA', 'LA', 'PA') or 'transparency' in im.info:
-        raise UserError(
-          f'{path} has an alpha channel; save it as RGB or grey (e.g. '
-          "PIL's Image.convert('RGB')) and try again"
-        )
-      if im.mode not in ('L', 'RGB'):
-        im = im.convert('RGB')
-      x = np.asarray(im)
-  except (FileNotFoundError, IsADirectoryError) as e:
-    raise UserError(f'cannot read image {path}: no such file') from e
-  except (UnidentifiedImageError, OSError) as e:
-    raise UserError(f'cannot read image {path}: not an image file PIL knows') from e
-  return as_rgb(x, name=path)
+
+def _windows(size: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
+  # (start, stop) of each window along one axis, every one `tile` long (the
+  # last moved back to end at `size`), and the (keep_from, keep_to) that it
+  # contributes: its part at least `halo` from any cut.
+  if size <= tile:
+    return [(0, size, 0, size)]
+  step = tile - 2 * halo
+  starts = list(range(0, size - tile, step)) + [size - tile]
+  out, kept = [], 0
+  for a in starts:
+    stop = a + tile
+    keep_to = size if stop == size else stop - halo
+    out.append((a, stop, kept, keep_to))
+    kept = keep_to
+  return out
+
+
+def apply_in_tiles(fn, image: np.ndarray, *, tile: int, halo: int, scale: int):
+  """`fn` over `image` in overlapping windows, as if over the whole of it.
+
+  For a network whose output pixel depends on the input within `halo` pixels
+  (the radius of its receptive field): each window is `tile` x `tile` (or the
+  whole side where the image is smaller), windows overlap by `2 * halo`, and
+  each keeps only the output at least `halo` input pixels from a cut, so the
+  result is the untiled one (to float rounding) while the network sees at
+  most `tile * tile` pixels at a time. Every window has one shape: one
+  compilation.
+
+  Args:
+    fn: `[h, w, c]` -> `[h * scale, w * scale, c']`, e.g. a network's output
+      on one image.
+    image: `[H, W, c]`.
+    tile: the window's side in `image` pixels; more than `2 * halo`.
+    halo: the receptive field's radius in `image` pixels.
+    scale: output pixels per input pixel.
+
+  Returns:
+    `[H * scale, W * scale, c']`, as `fn(image)`; and the number of windows.
+  """
+  if tile <= 2 * halo:
+    raise ValueError(f'tile {tile} must exceed twice the halo {halo}')
+  rows = _windows(image.shape[0], tile, halo)
+  cols = _windows(image.shape[1], tile, halo)
+  out = None
+  for r0, r1, keep_r0, keep_r1 in rows:
+    for c0, c1, keep_c0, keep_c1 in cols:
+      y = np.asarray(fn(image[r0:r1, c0:c1]))
+      if out is None:
+        h, w = image.shape[:2]
+        out = np.zeros((h * scale, w * scale, y.shape[-1]), y.dtype)
+      out[keep_r0 * scale : keep_r1 * scale, keep_c0 * scale : keep_c1 * scale] = y[
+        (keep_r0 - r0) * scale : (keep_r1 - r0) * scale,
+        (keep_c0 - c0) * scale : (keep_c1 - c0) * scale,
+      ]
+  return out, len(rows) * len(cols)
 
 
 def write_png(path: str, image: np.ndarray) -> None:
@@ -201,6 +243,32 @@ def _check_sizes(names, images, *, scales, min_hr: int, what: str):
         f'{what} image {name} is {x.shape[0]}x{x.shape[1]}, smaller than the '
         f'{min_hr}-pixel HR patches at scales {tuple(scales)}'
       )
+
+
+SSIM_WINDOW = 11  # nkjax.metrics.image.ssim's Gaussian window
+
+
+def check_test_sizes(names, images, *, scales, multiple: int | None, fix: str):
+  """Raises `UserError` for the first test image too small to score.
+
+  Scores are taken on the HR image cropped to a multiple of the scale (of
+  `multiple` when given) with `scale` pixels shaved off each side, and SSIM
+  needs 11x11 of what is left.
+
+  Args:
+    fix: the option the message tells the person to change.
+  """
+  for name, x in zip(names, images, strict=True):
+    for s in scales:
+      m = multiple or s
+      side = min(x.shape[0] - x.shape[0] % m, x.shape[1] - x.shape[1] % m)
+      if side - 2 * s < SSIM_WINDOW:
+        need = -(-(SSIM_WINDOW + 2 * s) // m) * m
+        raise UserError(
+          f'test image {name} is {x.shape[0]}x{x.shape[1]}: scoring at x{s} needs '
+          f"at least {need}x{need} (SSIM's {SSIM_WINDOW} pixels and the {s}-pixel "
+          f'border on each side, after cropping to a multiple of {m}); change {fix}'
+        )
 
 
 def patch_batches(
@@ -290,7 +358,8 @@ def load(
   """The SR dataset `name` (`photos` or `div2k/bicubic_x{2,3,4}`).
 
   Args:
-    scales: upscaling factors to train and evaluate at (DIV2K: its own only).
+    scales: upscaling factors to train and evaluate at, among 2, 3 and 4
+      (DIV2K: its own only); the experiment's config rules check them.
     patch: training patch side (LR pixels for 'lr' input, HR for 'bicubic').
     input_kind: 'lr' (SRResNet) or 'bicubic' (SRCNN, VDSR).
     batch_size: the global training batch.
@@ -298,6 +367,11 @@ def load(
     crop: centre-crop every photograph to at most `crop` x `crop` first (for
       tests and smoke runs).
     max_test_images: evaluate on the first this many test images only.
+
+  Raises:
+    UserError: an unknown source, several scales on LR input, a training
+      image under the patch, or a test image too small to score
+      (`check_test_sizes`), before any patch is cut.
   """
   if name not in SOURCES:
     raise UserError(
@@ -307,8 +381,6 @@ def load(
   if input_kind not in INPUT_KINDS:
     raise UserError(f'input_kind must be one of {INPUT_KINDS}, got {input_kind!r}')
   scales = tuple(int(s) for s in scales)
-  if not scales or any(s not in (2, 3, 4) for s in scales):
-    raise UserError(f'scales must be among 2, 3, 4; got {scales}')
   if input_kind == 'lr' and len(scales) > 1:
     raise UserError(
       'networks on LR input (SRResNet) train at one scale; got scales '
@@ -336,6 +408,10 @@ def load(
     test_names, test = read_folder(test_dir)
     multiple = None  # modcrop by each scale, as the benchmarks do
   test_names, test = test_names[:max_test_images], test[:max_test_images]
+  check_test_sizes(
+    test_names, test, scales=scales, multiple=multiple,
+    fix='--config.crop' if test_dir is None else f'--config.test_dir={test_dir}',
+  )  # fmt: skip
   min_hr = max(patch * s for s in scales) if input_kind == 'lr' else patch
   _check_sizes(train_names, train, scales=scales, min_hr=min_hr, what='training')
   train_pairs = _pairs(train, scales, None)
@@ -417,6 +493,10 @@ def _load_div2k(
   else:
     test_names, test = read_folder(test_dir)
     test_names, test = test_names[:max_test_images], test[:max_test_images]
+    check_test_sizes(
+      test_names, test, scales=scales, multiple=None,
+      fix=f'--config.test_dir={test_dir}',
+    )  # fmt: skip
     test_pairs = _pairs(test, scales, None)
   min_hr = patch * own if input_kind == 'lr' else patch
   _check_sizes(

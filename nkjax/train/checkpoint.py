@@ -7,11 +7,14 @@ so a run killed mid-save leaves the previous checkpoints intact.
 A checkpoint damaged after the fact (a truncated or zeroed array file, a deleted
 metadata file, manifest or commit marker, an emptied step folder) is named in
 one line on restore, moved aside to `<directory>-damaged/<step>`, and the run
-falls back to the newest readable checkpoint.
+falls back to the newest readable checkpoint. A reader of another run's
+checkpoints (`read_only=True`: detect, upscale, compare) skips a damaged
+step the same way but never moves or writes anything.
 """
 
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +46,26 @@ def missing_files(step_dir: str) -> str | None:
   return None
 
 
+def _quiet_abandoned_reads() -> None:
+  # A restore that fails on a damaged array abandons the reads still in
+  # flight; each one completes later on a tensorstore thread, finds orbax's
+  # event loop closed, and Python prints it as an ignored-exception traceback
+  # (dozens per damaged checkpoint, after the one line that names it). Only
+  # those are dropped; any other unraisable exception goes where it went.
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_abandoned_reads', False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == 'Event loop is closed':
+      return
+    previous(unraisable)
+
+  hook.drops_abandoned_reads = True
+  sys.unraisablehook = hook
+
+
 def _first_line(error: BaseException) -> str:
   text = str(error).strip().splitlines()
   detail = text[0] if text else ''
@@ -58,6 +81,8 @@ class Checkpointer:
     best_metric: a key of the metrics passed to `save`; when set, the best
       checkpoint by it is kept too, however old.
     best_mode: 'max' or 'min': which end of `best_metric` is best.
+    read_only: another run's checkpoints, to read: a damaged step is named
+      and skipped but left where it is, and nothing can be saved.
   """
 
   def __init__(
@@ -67,6 +92,7 @@ class Checkpointer:
     keep: int = 3,
     best_metric: str | None = None,
     best_mode: str = 'max',
+    read_only: bool = False,
   ):
     if keep < 1:
       raise UserError(f'keep_checkpoints must be >= 1, got {keep}')
@@ -74,6 +100,7 @@ class Checkpointer:
       raise UserError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
     self.directory = os.path.abspath(directory)
     self.best_metric = best_metric
+    self.read_only = read_only
     policies = [pp.LatestN(n=keep)]
     if best_metric is not None:
       policies.append(
@@ -90,7 +117,7 @@ class Checkpointer:
       item_handlers=ocp.StandardCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(
         preservation_policy=pp.AnyPreservationPolicy(policies),
-        enable_async_checkpointing=True,
+        enable_async_checkpointing=not read_only,
         create=False,
       ),
     )
@@ -103,6 +130,8 @@ class Checkpointer:
 
   def save(self, step: int, state, metrics: dict[str, float] | None = None) -> None:
     """Starts an asynchronous save of `state` as checkpoint `step`."""
+    if self.read_only:
+      raise ValueError(f'{self.directory} was opened to read (read_only=True)')
     if self.best_metric is not None and metrics is not None:
       metrics = {k: float(v) for k, v in metrics.items()}
       if self.best_metric not in metrics:
@@ -123,6 +152,7 @@ class Checkpointer:
     missing = missing_files(os.path.join(self.directory, str(step)))
     if missing:
       return missing
+    _quiet_abandoned_reads()
     try:
       self._manager.restore(step, args=ocp.args.StandardRestore())
     except Exception as e:  # noqa: BLE001 - tensorstore raises bare Exceptions
@@ -135,7 +165,9 @@ class Checkpointer:
     is none.
 
     Without `step`, a damaged checkpoint is named in one warning line, moved
-    to `<directory>-damaged/<step>` (by process 0) and the next newest is tried.
+    to `<directory>-damaged/<step>` (by process 0; left in place when
+    `read_only`) and the next newest is tried. The step restored is the
+    returned state's.
 
     Raises:
       UserError: no checkpoint is readable (nothing is moved then), `step` is
@@ -157,6 +189,13 @@ class Checkpointer:
         '--workdir, or move the damaged step folders away to start again'
       )
     for bad, why in damaged:
+      if self.read_only:
+        logging.warning(
+          'Checkpoint step %d in %s is damaged (%s); reading step %d instead '
+          '(the run is left as it is).',
+          bad, self.directory, why, s,
+        )  # fmt: skip
+        continue
       aside = os.path.join(f'{self.directory}-damaged', str(bad))
       logging.warning(
         'Checkpoint step %d in %s is damaged (%s); moved to %s, falling back to step %d.',
@@ -166,7 +205,7 @@ class Checkpointer:
         os.makedirs(os.path.dirname(aside), exist_ok=True)
         shutil.rmtree(aside, ignore_errors=True)
         os.replace(os.path.join(self.directory, str(bad)), aside)
-    if damaged:
+    if damaged and not self.read_only:
       self._manager.reload()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     try:

@@ -226,6 +226,16 @@ def _unstack(tree, n: int) -> list:
   return [jax.tree.map(operator.itemgetter(i), tree) for i in range(n)]
 
 
+def _last_logged(workdir: str, prefix: str, *, up_to: int) -> dict[str, float]:
+  """The metrics under `prefix` of the last `metrics.jsonl` row up to step
+  `up_to` that has them, without the prefix."""
+  for row in reversed(writers.read_metrics(workdir)):
+    logged = {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
+    if logged and row.get('step', 0) <= up_to:
+      return logged
+  return {}
+
+
 def _due(step: int, every: int, last: int) -> bool:
   return step == last or (every > 0 and step % every == 0)
 
@@ -455,6 +465,10 @@ def fit(
 
   if start >= num_steps and eval_fn is not None:
     eval_metrics = dict(eval_fn(state))
+  if start >= num_steps and not train_metrics:
+    # Killed after its last checkpoint, before summary.json: the train
+    # figures are the last it logged.
+    train_metrics = _last_logged(workdir, 'train/', up_to=start)
   steps_run = num_steps - start
   # Throughput after the first window, which holds the compilation.
   steady_steps = steps_run - (first_window or (0, 0))[0]

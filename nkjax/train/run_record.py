@@ -8,7 +8,8 @@ recorded here and in `summary.json` under `config_changes`. A run that reached
 its step count is marked finished (`finish`); rerunning it changes nothing
 unless the step count is raised.
 
-`run.json` holds `{"config": {...}, "finished": bool, "changes": [...]}` and,
+`run.json` holds `{"config": {...}, "finished": bool, "changes": [...],
+"experiment": name}` and,
 from the loop, the guard's reference loss. Only process 0 writes it. Nothing
 here imports JAX.
 """
@@ -73,8 +74,12 @@ def write(workdir: str, record: Mapping) -> None:
   """Writes the record atomically (a temporary file, then a rename)."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, FILENAME)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(record, f, indent=2, sort_keys=True, allow_nan=False, default=str)
+  try:
+    with open(path + '.tmp', 'w') as f:
+      json.dump(record, f, indent=2, sort_keys=True, allow_nan=False, default=str)
+  except BaseException:
+    os.remove(path + '.tmp')  # a value JSON cannot hold: leave no half-written file
+    raise
   os.replace(path + '.tmp', path)
 
 
@@ -98,6 +103,12 @@ def _short(value) -> str:
   return text if len(text) <= 40 else text[:37] + '...'
 
 
+def _listed(items: list[str], first: int = 4) -> str:
+  # The first few of a long list, and how many more.
+  shown = ', '.join(items[:first])
+  return shown + (f' and {len(items) - first} more' if len(items) > first else '')
+
+
 @dataclasses.dataclass
 class Resume:
   """What `check` found.
@@ -114,21 +125,46 @@ class Resume:
   record: dict | None
 
 
-def check(workdir: str, config: Mapping, *, allow_change: bool = False) -> Resume:
+def check(
+  workdir: str,
+  config: Mapping,
+  *,
+  allow_change: bool = False,
+  experiment: str | None = None,
+) -> Resume:
   """Compares `config` with the one that started the run in `workdir`.
 
+  Args:
+    experiment: the experiment's name ('sr'); a record of another experiment
+      is refused whatever `allow_change` says.
+
   Raises:
-    UserError: the configs differ outside `SAFE_TO_CHANGE` and `allow_change`
-      is False; one line naming the fields and both ways on.
+    UserError: the record is another experiment's, or the configs differ
+      outside `SAFE_TO_CHANGE` and `allow_change` is False; one line naming
+      the first fields that differ, both ways on.
   """
   record = read(workdir)
   if record is None or 'config' not in record:
     return Resume(finished=False, changes={}, record=record)
+  theirs = record.get('experiment')
+  if experiment is not None and theirs is not None and theirs != experiment:
+    raise UserError(
+      f'{workdir} holds a run of experiments/{theirs}.py, not of '
+      f'experiments/{experiment}.py; use another --workdir'
+    )
   changes = differences(record['config'], config)
   unsafe = [k for k in changes if k.rpartition('.')[2] not in SAFE_TO_CHANGE]
   if unsafe and not allow_change:
-    listed = ', '.join(
-      f'{k} {_short(changes[k][0])} -> {_short(changes[k][1])}' for k in unsafe
+    old_keys, new_keys = set(flatten(record['config'])), set(flatten(config))
+    if len(old_keys ^ new_keys) > len(old_keys & new_keys):
+      # Mostly other fields: a record written by another experiment.
+      raise UserError(
+        f'{workdir} holds a run of another experiment (fields '
+        f'{_listed(sorted(old_keys ^ new_keys))} are in one config only); use '
+        'another --workdir'
+      )
+    listed = _listed(
+      [f'{k} {_short(changes[k][0])} -> {_short(changes[k][1])}' for k in unsafe]
     )
     raise UserError(
       f'{workdir} holds a run started with another config ({listed}); use another '
@@ -149,18 +185,26 @@ def check(workdir: str, config: Mapping, *, allow_change: bool = False) -> Resum
 
 
 def start(
-  workdir: str, config: Mapping, resume: Resume, *, at_step: int | None
+  workdir: str,
+  config: Mapping,
+  resume: Resume,
+  *,
+  at_step: int | None,
+  experiment: str | None = None,
 ) -> None:
   """Records `config` as the run's config, with any change from the last one.
 
   Args:
     at_step: the latest checkpoint's step, where a change takes effect.
+    experiment: the experiment's name, recorded for `check`.
   """
   record = dict(resume.record or {})
   history = list(record.get('changes', []))
   if resume.changes:
     history.append({'at_step': at_step, 'fields': resume.changes})
   record.update(config=_plain(dict(config)), finished=False, changes=history)
+  if experiment is not None:
+    record['experiment'] = experiment
   write(workdir, record)
 
 

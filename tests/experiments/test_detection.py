@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nkjax import validate
 from nkjax.errors import UserError
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
@@ -147,11 +148,12 @@ def test_more_objects_than_max_boxes_is_a_clear_error_before_anything_is_written
   assert not (tmp_path / 'run').exists()
 
 
-def test_unknown_method_lists_the_valid_ones(tmp_path):
+def test_unknown_method_lists_the_valid_ones():
+  # The launcher's check (validate.config with the experiment's CHECKS).
   config = detection.get_config('smoke')
   config.method = 'yolo'
   with pytest.raises(UserError, match='valid choices: fast_rcnn, faster_rcnn, rcnn'):
-    detection.main(config, str(tmp_path / 'run'))
+    validate.config(config, detection.CHECKS)
 
 
 def _params(run_dir):
@@ -211,5 +213,5 @@ def test_bad_stage_steps_are_one_line(tmp_path):
     detection.main(config, str(tmp_path / 'run'))
   config.training, config.method, config.stage_steps = 'alternating', 'fast_rcnn', ()
   with pytest.raises(UserError, match='faster_rcnn only'):
-    detection.main(config, str(tmp_path / 'run'))
+    validate.config(config, detection.CHECKS)  # the launcher's check
   assert not (tmp_path / 'run').exists()

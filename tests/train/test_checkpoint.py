@@ -185,3 +185,57 @@ def test_a_checkpoint_of_another_model_still_does_not_fit(tmp_path, saved):
   with pytest.raises(UserError, match="step 2 .* does not fit this run's model"):
     checkpoint.Checkpointer(str(tmp_path / 'ckpt')).restore(_state(5))
   assert _tree_bytes(tmp_path) == before  # not mistaken for damage: nothing moved
+
+
+def test_a_reader_skips_a_damaged_checkpoint_names_the_step_and_changes_nothing(
+  tmp_path, caplog, saved
+):
+  states = _two_checkpoints(saved, tmp_path / 'ckpt')
+  _truncate(tmp_path / 'ckpt' / '2')
+  before = _tree_bytes(tmp_path)
+  reader = checkpoint.Checkpointer(str(tmp_path / 'ckpt'), read_only=True)
+  with caplog.at_level('WARNING'):
+    restored = reader.restore(_state(4))
+  reader.close()
+  assert int(restored.step) == 1
+  for a, b in zip(jax.tree.leaves(states[1]), jax.tree.leaves(restored), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert any(
+    re.search(r'step 2 .* is damaged .*reading step 1 instead', r.getMessage())
+    for r in caplog.records
+  )
+  assert _tree_bytes(tmp_path) == before  # nothing moved aside, nothing written
+  assert not (tmp_path / 'ckpt-damaged').exists()
+
+
+def test_a_damaged_checkpoint_is_one_line_without_asyncio_tracebacks(tmp_path):
+  # In a fresh interpreter, as a person meets it: the reads that the failed
+  # restore abandons (a state of many arrays, as a network's) complete after
+  # orbax's event loop closed.
+  import subprocess
+  import sys
+
+  ckpt = checkpoint.Checkpointer(str(tmp_path / 'ckpt'))
+  many = {f'layer_{i}': np.full((3, 5), i, np.float32) for i in range(64)}
+  for step in (1, 2):
+    ckpt.save(step, many)
+  ckpt.wait()
+  ckpt.close()
+  _truncate(tmp_path / 'ckpt' / '2')
+  _truncate(tmp_path / 'ckpt' / '1')
+  script = (
+    'import time\n'
+    'from nkjax.train import checkpoint\n'
+    f'c = checkpoint.Checkpointer({str(tmp_path / "ckpt")!r})\n'
+    'for s in c.all_steps():\n'
+    '  print(s, c.damage(s))\n'
+    'time.sleep(1.0)\n'
+    'c.close()\n'
+  )
+  proc = subprocess.run(
+    [sys.executable, '-c', script], capture_output=True, text=True, timeout=120
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.count('unreadable') == 2, proc.stdout
+  assert 'Event loop is closed' not in proc.stderr, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]

@@ -204,3 +204,15 @@ def test_a_call_ends_at_the_next_cadence(step, expected):
 
   got = loop._steps_this_call(step, steps_per_call=4, num_steps=23, cadences=(6, 10, 0))
   assert got == expected
+
+
+def test_a_run_killed_before_its_summary_keeps_its_train_metrics(mesh, tmp_path):
+  # kill -9 after the final checkpoint, before summary.json is written.
+  first = tiny_run(mesh, tmp_path, num_steps=10)
+  assert first.summary['train']
+  (tmp_path / 'summary.json').unlink()
+  again = tiny_run(mesh, tmp_path, num_steps=10)
+  assert again.summary['resumed_from_step'] == 10
+  assert again.summary['train'] == pytest.approx(first.summary['train'])
+  saved = json.loads((tmp_path / 'summary.json').read_text())
+  assert saved['train'] == pytest.approx(first.summary['train'])

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -99,3 +100,23 @@ def test_latest_checkpoint_step_reads_step_folders(tmp_path):
   for name in ('5', '10', '10.orbax-checkpoint-tmp-1', 'x'):
     (tmp_path / 'checkpoints' / name).mkdir(parents=True)
   assert run_record.latest_checkpoint_step(str(tmp_path)) == 10
+
+
+def test_a_record_json_cannot_hold_leaves_no_half_written_file(tmp_path):
+  with pytest.raises(ValueError):
+    run_record.write(str(tmp_path), {'config': {'learning_rate': float('nan')}})
+  assert os.listdir(tmp_path) == []
+
+
+def test_another_experiments_run_is_named_and_a_long_difference_is_cut_short(tmp_path):
+  start = run_record.Resume(finished=False, changes={}, record=None)
+  run_record.start(str(tmp_path), CONFIG, start, at_step=None, experiment='mlp')
+  with pytest.raises(UserError, match=r'holds a run of experiments/mlp.py, not of '):
+    run_record.check(str(tmp_path), CONFIG, experiment='cnn')
+  many = {**CONFIG, **{f'field_{i}': i for i in range(30)}}
+  run_record.start(str(tmp_path), many, start, at_step=None)
+  other = {**CONFIG, **{f'field_{i}': -i for i in range(30)}}
+  with pytest.raises(UserError) as e:
+    run_record.check(str(tmp_path), other)
+  assert 'field_1 1 -> -1' in str(e.value) and 'and 25 more' in str(e.value)
+  assert len(str(e.value)) < 400
