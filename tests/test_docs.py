@@ -352,3 +352,25 @@ def test_the_readme_library_example_runs_and_learns(capsys):
   exec(compile(code, 'README.md', 'exec'), {'__name__': '__readme__'})
   (accuracy,) = re.findall(r"'accuracy': ([\d.]+)", capsys.readouterr().out)
   assert float(accuracy) > 0.9  # the comment says about 0.97; chance is 0.1
+
+
+def test_the_readme_layout_names_every_module_of_the_tree():
+  readme = _read(os.path.join(ROOT, 'README.md'))
+  (layout,) = re.findall(r'^## Layout\n+```\n(.*?)```', readme, re.M | re.S)
+  package = os.path.join(ROOT, 'nkjax')
+  for folder, dirs, files in os.walk(package):
+    dirs[:] = [d for d in dirs if not d.startswith(('.', '_'))]
+    sub = os.path.relpath(folder, package)
+    if sub != '.':
+      assert f'{sub}/' in layout, f'the layout omits nkjax/{sub}/'
+    for name in files:
+      if not name.endswith('.py') or name == '__init__.py':
+        continue
+      word = name if sub == '.' else name.removesuffix('.py')
+      assert re.search(rf'(?<![\w.]){re.escape(word)}(?![\w])', layout), (
+        f'the layout omits nkjax/{"" if sub == "." else sub + "/"}{name}'
+      )
+  # ... and its nkjax/ part (the indented lines under it) names no file the tree lacks.
+  (nkjax_part,) = re.findall(r'^nkjax/\n((?: .*\n)*)', layout, re.M)
+  for name in re.findall(r'\b(\w+\.py)\b', nkjax_part):
+    assert glob.glob(os.path.join(package, '**', name), recursive=True), name
