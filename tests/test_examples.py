@@ -1,4 +1,4 @@
-"""The README's "Using nkjax in your own code" examples run and hold their claims.
+"""The examples of docs/library.md ("Using nkjax in your own code") run and hold their claims.
 
 Each example asserts its own result (an accuracy floor, a SciPy reference, a
 closed form); run here in-process on the 8 fake devices of conftest.
@@ -33,8 +33,8 @@ def test_example_runs(name, tmp_path, monkeypatch, capsys):
   assert capsys.readouterr().out.strip()  # each example reports its figure
 
 
-def test_the_readme_blocks_are_the_example_files_verbatim():
-  with open(os.path.join(EXAMPLES, '..', 'README.md')) as f:
+def test_the_library_page_blocks_are_the_example_files_verbatim():
+  with open(os.path.join(EXAMPLES, '..', 'docs', 'library.md')) as f:
     readme = f.read()
   blocks = re.findall(
     r'<!-- example: examples/(\S+) .*?-->\n```python\n(.*?)```\n', readme, re.S
@@ -42,4 +42,4 @@ def test_the_readme_blocks_are_the_example_files_verbatim():
   assert sorted(name for name, _ in blocks) == sorted(NAMES)
   for name, code in blocks:
     with open(os.path.join(EXAMPLES, name)) as f:
-      assert code == f.read(), f'README block of {name} differs from the file'
+      assert code == f.read(), f'docs/library.md block of {name} differs from the file'
