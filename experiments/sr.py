@@ -31,19 +31,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from nkjax import launch, viz
+from nkjax import launch, viz, weights
 from nkjax.data import sr as sr_data
 from nkjax.errors import UserError, choose
+from nkjax.losses import PIXEL_LOSSES
 from nkjax.metrics import image as image_metrics
 from nkjax.models import sr as sr_models
 from nkjax.train import checkpoint, gan, loop, optim, sharding
 from nkjax.train import state as state_lib
-from nkjax.train.sr import (
-  PIXEL_LOSSES,
-  pixel_train_step,
-  predict_step,
-  srgan_train_step,
-)
+from nkjax.train.sr import pixel_train_step, predict_step, srgan_train_step
 
 MODELS = ('srcnn', 'vdsr', 'srresnet', 'srgan')
 PAPER = tuple(f'{m}_paper' for m in MODELS)
@@ -336,7 +332,7 @@ def train(c, workdir: str) -> dict:
   vgg_params = None
   if c.model == 'srgan':
     if c.vgg19_weights is not None:
-      vgg_params = sr_models.load_vgg19_params(c.vgg19_weights)  # UserError if bad
+      vgg_params = weights.load_vgg19_params(c.vgg19_weights)  # UserError if bad
     if c.warm_start and not os.path.isdir(os.path.join(workdir, 'checkpoints')):
       if not os.path.isdir(os.path.join(c.srresnet_workdir, 'checkpoints')):
         raise UserError(
