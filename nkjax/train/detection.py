@@ -199,6 +199,13 @@ def _fg_share(classes, sampled):
   )
 
 
+def _descend(state, loss_fn):
+  """One gradient step on `loss_fn(params) -> (loss, metrics)`:
+  `(state, metrics)`."""
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+  return state.apply_gradients(grads=grads), metrics
+
+
 def _sample_batch(rng, rois, roi_valid, batch, **options):
   """`sample_rois` of every image: rois `[b, R, 4]`, roi_valid `[b, R]` and
   the batch's ground truth -> `(rois, classes, deltas, sampled, regress)`,
@@ -323,8 +330,7 @@ def faster_rcnn_train_step(
     }
     return total, aux
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-  return state.apply_gradients(grads=grads), metrics
+  return _descend(state, loss_fn)
 
 
 def fast_rcnn_train_step(
@@ -358,8 +364,7 @@ def fast_rcnn_train_step(
     )
     return _head_only(logits, deltas, samples)
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-  return state.apply_gradients(grads=grads), metrics
+  return _descend(state, loss_fn)
 
 
 def rcnn_train_step(
@@ -400,8 +405,7 @@ def rcnn_train_step(
     deltas = deltas.reshape(b, crops_per_image, *deltas.shape[1:])
     return _head_only(logits, deltas, samples)
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-  return state.apply_gradients(grads=grads), metrics
+  return _descend(state, loss_fn)
 
 
 # ---------------------------------------------------------------- predict steps
