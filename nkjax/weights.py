@@ -206,8 +206,9 @@ def load_backbone_params(
   for name, value in backbone.items():
     if name not in classifier_params:
       raise UserError(
-        f'{source} lack {name!r} (they have {", ".join(sorted(classifier_params))}); '
-        'give the weights of the same architecture as --config.backbone'
+        f'{source}: backbone weight {name} is missing (there are '
+        f'{", ".join(sorted(classifier_params))}); give the weights of the same '
+        'architecture as --config.backbone'
       )
     diff = first_mismatch(classifier_params[name], value)
     if diff is not None:

@@ -87,3 +87,10 @@ def test_load_backbone_params_copies_every_backbone_weight_and_checks_shapes():
       bad,
       source='w.npz',
     )
+  missing = {k: v for k, v in c_params.items() if k != 'Conv_0'}
+  with pytest.raises(UserError, match=r'^w\.npz: backbone weight Conv_0 is missing'):
+    weights.load_backbone_params(
+      {'backbone': params['backbone_net'], 'head': params['box_head']},
+      missing,
+      source='w.npz',
+    )
