@@ -35,9 +35,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nkjax import launch, validate, viz
+from nkjax import launch, validate, viz, weights
 from nkjax.data import detection as det_data
 from nkjax.data import images as image_files
+from nkjax.data import proposals as prop
 from nkjax.errors import UserError, choose
 from nkjax.metrics import detection as det_metrics
 from nkjax.models import detection as det
@@ -320,33 +321,6 @@ def _init_inputs(config, method, image_shape):
   return (jnp.zeros((1, config.warp_size, config.warp_size, 3), jnp.float32),)
 
 
-def load_weights_file(path: str) -> dict:
-  """A classifier's parameters from an `.npz` whose keys are '/'-joined paths
-  (`Conv_0/kernel`, `BasicBlock_0/Conv_0/kernel`, `Dense_0/bias`), as
-  `nkjax.models.sr.convert_keras_vgg19` writes them.
-
-  Raises:
-    UserError: the file is missing or not such an archive.
-  """
-  if not os.path.isfile(path):
-    raise UserError(
-      f'backbone weights file {path!r} not found; give --config.backbone_weights=PATH '
-      '(an .npz of the classifier parameters, keys like Conv_0/kernel)'
-    )
-  try:
-    with np.load(path) as z:
-      params: dict = {}
-      for key in z.files:
-        *parents, leaf = key.split('/')
-        node = params
-        for p in parents:
-          node = node.setdefault(p, {})
-        node[leaf] = np.asarray(z[key], np.float32)
-  except (OSError, ValueError) as e:
-    raise UserError(f'cannot read backbone weights {path!r}: {e}') from e
-  return params
-
-
 # ---------------------------------------------------------------- proposals (host)
 
 
@@ -360,7 +334,7 @@ class ProposalSource:
     kind = config.proposals
     if kind == 'auto':
       kind = (
-        'selective_search' if det.selective_search_available() else 'sliding_windows'
+        'selective_search' if prop.selective_search_available() else 'sliding_windows'
       )
     self.kind = kind
     self.size = config.max_proposals
@@ -369,10 +343,14 @@ class ProposalSource:
     self.images = 0
     if kind == 'sliding_windows':
       h, w = image_shape[:2]
-      windows = det.sliding_windows(height=h, width=w, sizes=tuple(config.window_sizes))
-      self.windows = det.pad_proposals(windows, self.size)
+      windows = prop.sliding_windows(
+        height=h, width=w, sizes=tuple(config.window_sizes)
+      )
+      self.windows = prop.pad_proposals(windows, self.size)
     else:
-      det.selective_search(np.zeros((8, 8, 3), np.uint8), max_proposals=1)  # installed?
+      prop.selective_search(
+        np.zeros((8, 8, 3), np.uint8), max_proposals=1
+      )  # installed?
 
   def one(
     self, image: np.ndarray, cached: bool = True
@@ -381,14 +359,14 @@ class ProposalSource:
     if self.kind == 'sliding_windows':
       out = self.windows
     elif not cached:
-      out = det.pad_proposals(
-        det.selective_search(image, max_proposals=self.size), self.size
+      out = prop.pad_proposals(
+        prop.selective_search(image, max_proposals=self.size), self.size
       )
     else:
       key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
       if key not in self.cache:
-        self.cache[key] = det.selective_search(image, max_proposals=self.size)
-      out = det.pad_proposals(self.cache[key], self.size)
+        self.cache[key] = prop.selective_search(image, max_proposals=self.size)
+      out = prop.pad_proposals(self.cache[key], self.size)
     self.seconds += time.perf_counter() - t
     self.images += 1
     return out
@@ -557,9 +535,10 @@ def run_method(config, workdir: str, method: str) -> dict:
   if config.backbone_weights:
     if method == 'rcnn':
       raise UserError('backbone_weights apply to fast_rcnn and faster_rcnn only')
-    params = det.load_backbone_params(
+    params = weights.load_backbone_params(
       {'backbone': state.params['backbone_net'], 'head': state.params['box_head']},
-      load_weights_file(config.backbone_weights),
+      weights.read_npz(config.backbone_weights, flag='--config.backbone_weights'),
+      source=config.backbone_weights,
     )
     state = state.replace(
       params={

@@ -33,19 +33,15 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nkjax import launch, validate, viz
+from nkjax import launch, validate, viz, weights
 from nkjax.data import sr as sr_data
 from nkjax.errors import UserError, choose
+from nkjax.losses import PIXEL_LOSSES
 from nkjax.metrics import image as image_metrics
 from nkjax.models import sr as sr_models
 from nkjax.train import checkpoint, gan, loop, optim, restore, sharding
 from nkjax.train import state as state_lib
-from nkjax.train.sr import (
-  PIXEL_LOSSES,
-  pixel_train_step,
-  predict_step,
-  srgan_train_step,
-)
+from nkjax.train.sr import pixel_train_step, predict_step, srgan_train_step
 
 MODELS = ('srcnn', 'vdsr', 'srresnet', 'srgan')
 PAPER = tuple(f'{m}_paper' for m in MODELS)
@@ -321,18 +317,6 @@ def _load_data(c, mesh):
   )  # fmt: skip
 
 
-def _vgg19_params(path: str) -> dict:
-  try:
-    return sr_models.load_vgg19_params(path)
-  except UserError:
-    raise
-  except (OSError, ValueError, KeyError) as e:  # not an HDF5 or npz file, other keys
-    raise UserError(
-      f'--config.vgg19_weights={path}: not VGG19 weights ({type(e).__name__}); give '
-      "Keras' vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 or its converted .npz"
-    ) from e
-
-
 def train(c, workdir: str) -> dict:
   rf = sr_models.receptive_field(build_model(c))
   if c.model == 'srcnn' and c.padding == 'VALID' and c.patch < rf:
@@ -345,7 +329,7 @@ def train(c, workdir: str) -> dict:
   vgg_params = None
   if c.model == 'srgan':
     if c.vgg19_weights is not None:
-      vgg_params = _vgg19_params(c.vgg19_weights)
+      vgg_params = weights.load_vgg19_params(c.vgg19_weights)  # UserError if bad
     if c.warm_start and not os.path.isdir(os.path.join(workdir, 'checkpoints')):
       if not os.path.isdir(os.path.join(c.srresnet_workdir, 'checkpoints')):
         raise UserError(

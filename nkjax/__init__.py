@@ -29,7 +29,7 @@ in your own code") shows three tested examples.
 10
 """
 
-import importlib
+from nkjax import _lazy
 
 __version__ = '0.1.0'
 
@@ -51,6 +51,8 @@ def colab_url(branch: str = 'main') -> str:
 # heavy, and each subpackage costs only what it imports itself.
 _SUBMODULES = (
   'backprop',
+  'bench',
+  'bench_torch',
   'data',
   'errors',
   'launch',
@@ -58,18 +60,22 @@ _SUBMODULES = (
   'metrics',
   'models',
   'ops',
+  'profile',
   'train',
+  'validate',
   'viz',
+  'weights',
 )
 
-__all__ = ['__version__', 'REPOSITORY', 'NOTEBOOK', 'colab_url', *_SUBMODULES]
+# Importable only with PyTorch installed: lazy like the others, not in `__all__`.
+_OPTIONAL = ('bench_torch',)
 
+__all__ = [
+  '__version__',
+  'REPOSITORY',
+  'NOTEBOOK',
+  'colab_url',
+  *(m for m in _SUBMODULES if m not in _OPTIONAL),
+]
 
-def __getattr__(name: str):
-  if name in _SUBMODULES:
-    return importlib.import_module(f'{__name__}.{name}')
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-
-
-def __dir__():
-  return sorted(set(globals()) | set(_SUBMODULES))
+__getattr__, __dir__ = _lazy.submodules(__name__, _SUBMODULES)

@@ -99,6 +99,43 @@ def gradient_penalty(
   return jnp.mean((norms - 1.0) ** 2)
 
 
+# ---------------------------------------------------------------- super-resolution
+
+
+def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+  """Mean squared error per example: `[b, ...]` pairs -> `[b]` (SRCNN, VDSR,
+  SRResNet's pixel loss; in [0, 1] units for images in [0, 1])."""
+  d = jnp.asarray(predictions) - jnp.asarray(targets)
+  return jnp.mean(d * d, axis=tuple(range(1, d.ndim)))
+
+
+def mae(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+  """Mean absolute error per example: `[b, ...]` pairs -> `[b]` (EDSR's L1,
+  Lim et al. 2017, and BasicSR's default pixel loss)."""
+  d = jnp.asarray(predictions) - jnp.asarray(targets)
+  return jnp.mean(jnp.abs(d), axis=tuple(range(1, d.ndim)))
+
+
+# Per-example pixel losses of super-resolution by name, `(out, label)` -> `[b]`.
+PIXEL_LOSSES = {'mse': mse, 'l1': mae}
+
+# SRGAN rescales the VGG feature maps by 1/12.75 so that the content loss is of a
+# size comparable to the pixel MSE.
+VGG_FEATURE_SCALE = 1.0 / 12.75
+
+
+def vgg_content_loss(
+  features_fn, sr: jax.Array, hr: jax.Array, *, scale: float = VGG_FEATURE_SCALE
+) -> jax.Array:
+  """SRGAN's VGG loss: the mean squared difference of phi_5,4 feature maps
+  (scaled by `scale`) of SR and HR images `[n, h, w, 3]` in [0, 1]; `[n]`.
+
+  `features_fn` maps images to features (`nkjax.models.sr.VGG19Features`
+  applied with its weights)."""
+  d = (features_fn(sr) - features_fn(hr)) * scale
+  return jnp.mean(d * d, axis=(1, 2, 3))
+
+
 # ---------------------------------------------------------------- detection
 
 

@@ -122,29 +122,6 @@ def plot_curves(rows: list[dict], path: str, *, title: str = '') -> str:
   return save_figure(curves_figure(rows, title=title), path)
 
 
-def image_grid(
-  images: np.ndarray, *, rows: int | None = None, pad: int = 1
-) -> np.ndarray:
-  """Tiles `[n, h, w, c]` images into one `[H, W, c]` image, row-major.
-
-  Values are copied unchanged; padding is the images' minimum.
-  """
-  images = np.asarray(images)
-  n, h, w, c = images.shape
-  rows = rows or int(np.ceil(np.sqrt(n)))
-  cols = int(np.ceil(n / rows))
-  grid = np.full(
-    (rows * (h + pad) + pad, cols * (w + pad) + pad, c), images.min(), images.dtype
-  )
-  for i in range(n):
-    r, q = divmod(i, cols)
-    grid[
-      pad + r * (h + pad) : pad + r * (h + pad) + h,
-      pad + q * (w + pad) : pad + q * (w + pad) + w,
-    ] = images[i]
-  return grid
-
-
 def _normalise(image: np.ndarray) -> np.ndarray:
   lo, hi = float(image.min()), float(image.max())
   return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)

@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 
@@ -53,7 +54,8 @@ def test_import_nkjax_alone_imports_no_subpackage():
     'import nkjax\n'
     'print(json.dumps(sorted(m for m in sys.modules if m.startswith(("nkjax.", "jax")))))'
   )
-  assert got == []
+  # Only the stdlib-only helper that makes the subpackages lazy.
+  assert got == ['nkjax._lazy']
 
 
 def test_subpackages_load_on_attribute_access():
@@ -65,6 +67,48 @@ def test_subpackages_load_on_attribute_access():
   assert got == ['LeNet5', 'pool2d', 'nkjax.train.optim']
   with pytest.raises(AttributeError, match='no attribute'):
     nkjax.modles  # noqa: B018
+
+
+# The packages whose submodules load on first access, and the list that names them.
+LAZY = {
+  'nkjax': '_SUBMODULES',
+  'nkjax.data': '__all__',
+  'nkjax.train': '__all__',
+  'nkjax.metrics': '_SUBMODULES',
+}
+
+
+def _modules(package) -> set[str]:
+  """The public modules and subpackages in a package's folder."""
+  return {
+    m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith('_')
+  }
+
+
+@pytest.mark.parametrize('name', sorted(LAZY))
+def test_each_lazy_list_names_exactly_the_package_modules(name):
+  package = importlib.import_module(name)
+  assert set(getattr(package, LAZY[name])) == _modules(package)
+
+
+def test_every_module_of_a_lazy_package_resolves_by_attribute():
+  got = _fresh_python(
+    'import json, nkjax.data, nkjax.train, nkjax.metrics\n'
+    'print(json.dumps([nkjax.train.detection.__name__, nkjax.data.sr.__name__, '
+    'nkjax.metrics.image.__name__, nkjax.weights.__name__]))'
+  )
+  assert got == [
+    'nkjax.train.detection',
+    'nkjax.data.sr',
+    'nkjax.metrics.image',
+    'nkjax.weights',
+  ]
+
+
+@pytest.mark.parametrize('name', ['nkjax.models', 'nkjax.ops'])
+def test_eager_packages_export_every_module(name):
+  package = importlib.import_module(name)
+  assert _modules(package) <= set(package.__all__)
 
 
 @pytest.mark.parametrize('name', PACKAGES)

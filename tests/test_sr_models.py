@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nkjax import losses, weights
 from nkjax.errors import UserError
 from nkjax.models import cnn, sr
 from nkjax.models.layers import Conv
@@ -149,14 +150,14 @@ def _reference_phi54(rgb, arrays):
 def test_vgg19_features_from_a_keras_file_and_its_converted_npz(tmp_path):
   h5 = tmp_path / 'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5'
   arrays = _write_keras_vgg19(str(h5), np.random.default_rng(0))
-  params = sr.load_vgg19_params(str(h5))
+  params = weights.load_vgg19_params(str(h5))
   rgb = np.random.default_rng(1).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)
   got = jax.jit(sr.VGG19Features().apply)({'params': params}, jnp.asarray(rgb))
   assert got.shape == (1, 2, 2, 512)
   want = _reference_phi54(rgb.astype(np.float64), arrays)
   np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * np.abs(want).max())
-  npz = sr.convert_keras_vgg19(str(h5), str(tmp_path / 'vgg19.npz'))
-  again = sr.load_vgg19_params(npz)
+  npz = weights.convert_keras_vgg19(str(h5), str(tmp_path / 'vgg19.npz'))
+  again = weights.load_vgg19_params(npz)
   jax.tree.map(np.testing.assert_array_equal, again, params)
   # The VGG-19 of the CNN chapter has the same convolution names and shapes.
   cnn_params = jax.eval_shape(
@@ -173,11 +174,11 @@ def test_vgg19_features_from_a_keras_file_and_its_converted_npz(tmp_path):
 
 def test_vgg19_loader_errors_are_one_line(tmp_path):
   with pytest.raises(UserError, match='not found; give --config.vgg19_weights'):
-    sr.load_vgg19_params(str(tmp_path / 'missing.h5'))
+    weights.load_vgg19_params(str(tmp_path / 'missing.h5'))
   bad = tmp_path / 'vgg.npz'
   np.savez(bad, **{'Conv_0/kernel': np.zeros((3, 3, 3, 8))})
-  with pytest.raises(UserError, match='expected shapes'):
-    sr.load_vgg19_params(str(bad))
+  with pytest.raises(UserError, match=r'vgg\.npz: Conv_0/bias is missing$'):
+    weights.load_vgg19_params(str(bad))
 
 
 def test_vgg_content_loss_is_the_scaled_feature_mse():
@@ -185,7 +186,7 @@ def test_vgg_content_loss_is_the_scaled_feature_mse():
   a = jnp.ones((2, 4, 4, 3))
   b = jnp.zeros((2, 4, 4, 3))
   np.testing.assert_allclose(
-    sr.vgg_content_loss(feats, a, b), jnp.full((2,), (2.0 / 12.75) ** 2), rtol=1e-6
+    losses.vgg_content_loss(feats, a, b), jnp.full((2,), (2.0 / 12.75) ** 2), rtol=1e-6
   )
 
 

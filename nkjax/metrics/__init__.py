@@ -9,24 +9,22 @@ function and reported beside these (`nkjax.metrics.detection`: VOC and COCO
 AP).
 """
 
-import importlib
 from collections.abc import Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nkjax import _lazy
+
 __all__ = ['Metrics', 'accuracy', 'compute', 'frechet_distance', 'mean', 'merge']
-_SUBMODULES = ('detection',)
+_SUBMODULES = ('detection', 'image')
 
 Metrics = dict[str, tuple[jax.Array, jax.Array]]
 
 
-def __getattr__(name: str):
-  # Submodules load on first use: detection's pycocotools is not needed here.
-  if name in _SUBMODULES:
-    return importlib.import_module(f'{__name__}.{name}')
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+# Submodules load on first use: detection's pycocotools is not needed here.
+__getattr__, __dir__ = _lazy.submodules(__name__, _SUBMODULES)
 
 
 def mean(

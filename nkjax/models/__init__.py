@@ -17,7 +17,9 @@ train=False)`. Image models take NHWC float arrays `[batch, h, w, c]`.
 * super-resolution (`nkjax.models.sr`): `SRCNN`, `VDSR`, `SRResNet`,
   `SRGANDiscriminator`, `VGG19Features` (SRGAN's content loss);
 * detection (`nkjax.models.detection`): `FasterRCNN`, `FastRCNN`,
-  `RCNNClassifier`, their backbones (`make_backbone`), `RPNHead`, `BoxHead`;
+  `RCNNClassifier`; their backbones (`nkjax.models.backbones`,
+  `make_backbone`) and heads (`nkjax.models.detection_heads`: `RPNHead`,
+  `BoxHead` and its truncated SVD);
 * shared layers (`nkjax.models.layers`): `Conv`, `ConvTranspose`, `batch_norm`,
   `activation`.
 
@@ -35,7 +37,17 @@ train=False)`. Image models take NHWC float arrays `[batch, h, w, c]`.
 ((2, 3), True)
 """
 
-from nkjax.models import cnn, detection, gan, layers, mlp, rnn, sr
+from nkjax.models import (
+  backbones,
+  cnn,
+  detection,
+  detection_heads,
+  gan,
+  layers,
+  mlp,
+  rnn,
+  sr,
+)
 from nkjax.models.cnn import (
   MODELS,
   VGG,
@@ -86,8 +98,10 @@ from nkjax.models.sr import SRCNN, VDSR, SRGANDiscriminator, SRResNet, VGG19Feat
 
 __all__ = [
   # submodules
+  'backbones',
   'cnn',
   'detection',
+  'detection_heads',
   'gan',
   'layers',
   'mlp',

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from nkjax.errors import choose
 from nkjax.models.layers import Conv, activation, batch_norm
 from nkjax.ops import conv as conv_ops
+from nkjax.ops import cpu_dispatch
 from nkjax.ops.conv import adaptive_avg_pool
 
 POOLS = ('max', 'avg')
@@ -160,10 +161,10 @@ class BasicBlock(nn.Module):
     bn = functools.partial(batch_norm, train, self.dtype)
     conv = functools.partial(Conv, use_bias=False, dtype=self.dtype)
     y = nn.relu(bn()(conv(self.filters, (3, 3), self.strides, padding=1)(x)))
-    y = conv_ops.cpu_fusion_boundary(y)
+    y = cpu_dispatch.cpu_fusion_boundary(y)
     # The last norm of a block starts at zero scale, so each block starts as the identity.
     y = bn(scale_init=nn.initializers.zeros)(conv(self.filters, (3, 3), padding=1)(y))
-    return conv_ops.cpu_fusion_boundary(
+    return cpu_dispatch.cpu_fusion_boundary(
       nn.relu(
         y + _shortcut(x, self.filters, self.strides, self.shortcut, train, self.dtype)
       )

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from nkjax.errors import choose
-from nkjax.ops import conv as conv_ops
+from nkjax.ops import cpu_dispatch
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
   'relu': nn.relu,
@@ -32,13 +32,15 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
   return ACTIVATIONS[name]
 
 
-# flax's Conv with XLA:CPU's slow case for tiny maps avoided (see conv_ops).
-Conv = functools.partial(nn.Conv, conv_general_dilated=conv_ops.conv_general_dilated)
+# flax's Conv with XLA:CPU's slow case for tiny maps avoided (see cpu_dispatch).
+Conv = functools.partial(
+  nn.Conv, conv_general_dilated=cpu_dispatch.conv_general_dilated
+)
 
 
 class ConvTranspose(nn.Module):
   """`flax.linen.ConvTranspose` (NHWC, kernel not flipped): the same parameters,
-  names and result, computed by `conv_ops.conv_transpose`, whose gradient avoids
+  names and result, computed by `cpu_dispatch.conv_transpose`, whose gradient avoids
   XLA:CPU's slow path for input-dilated convolutions."""
 
   features: int
@@ -61,7 +63,7 @@ class ConvTranspose(nn.Module):
       else None
     )
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = conv_ops.conv_transpose(x, kernel, self.strides, self.padding)
+    y = cpu_dispatch.conv_transpose(x, kernel, self.strides, self.padding)
     return y if bias is None else y + bias
 
 

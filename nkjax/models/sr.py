@@ -18,19 +18,19 @@ Images are NHWC floats in [0, 1] (Y-channel networks: Y / 255, i.e. [16, 235] / 
   first, then dense 1024, leaky ReLU, dense 1: a logit.
 * `VGG19Features`: VGG19's 16 convolutions up to phi_5,4 (conv5_4 after its
   ReLU, before the fifth pool), with Keras' / Caffe's input convention; weights
-  come from a file (`load_vgg19_params`), since none can be downloaded here.
+  come from a file (`nkjax.weights.load_vgg19_params`), since none can be
+  downloaded here.
 """
 
 import functools
 import math
-import os
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from nkjax.errors import UserError
+from nkjax.losses import VGG_FEATURE_SCALE, vgg_content_loss  # noqa: F401 (moved)
 from nkjax.models import cnn
 from nkjax.models.layers import Conv, batch_norm
 from nkjax.ops import conv as conv_ops
@@ -211,9 +211,6 @@ class SRGANDiscriminator(nn.Module):
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
 VGG19_CONVS = cnn.VGG_STAGES[19]  # (2, 2, 4, 4, 4): phi_5,4 is the 16th convolution
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
-# SRGAN rescales the VGG feature maps by 1/12.75 so that the content loss is of a
-# size comparable to the pixel MSE.
-VGG_FEATURE_SCALE = 1.0 / 12.75
 
 
 class VGG19Features(nn.Module):
@@ -240,88 +237,6 @@ class VGG19Features(nn.Module):
       if stage < last:
         x = conv_ops.max_pool(x, (2, 2), (2, 2))
     return x
-
-
-def keras_vgg19_to_params(h5_path: str) -> dict:
-  """VGG19 parameters from Keras' `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`
-  (or the full model's file; its dense layers are skipped) as `VGG19Features` params.
-
-  Keras stores one group per layer (`block1_conv1` .. `block5_conv4`), listed in
-  the root attribute `layer_names`, each with `weight_names` naming its
-  `kernel:0` `[3, 3, in, out]` (HWIO, flax's layout) and `bias:0` `[out]`.
-  """
-  try:
-    import h5py
-  except ImportError as e:  # h5py comes with TensorFlow (`pip install -e '.[tfds]'`)
-    raise UserError('reading a Keras .h5 file needs h5py: pip install h5py') from e
-  params = {}
-  with h5py.File(h5_path, 'r') as f:
-    names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs['layer_names']]
-    convs = [n for n in names if '_conv' in n]
-    if len(convs) != sum(VGG19_CONVS):
-      raise UserError(
-        f"{h5_path} holds {len(convs)} convolutions, not VGG19's 16: is it VGG19?"
-      )
-    for i, name in enumerate(convs):
-      group = f[name]
-      weights = {}
-      for w in group.attrs['weight_names']:
-        w = w.decode() if isinstance(w, bytes) else w
-        weights[w.split('/')[-1].split(':')[0]] = np.asarray(group[w])
-      params[f'Conv_{i}'] = {'kernel': weights['kernel'], 'bias': weights['bias']}
-  return params
-
-
-def convert_keras_vgg19(h5_path: str, out_path: str) -> str:
-  """Writes Keras VGG19 weights as nkjax's `.npz` (keys `Conv_i/kernel`,
-  `Conv_i/bias`), which `load_vgg19_params` reads without h5py. Returns `out_path`.
-
-  >>> convert_keras_vgg19('vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5',
-  ...                     'vgg19.npz')  # doctest: +SKIP
-  """
-  params = keras_vgg19_to_params(h5_path)
-  flat = {f'{k}/{n}': v for k, d in params.items() for n, v in d.items()}
-  np.savez(out_path, **flat)
-  return out_path
-
-
-def load_vgg19_params(path: str) -> dict:
-  """`VGG19Features` params from `path`: nkjax's `.npz` or Keras' `.h5`.
-
-  Raises:
-    UserError: the file is missing, of another format, or not VGG19's shapes.
-  """
-  if not os.path.isfile(path):
-    raise UserError(
-      f'VGG19 weights file {path!r} not found; give --config.vgg19_weights=PATH '
-      '(Keras vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 or a converted .npz)'
-    )
-  if path.endswith(('.h5', '.hdf5')):
-    params = keras_vgg19_to_params(path)
-  elif path.endswith('.npz'):
-    with np.load(path) as z:
-      params = {}
-      for key in z.files:
-        layer, name = key.split('/')
-        params.setdefault(layer, {})[name] = z[key]
-  else:
-    raise UserError(f'VGG19 weights must be a Keras .h5 or an nkjax .npz file: {path}')
-  want = jax.eval_shape(
-    lambda: VGG19Features().init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
-  )['params']
-  got = jax.tree.map(lambda a: a.shape, params)
-  if got != jax.tree.map(lambda a: a.shape, want):
-    raise UserError(f'{path} does not hold VGG19 convolutions of the expected shapes')
-  return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
-
-
-def vgg_content_loss(
-  features_fn, sr: jax.Array, hr: jax.Array, *, scale: float = VGG_FEATURE_SCALE
-) -> jax.Array:
-  """SRGAN's VGG loss: the mean squared difference of phi_5,4 feature maps
-  (scaled by `scale`) of SR and HR images `[n, h, w, 3]` in [0, 1]; `[n]`."""
-  d = (features_fn(sr) - features_fn(hr)) * scale
-  return jnp.mean(d * d, axis=(1, 2, 3))
 
 
 # ---------------------------------------------------------------- geometry

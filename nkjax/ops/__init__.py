@@ -2,8 +2,10 @@
 and the detection toolkit (boxes and NMS, anchors, RoI pooling, matching).
 
 * `nkjax.ops.conv`: `conv2d`, `pool2d`, `adaptive_avg_pool` as the course
-  defines them (NHWC), and the fast `max_pool`, `conv_general_dilated`,
-  `conv_transpose` that the models use;
+  defines them (NHWC), and the fast `max_pool` that the models use;
+* `nkjax.ops.cpu_dispatch`: `conv_general_dilated`, `conv_transpose` and
+  `cpu_fusion_boundary`, the forms XLA:CPU runs fast (XLA's own elsewhere);
+* `nkjax.ops.resize`: MATLAB's bicubic `imresize` (JAX, and a NumPy reference);
 * `nkjax.ops.lstm`: `lstm_sequence`, an LSTM layer over a whole sequence with
   its weight gradients outside the time loop (what `models.rnn.Recurrent` runs);
 * `nkjax.ops.sizes`: output sizes, receptive fields and parameter counts;
@@ -23,7 +25,18 @@ Array([[ 5.,  7.],
        [13., 15.]], dtype=float32)
 """
 
-from nkjax.ops import anchors, boxes, conv, image, lstm, matching, roi, sizes
+from nkjax.ops import (
+  anchors,
+  boxes,
+  conv,
+  cpu_dispatch,
+  image,
+  lstm,
+  matching,
+  resize,
+  roi,
+  sizes,
+)
 from nkjax.ops.boxes import batched_nms, nms, pairwise_iou
 from nkjax.ops.conv import adaptive_avg_pool, conv2d, pool2d
 from nkjax.ops.image import filter2d, gaussian_kernel, random_crop_flip
@@ -34,9 +47,11 @@ __all__ = [
   'anchors',
   'boxes',
   'conv',
+  'cpu_dispatch',
   'image',
   'lstm',
   'matching',
+  'resize',
   'roi',
   'sizes',
   'conv2d',

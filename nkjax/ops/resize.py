@@ -117,25 +117,6 @@ def _symmetric_pad(x: jax.Array, pads) -> jax.Array:
   return x
 
 
-def downscale(images: jax.Array, factor: int) -> jax.Array:
-  """`imresize(images, scale=1 / factor)`: the LR input of an SR benchmark
-  (crop the HR image to a multiple of `factor` first, see `crop_to_multiple`)."""
-  return imresize(images, scale=1.0 / factor)
-
-
-def upscale(images: jax.Array, factor: int) -> jax.Array:
-  """`imresize(images, scale=factor)`: the bicubic baseline, and SRCNN's and
-  VDSR's input."""
-  return imresize(images, scale=float(factor))
-
-
-def crop_to_multiple(image, factor: int):
-  """The top-left `[h - h % factor, w - w % factor]` of `[..., h, w, c]`, as
-  MATLAB's `modcrop` does before making an LR image."""
-  h, w = image.shape[-3], image.shape[-2]
-  return image[..., : h - h % factor, : w - w % factor, :]
-
-
 # ---------------------------------------------------------------- host side
 
 

@@ -7,9 +7,13 @@
 * `nkjax.train.steps`: classifier and language-model steps, named keys;
 * `nkjax.train.classify`: the classifier experiments' fit and predict;
 * `nkjax.train.gan`: one jitted round of the GAN algorithm;
+* `nkjax.train.sr`, `nkjax.train.detection`: the super-resolution and
+  R-CNN family's steps;
 * `nkjax.train.scan`: whole in-memory runs as one `lax.scan`;
 * `nkjax.train.checkpoint`: orbax checkpoints and `warm_start`;
 * `nkjax.train.restore`: a finished run's variables and config, read-only;
+* `nkjax.train.run_record`, `nkjax.train.guard`: `run.json` (the config a
+  run was started with), and the stop on non-finite or diverged losses;
 * `nkjax.train.sharding`: the data-parallel mesh;
 * `nkjax.train.writers`: metrics.jsonl, TensorBoard, summary.json.
 
@@ -17,28 +21,25 @@ Modules are imported on first use: `nkjax.train.state` and `optim` need only
 flax and optax, while `loop` and `checkpoint` bring in orbax and matplotlib.
 """
 
-import importlib
+from nkjax import _lazy
 
 __all__ = [
   'checkpoint',
   'classify',
+  'detection',
   'gan',
+  'guard',
   'loop',
   'optim',
   'restore',
+  'run_record',
   'scan',
   'sharding',
+  'sr',
   'state',
   'steps',
   'writers',
 ]
 
 
-def __getattr__(name: str):
-  if name in __all__:
-    return importlib.import_module(f'{__name__}.{name}')
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-
-
-def __dir__():
-  return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.submodules(__name__, __all__)

@@ -28,17 +28,11 @@ from nkjax.losses import smooth_l1
 from nkjax.models import detection as det
 from nkjax.ops import boxes as box_ops
 from nkjax.ops import matching
-from nkjax.train.steps import step_key
+from nkjax.train.steps import model_variables, step_key
 
 
 def _merge(params, frozen):
   return params if frozen is None else {**params, **frozen}
-
-
-def _variables(state, params):
-  if state.batch_stats is None:
-    return {'params': params}
-  return {'params': params, 'batch_stats': state.batch_stats}
 
 
 # ---------------------------------------------------------------- targets
@@ -205,6 +199,41 @@ def _fg_share(classes, sampled):
   )
 
 
+def _descend(state, loss_fn):
+  """One gradient step on `loss_fn(params) -> (loss, metrics)`:
+  `(state, metrics)`."""
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+  return state.apply_gradients(grads=grads), metrics
+
+
+def _sample_batch(rng, rois, roi_valid, batch, **options):
+  """`sample_rois` of every image: rois `[b, R, 4]`, roi_valid `[b, R]` and
+  the batch's ground truth -> `(rois, classes, deltas, sampled, regress)`,
+  each with a leading batch axis; one key per image split from `rng`."""
+  return jax.vmap(functools.partial(sample_rois, **options))(
+    jax.random.split(rng, rois.shape[0]), rois, roi_valid, batch['boxes'],
+    batch['labels'], batch['box_mask'],
+  )  # fmt: skip
+
+
+def _head_terms(logits, deltas, classes, targets, sampled, regress):
+  """The head's loss terms and their metrics: `(cls_loss, box_loss, metrics)`
+  with `cls_loss`, `box_loss` and `fg_rois` as `(sum, count)` pairs."""
+  cls, box = head_losses(logits, deltas, classes, targets, sampled, regress)
+  metrics = {
+    'cls_loss': _pair(cls),
+    'box_loss': _pair(box),
+    'fg_rois': _fg_share(classes, sampled),
+  }
+  return cls, box, metrics
+
+
+def _head_only(logits, deltas, samples):
+  """Fast R-CNN's and R-CNN's objective: the head's two terms, and `loss`."""
+  cls, box, metrics = _head_terms(logits, deltas, *samples[1:])
+  return cls + box, {**metrics, 'loss': _pair(cls + box)}
+
+
 # ---------------------------------------------------------------- train steps
 
 
@@ -252,11 +281,11 @@ def faster_rcnn_train_step(
 
   source = None
   if proposer:
-    apply_p = functools.partial(state.apply_fn, _variables(state, frozen))
+    apply_p = functools.partial(state.apply_fn, model_variables(state, frozen))
     source = apply_p(apply_p(images, train=False, method='features'), method='rpn')
 
   def loss_fn(params):
-    variables = _variables(state, params if proposer else _merge(params, frozen))
+    variables = model_variables(state, params if proposer else _merge(params, frozen))
     apply = functools.partial(state.apply_fn, variables)
     feats = apply(images, train=True, method='features')
     obj, deltas = apply(feats, method='rpn')
@@ -279,19 +308,14 @@ def faster_rcnn_train_step(
       feature_shape=feats.shape[1:3], height=h, width=w, pre_nms_top_n=pre_nms_top_n,
       post_nms_top_n=post_nms_top_n,
     )  # fmt: skip
-    rois, classes, targets, sampled, regress = jax.vmap(
-      functools.partial(
-        sample_rois, num_samples=rois_per_image, fg_fraction=fg_fraction,
-        fg_iou=fg_iou, bg_iou_low=bg_iou_low,
-      )  # fmt: skip
-    )(
-      jax.random.split(k_roi, b), props, pvalid, batch['boxes'], batch['labels'],
-      batch['box_mask'],
+    rois, *samples = _sample_batch(
+      k_roi, props, pvalid, batch, num_samples=rois_per_image,
+      fg_fraction=fg_fraction, fg_iou=fg_iou, bg_iou_low=bg_iou_low,
     )  # fmt: skip
     logits, box_deltas = apply(
       feats, rois, train=True, method='head', rngs={'dropout': k_drop}
     )
-    cls, box = head_losses(logits, box_deltas, classes, targets, sampled, regress)
+    cls, box, head_metrics = _head_terms(logits, box_deltas, *samples)
     total = 0.0
     if train_rpn:
       total += rpn_cls + rpn_box
@@ -300,16 +324,13 @@ def faster_rcnn_train_step(
     aux = {
       'rpn_cls_loss': _pair(rpn_cls),
       'rpn_box_loss': _pair(rpn_box),
-      'cls_loss': _pair(cls),
-      'box_loss': _pair(box),
+      **head_metrics,
       'loss': _pair(total),
-      'fg_rois': _fg_share(classes, sampled),
       'proposals': (jnp.sum(pvalid).astype(jnp.float32), jnp.float32(b)),
     }
     return total, aux
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-  return state.apply_gradients(grads=grads), metrics
+  return _descend(state, loss_fn)
 
 
 def fast_rcnn_train_step(
@@ -326,36 +347,24 @@ def fast_rcnn_train_step(
   """One update of Fast R-CNN on `batch['proposals']` (Girshick 2015, section
   2.3): `rois_per_image` RoIs per image, `fg_fraction` foreground, the
   multi-task loss."""
-  images = batch['image']
-  b = images.shape[0]
   k_roi, k_drop = step_key(rng, state.step, 'roi'), step_key(rng, state.step, 'dropout')
-  rois, classes, targets, sampled, regress = jax.vmap(
-    functools.partial(
-      sample_rois, num_samples=rois_per_image, fg_fraction=fg_fraction, fg_iou=fg_iou,
-      bg_iou_low=bg_iou_low,
-    )  # fmt: skip
-  )(
-    jax.random.split(k_roi, b), batch['proposals'], batch['proposal_mask'],
-    batch['boxes'], batch['labels'], batch['box_mask'],
+  samples = _sample_batch(
+    k_roi, batch['proposals'], batch['proposal_mask'], batch,
+    num_samples=rois_per_image, fg_fraction=fg_fraction, fg_iou=fg_iou,
+    bg_iou_low=bg_iou_low,
   )  # fmt: skip
 
   def loss_fn(params):
-    apply = functools.partial(state.apply_fn, _variables(state, _merge(params, frozen)))
-    feats = apply(images, train=True, method='features')
-    logits, deltas = apply(
-      feats, rois, train=True, method='head', rngs={'dropout': k_drop}
+    apply = functools.partial(
+      state.apply_fn, model_variables(state, _merge(params, frozen))
     )
-    cls, box = head_losses(logits, deltas, classes, targets, sampled, regress)
-    total = cls + box
-    return total, {
-      'cls_loss': _pair(cls),
-      'box_loss': _pair(box),
-      'loss': _pair(total),
-      'fg_rois': _fg_share(classes, sampled),
-    }
+    feats = apply(batch['image'], train=True, method='features')
+    logits, deltas = apply(
+      feats, samples[0], train=True, method='head', rngs={'dropout': k_drop}
+    )
+    return _head_only(logits, deltas, samples)
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-  return state.apply_gradients(grads=grads), metrics
+  return _descend(state, loss_fn)
 
 
 def rcnn_train_step(
@@ -378,37 +387,25 @@ def rcnn_train_step(
   when its IoU is >= `box_iou`."""
   images = batch['image']
   b = images.shape[0]
-  rois, classes, targets, sampled, regress = jax.vmap(
-    functools.partial(
-      sample_rois, num_samples=crops_per_image, fg_fraction=fg_fraction, fg_iou=fg_iou,
-      bg_iou_low=0.0, box_iou=box_iou,
-    )  # fmt: skip
-  )(
-    jax.random.split(step_key(rng, state.step, 'roi'), b), batch['proposals'],
-    batch['proposal_mask'], batch['boxes'], batch['labels'], batch['box_mask'],
+  samples = _sample_batch(
+    step_key(rng, state.step, 'roi'), batch['proposals'], batch['proposal_mask'],
+    batch, num_samples=crops_per_image, fg_fraction=fg_fraction, fg_iou=fg_iou,
+    bg_iou_low=0.0, box_iou=box_iou,
   )  # fmt: skip
   crops = jax.vmap(
     functools.partial(det.warp_proposals, size=warp_size, context=context)
-  )(images, rois)
+  )(images, samples[0])
   crops = crops.reshape(b * crops_per_image, *crops.shape[2:])
 
   def loss_fn(params):
     logits, deltas = state.apply_fn(
-      _variables(state, _merge(params, frozen)), crops, train=True
+      model_variables(state, _merge(params, frozen)), crops, train=True
     )
     logits = logits.reshape(b, crops_per_image, -1)
     deltas = deltas.reshape(b, crops_per_image, *deltas.shape[1:])
-    cls, box = head_losses(logits, deltas, classes, targets, sampled, regress)
-    total = cls + box
-    return total, {
-      'cls_loss': _pair(cls),
-      'box_loss': _pair(box),
-      'loss': _pair(total),
-      'fg_rois': _fg_share(classes, sampled),
-    }
+    return _head_only(logits, deltas, samples)
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-  return state.apply_gradients(grads=grads), metrics
+  return _descend(state, loss_fn)
 
 
 # ---------------------------------------------------------------- predict steps
@@ -425,14 +422,16 @@ def _named(out):
 def faster_rcnn_predict_step(state, batch):
   """Detections of `batch['image']` `[b, h, w, 3]`: `det_boxes [b, D, 4]`,
   `det_scores [b, D]`, `det_labels [b, D]` (0..K-1), `det_valid [b, D]`."""
-  out = state.apply_fn(_variables(state, state.params), batch['image'], train=False)
+  out = state.apply_fn(
+    model_variables(state, state.params), batch['image'], train=False
+  )
   return _named(out)
 
 
 def fast_rcnn_predict_step(state, batch):
   """As `faster_rcnn_predict_step`, on `batch['proposals']` and `proposal_mask`."""
   out = state.apply_fn(
-    _variables(state, state.params),
+    model_variables(state, state.params),
     batch['image'],
     batch['proposals'],
     batch['proposal_mask'],
@@ -460,7 +459,9 @@ def rcnn_predict_step(
     functools.partial(det.warp_proposals, size=warp_size, context=context)
   )(images, props)
   logits, deltas = state.apply_fn(
-    _variables(state, state.params), crops.reshape(b * p, *crops.shape[2:]), train=False
+    model_variables(state, state.params),
+    crops.reshape(b * p, *crops.shape[2:]),
+    train=False,
   )
   out = jax.vmap(
     functools.partial(

@@ -50,6 +50,12 @@ def _update(ts: TrainState, grads, batch_stats) -> TrainState:
   return ts if batch_stats is None else ts.replace(batch_stats=batch_stats)
 
 
+# Public names of the two helpers, for the other adversarial steps
+# (`nkjax.train.sr.srgan_train_step`).
+apply_model = _apply
+apply_updates = _update
+
+
 def _discriminator_update(
   d, real, real_cond, fake, fake_cond, *, objective, gp_weight, clip, key
 ):

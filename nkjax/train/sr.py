@@ -14,6 +14,7 @@ from nkjax import losses
 from nkjax.models import sr as sr_models
 from nkjax.ops import image as image_ops
 from nkjax.train import gan
+from nkjax.train.steps import model_variables
 
 
 def y_channel_of(rgb):
@@ -21,11 +22,9 @@ def y_channel_of(rgb):
   return image_ops.rgb_to_y(rgb)[..., None] / 255.0
 
 
-def variables(state) -> dict:
-  """A train state's variables for `apply`: params, and BN statistics if any."""
-  if state.batch_stats is None:
-    return {'params': state.params}
-  return {'params': state.params, 'batch_stats': state.batch_stats}
+# `variables(state)`: the state's params and BN statistics, for `apply`
+# (`nkjax.bench` reads it by this name).
+variables = model_variables
 
 
 def _label_crop(model, label):
@@ -40,30 +39,22 @@ def _psnr_per_example(mse):
   return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
 
 
-# Per-example pixel losses, `[b, h, w, c]` pairs -> `[b]`: MSE (SRCNN, VDSR,
-# SRResNet) and L1 (EDSR, Lim et al. 2017, and BasicSR's default).
-PIXEL_LOSSES = {
-  'mse': lambda out, label: jnp.mean((out - label) ** 2, axis=(1, 2, 3)),
-  'l1': lambda out, label: jnp.mean(jnp.abs(out - label), axis=(1, 2, 3)),
-}
-
-
 def pixel_train_step(state, batch, rng, *, model, y_channel: bool, loss: str = 'mse'):
-  """One update on the pixel loss `loss` (a key of `PIXEL_LOSSES`); metrics
+  """One update on the pixel loss `loss` (a key of `losses.PIXEL_LOSSES`); metrics
   `loss` (that loss in [0, 1] units) and `psnr` (patch dB, from the MSE)."""
   del rng
   x = y_channel_of(batch['input']) if y_channel else batch['input']
   label = _label_crop(model, y_channel_of(batch['hr']) if y_channel else batch['hr'])
-  per_example = PIXEL_LOSSES[loss]
+  per_example = losses.PIXEL_LOSSES[loss]
 
   def loss_fn(params):
-    out, stats = gan._apply(state, params, x, train=True)
+    out, stats = gan.apply_model(state, params, x, train=True)
     value = per_example(out, label)
-    mse = PIXEL_LOSSES['mse'](out, label)  # for the PSNR metric; XLA computes it once
+    mse = losses.mse(out, label)  # for the PSNR metric; XLA computes it once
     return jnp.mean(value), (value, mse, stats)
 
   grads, (value, mse, stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-  state = gan._update(state, grads, stats)
+  state = gan.apply_updates(state, grads, stats)
   n = jnp.asarray(mse.shape[0], jnp.float32)
   return state, {'loss': (jnp.sum(value), n),
                  'psnr': (jnp.sum(_psnr_per_example(mse)), n)}  # fmt: skip
@@ -77,37 +68,37 @@ def srgan_train_step(state, batch, rng, frozen=None, *, adversarial_weight, vgg)
   del rng
   lr, hr = batch['input'], batch['hr']
   g, d = state.g, state.d
-  fake, _ = gan._apply(g, g.params, lr, train=True)
+  fake, _ = gan.apply_model(g, g.params, lr, train=True)
   fake = jax.lax.stop_gradient(fake)
 
   def d_loss_fn(params):
-    real_out, stats = gan._apply(d, params, hr, train=True)
+    real_out, stats = gan.apply_model(d, params, hr, train=True)
     d_real = d if stats is None else d.replace(batch_stats=stats)
-    fake_out, stats = gan._apply(d_real, params, fake, train=True)
+    fake_out, stats = gan.apply_model(d_real, params, fake, train=True)
     loss = losses.discriminator_loss(real_logits=real_out, fake_logits=fake_out)
     return loss, (stats, real_out, fake_out)
 
   (d_loss, (stats, real_out, fake_out)), grads = jax.value_and_grad(
     d_loss_fn, has_aux=True
   )(d.params)
-  d = gan._update(d, grads, stats)
+  d = gan.apply_updates(d, grads, stats)
 
   def g_loss_fn(params):
-    sr, stats = gan._apply(g, params, lr, train=True)
-    logits, _ = gan._apply(d, d.params, sr, train=True)
+    sr, stats = gan.apply_model(g, params, lr, train=True)
+    logits, _ = gan.apply_model(d, d.params, sr, train=True)
     if vgg is not None:
       feats = lambda x: vgg.apply({'params': frozen}, x)
-      content = jnp.mean(sr_models.vgg_content_loss(feats, sr, hr))
+      content = jnp.mean(losses.vgg_content_loss(feats, sr, hr))
     else:
-      content = jnp.mean((sr - hr) ** 2)
+      content = jnp.mean(losses.mse(sr, hr))
     adv = losses.generator_loss(fake_logits=logits)
     return content + adversarial_weight * adv, (stats, content, adv, sr)
 
   (g_loss, (stats, content, adv, sr)), grads = jax.value_and_grad(
     g_loss_fn, has_aux=True
   )(g.params)
-  g = gan._update(g, grads, stats)
-  mse = jnp.mean((sr - hr) ** 2, axis=(1, 2, 3))
+  g = gan.apply_updates(g, grads, stats)
+  mse = losses.mse(sr, hr)
   one = jnp.ones(())
   metrics = {
     'd_loss': (d_loss, one), 'g_loss': (g_loss, one), 'content_loss': (content, one),
@@ -124,7 +115,7 @@ def predict_step(state, batch, *, model, y_channel: bool):
   (unclipped) and, for Y networks, their own `sr_y` in [0, 255] units."""
   g = state.g if isinstance(state, gan.GANState) else state
   if not y_channel:
-    sr, _ = gan._apply(g, g.params, batch['lr'], train=False)
+    sr, _ = gan.apply_model(g, g.params, batch['lr'], train=False)
     return {'sr': sr}
   bicubic = batch['bicubic']
   x = y_channel_of(bicubic)
@@ -133,7 +124,7 @@ def predict_step(state, batch, *, model, y_channel: bool):
     # output covers the whole image.
     b = (sr_models.receptive_field(model) - 1) // 2
     x = jnp.pad(x, ((0, 0), (b, b), (b, b), (0, 0)), mode='edge')
-  y, _ = gan._apply(g, g.params, x, train=False)
+  y, _ = gan.apply_model(g, g.params, x, train=False)
   y = y[..., 0] * 255.0
   ycbcr = image_ops.rgb_to_ycbcr(bicubic)
   sr = image_ops.ycbcr_to_rgb(jnp.stack([y, ycbcr[..., 1], ycbcr[..., 2]], -1))

@@ -24,8 +24,10 @@ def step_key(rng: jax.Array, step: jax.Array, stream: str) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(rng, stream_id), step)
 
 
-def model_variables(state, params) -> dict:
-  """The variables to apply the model with: params, and batch stats if any."""
+def model_variables(state, params=None) -> dict:
+  """The variables to apply `state`'s model with: `params` (default the
+  state's own), and the state's batch stats if it has any."""
+  params = state.params if params is None else params
   if state.batch_stats is None:
     return {'params': params}
   return {'params': params, 'batch_stats': state.batch_stats}

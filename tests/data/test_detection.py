@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from nkjax.data import detection
+from nkjax.data import detection, shapes
 from nkjax.errors import UserError
 
 
@@ -91,7 +91,7 @@ def test_shape_boxes_enclose_exactly_the_pixels_of_the_shape():
   it) is the only region of its exact colour: the box must be the extent of
   that colour's pixels, found independently of the generator's own masks."""
   rng = np.random.default_rng([7])
-  out = detection._generate('shapes', rng, 48, image_size=128, max_boxes=8, noise=0.0)
+  out = shapes._generate('shapes', rng, 48, image_size=128, max_boxes=8, noise=0.0)
   for i in range(48):
     top = np.flatnonzero(out['box_mask'][i])[-1]
     x1, y1, x2, y2 = out['boxes'][i, top]
@@ -113,7 +113,7 @@ def test_digit_boxes_enclose_the_ink_of_the_digit():
   and the topmost digit's pixels of its exact colour (full ink, found from
   the image alone) lie inside its box."""
   rng = np.random.default_rng([8])
-  out = detection._generate(
+  out = shapes._generate(
     'digits_canvas', rng, 32, image_size=128, max_boxes=8, noise=0.0, return_alpha=True
   )
   for i in range(32):
@@ -194,7 +194,7 @@ def _scene(n=6, seed=3):
   """Noise-free shapes with each object's alpha as extra image channels, so a
   transform moves the pixels of every shape exactly as it moves the image."""
   rng = np.random.default_rng([seed])
-  out = detection._generate(
+  out = shapes._generate(
     'shapes', rng, n, image_size=64, max_boxes=8, noise=0.0, return_alpha=True
   )
   alpha = np.moveaxis(out['alpha'], 1, -1)  # [n, h, w, k]
@@ -293,6 +293,37 @@ def test_augment_keeps_every_surviving_box_on_its_shape_and_padding_inert():
   # Other keys give other flips and scales.
   other = aug(jax.random.key(1), batch)
   assert not np.array_equal(np.asarray(other['boxes']), result['boxes'])
+
+
+def test_loader_augment_moves_boxes_with_train_images_and_resumes_exactly():
+  kw = dict(batch_size=4, eval_batch_size=4, seed=3, num_train=8, num_test=4)
+  plain = detection.load('shapes', **kw)
+  aug = detection.load('shapes', augment=True, **kw)
+  first = next(plain.train_batches(0))
+  steps = aug.train_batches(0)
+  a0, a1 = next(steps), next(steps)
+  assert {k: v.shape for k, v in a0.items()} == {k: v.shape for k, v in first.items()}
+  assert not np.array_equal(a0['image'], first['image'])
+  # A box that survives is inside the moved content; boxes pushed out are padding.
+  for i in range(4):
+    h, w = a0['image_size'][i]
+    b = a0['boxes'][i][a0['box_mask'][i]]
+    assert (b >= 0).all() and (b[:, [0, 2]] <= w + 1e-3).all()
+    assert (b[:, [1, 3]] <= h + 1e-3).all()
+    assert (a0['boxes'][i][~a0['box_mask'][i]] == 0).all()
+  # The augmented batch is exactly `augment` of the plain one with step 0's key.
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(3), 0), 0)
+  again = jax.tree.map(np.asarray, jax.jit(detection.augment)(key, first))
+  for key in a0:
+    np.testing.assert_allclose(a0[key], again[key], atol=1e-6, err_msg=key)
+  # Resuming at step 1 draws what the uninterrupted stream drew.
+  resumed = next(aug.train_batches(1))
+  for key in a1:
+    np.testing.assert_array_equal(resumed[key], a1[key], err_msg=key)
+  # Eval batches are never augmented.
+  np.testing.assert_array_equal(
+    next(aug.eval_batches())['image'], next(plain.eval_batches())['image']
+  )
 
 
 # --- PASCAL VOC and COCO through the real TFDS builders ---------------------

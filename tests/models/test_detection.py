@@ -51,30 +51,6 @@ def test_backbone_parameters_are_a_named_subset_of_the_classifiers(name):
     assert _count(mine['params']) == 11_689_512 - 8_393_728 - 513_000
 
 
-def test_load_backbone_params_copies_every_backbone_weight_and_checks_shapes():
-  model = det.FastRCNN(num_classes=3, backbone='resnet_tiny', fc=(8, 8))
-  x = jnp.zeros((1, 32, 32, 3))
-  # Shapes only: the loader copies by name and checks shapes.
-  params = jax.tree.map(
-    lambda a: jnp.zeros(a.shape, a.dtype),
-    _shapes(model, x, jnp.zeros((1, 2, 4)), jnp.ones((1, 2), bool))['params'],
-  )
-  classifier = cnn.ResNet(stage_sizes=(1, 1, 1), num_filters=4, num_classes=5)
-  c_params = jax.jit(lambda: classifier.init(jax.random.key(1), x, train=False))()[
-    'params'
-  ]
-  out = det.load_backbone_params(
-    {'backbone': params['backbone_net'], 'head': params['box_head']}, c_params
-  )
-  for key in out['backbone']:
-    jax.tree.map(np.testing.assert_array_equal, out['backbone'][key], c_params[key])
-  bad = {**c_params, 'Conv_0': {'kernel': np.zeros((3, 3, 3, 4))}}
-  with pytest.raises(UserError, match="backbone weight 'Conv_0' has shape"):
-    det.load_backbone_params(
-      {'backbone': params['backbone_net'], 'head': params['box_head']}, bad
-    )
-
-
 def _faster(**kw):
   return det.FasterRCNN(
     num_classes=3, backbone='small_tiny', rpn_width=8, fc=(16, 16), roi_size=3,
@@ -210,38 +186,11 @@ def test_warp_adds_context_and_resamples_bilinearly():
     det.warp_proposals(image, box, size=8, context=4)
 
 
-def test_sliding_windows_cover_the_image_at_each_size_and_ratio():
-  boxes = det.sliding_windows(
-    height=64, width=64, sizes=(16.0, 32.0), ratios=(0.5, 1.0, 2.0)
-  )
-  w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-  assert (boxes >= 0).all() and (boxes[:, 2:] <= 64 + 1e-4).all()
-  np.testing.assert_allclose(np.sort(np.unique(np.round(w * h))), [256, 1024], atol=2)
-  assert set(np.round(h / w, 3)) == {0.5, 1.0, 2.0}
-  # Every 16x16 window position steps by half a window.
-  sq = boxes[(np.round(w) == 16) & (np.round(h) == 16)]
-  assert len(sq) == 7 * 7
-
-
 def test_rcnn_classifier_shapes():
   model = det.RCNNClassifier(num_classes=4, widths=(4, 8), fc=(16,))
   x = jnp.zeros((5, 32, 32, 3))
   logits, deltas = model.apply(model.init(jax.random.key(0), x), x)
   assert logits.shape == (5, 5) and deltas.shape == (5, 4, 4)
-
-
-def test_selective_search_finds_a_drawn_square_or_says_how_to_install_it(monkeypatch):
-  image = np.full((64, 64, 3), 0.2, np.float32)
-  image[16:40, 20:44] = (0.9, 0.1, 0.1)
-  if det.selective_search_available():
-    boxes = det.selective_search(image, max_proposals=200)
-    assert boxes.ndim == 2 and boxes.shape[1] == 4 and 0 < len(boxes) <= 200
-    assert (boxes[:, 2:] <= 64).all() and (boxes[:, :2] >= 0).all()
-    best = max(_iou(b, [20, 16, 44, 40]) for b in boxes)
-    assert best > 0.9
-  monkeypatch.setattr(det, 'selective_search_available', lambda: False)
-  with pytest.raises(UserError, match=r"pip install -e '.\[rcnn\]'"):
-    det.selective_search(image, max_proposals=10)
 
 
 # --- truncated SVD of the box head (Fast R-CNN section 3.1) ------------------
@@ -309,3 +258,22 @@ def test_a_bad_svd_rank_is_one_line_naming_the_range(rank):
   with pytest.raises(UserError, match=rf'svd_rank={rank} is outside 1\.\.12') as e:
     det.factor_box_head(params, rank)
   assert '\n' not in str(e.value)
+
+
+def test_faster_rcnn_is_fast_rcnn_plus_exactly_the_rpn():
+  """FasterRCNN extends FastRCNN: the same backbone and head parameters, and
+  the RPN's 3x3 convolution and two 1x1 convolutions (closed-form shapes)."""
+  kw = dict(num_classes=3, backbone='small_tiny', fc=(16, 16), roi_size=3)
+  x = jnp.zeros((1, 64, 64, 3))
+  fast = _shapes(det.FastRCNN(**kw), x, jnp.zeros((1, 5, 4)), jnp.ones((1, 5), bool))
+  faster = _shapes(det.FasterRCNN(rpn_width=8, **kw), x)['params']
+  assert issubclass(det.FasterRCNN, det.FastRCNN)
+  shapes = lambda t: jax.tree.map(lambda a: a.shape, t)  # noqa: E731
+  rpn = faster.pop('rpn_head')
+  assert shapes(faster) == shapes(fast['params'])
+  a, c = 9, 8  # anchors per position; the backbone's output channels
+  assert shapes(rpn) == {
+    'Conv_0': {'kernel': (3, 3, c, 8), 'bias': (8,)},
+    'Conv_1': {'kernel': (1, 1, 8, a), 'bias': (a,)},
+    'Conv_2': {'kernel': (1, 1, 8, 4 * a), 'bias': (4 * a,)},
+  }

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nkjax.ops import conv, sizes
+from nkjax.ops import conv, cpu_dispatch, sizes
 
 COURSE_MAP = jnp.array(
   [[1, 5, 4, 3], [2, 6, 4, 0], [3, 1, 7, 9], [2, 8, 6, 5]], jnp.float32
@@ -146,7 +146,7 @@ def test_conv_general_dilated_equals_lax_on_tiny_and_ordinary_maps(hw, stride, p
   args = ((stride, stride), padding)
   expected = jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dims)
   np.testing.assert_allclose(
-    conv.conv_general_dilated(x, w, *args, dimension_numbers=dims),
+    cpu_dispatch.conv_general_dilated(x, w, *args, dimension_numbers=dims),
     expected,
     rtol=1e-4,
     atol=1e-4,
@@ -154,7 +154,7 @@ def test_conv_general_dilated_equals_lax_on_tiny_and_ordinary_maps(hw, stride, p
   # And its gradient, which is what training runs.
   loss = lambda f: lambda w: jnp.sum(f(x, w, *args, dimension_numbers=dims) ** 2)  # noqa: E731
   np.testing.assert_allclose(
-    jax.grad(loss(conv.conv_general_dilated))(w),
+    jax.grad(loss(cpu_dispatch.conv_general_dilated))(w),
     jax.grad(loss(jax.lax.conv_general_dilated))(w),
     rtol=1e-4,
     atol=1e-3,
@@ -180,7 +180,7 @@ def test_one_channel_convolution_and_both_gradients_equal_lax(
   dims = ('NHWC', 'HWIO', 'NHWC')
   kwargs = dict(rhs_dilation=(dilation, dilation), dimension_numbers=dims)
   args = ((stride, stride), padding)
-  ours = lambda x, w: conv.conv_general_dilated(x, w, *args, **kwargs)  # noqa: E731
+  ours = lambda x, w: cpu_dispatch.conv_general_dilated(x, w, *args, **kwargs)  # noqa: E731
   lax = lambda x, w: jax.lax.conv_general_dilated(x, w, *args, **kwargs)  # noqa: E731
   np.testing.assert_allclose(ours(x, w), lax(x, w), rtol=1e-5, atol=1e-4)
   # A loss that weights every output differently, so a transposed or shifted
@@ -223,11 +223,11 @@ def test_conv_transpose_equals_lax_with_its_gradients(kernel, stride, padding, h
     x, w, *args, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
   )  # noqa: E731
   np.testing.assert_allclose(
-    conv.conv_transpose(x, w, *args), f(x, w), rtol=1e-5, atol=1e-5
+    cpu_dispatch.conv_transpose(x, w, *args), f(x, w), rtol=1e-5, atol=1e-5
   )
   loss = lambda g: lambda x, w: jnp.sum(jnp.sin(g(x, w)))  # noqa: E731
   for ours, theirs in zip(
-    jax.grad(loss(lambda x, w: conv.conv_transpose(x, w, *args)), (0, 1))(x, w),
+    jax.grad(loss(lambda x, w: cpu_dispatch.conv_transpose(x, w, *args)), (0, 1))(x, w),
     jax.grad(loss(f), (0, 1))(x, w),
     strict=True,
   ):

@@ -1,4 +1,4 @@
-"""The CPU-only forms of nkjax.ops.conv are taken on a CPU and never on a GPU or TPU.
+"""The CPU-only forms of nkjax.ops.cpu_dispatch are taken on a CPU and never on a GPU or TPU.
 
 The backend query (`jax.default_backend`) is patched, and the traced program is
 read: what would be compiled for that backend, without needing the device.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nkjax.models import cnn, gan
-from nkjax.ops import conv
+from nkjax.ops import cpu_dispatch
 
 ACCELERATORS = ('gpu', 'tpu')
 
@@ -47,14 +47,14 @@ def _convs(fn, *args):
 @pytest.fixture(params=('cpu', *ACCELERATORS))
 def backend(request, monkeypatch):
   monkeypatch.setattr(jax, 'default_backend', lambda: request.param)
-  assert conv.cpu_forms_apply() == (request.param == 'cpu')
+  assert cpu_dispatch.cpu_forms_apply() == (request.param == 'cpu')
   return request.param
 
 
 def test_transposed_convolution_is_sub_pixel_only_on_a_cpu(backend):
   x = jnp.ones((2, 4, 4, 16))
   w = jnp.ones((4, 4, 16, 8))
-  f = functools.partial(conv.conv_transpose, strides=(2, 2), padding='SAME')
+  f = functools.partial(cpu_dispatch.conv_transpose, strides=(2, 2), padding='SAME')
   convs, _ = _convs(f, x, w)
   dilated = [e for e in convs if tuple(e.params['lhs_dilation']) != (1, 1)]
   if backend == 'cpu':
@@ -75,7 +75,7 @@ def test_tiny_map_convolution_is_shifted_matmuls_only_on_a_cpu(backend):
   x = jnp.ones((2, 2, 2, 8))  # a 2x2 output: the CPU's slow case
   w = jnp.ones((3, 3, 8, 4))
   dims = ('NHWC', 'HWIO', 'NHWC')
-  f = lambda x, w: conv.conv_general_dilated(
+  f = lambda x, w: cpu_dispatch.conv_general_dilated(
     x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dims
   )  # noqa: E731
   convs, dots = _convs(f, x, w)
@@ -115,7 +115,7 @@ def test_one_channel_convolution_is_elementwise_only_on_a_cpu(backend):
   # LeNet-5's C1 on grey digits: no convolution in the forward pass on a CPU.
   x = jnp.ones((2, 28, 28, 1))
   w = jnp.ones((5, 5, 1, 6))
-  f = lambda x, w: conv.conv_general_dilated(
+  f = lambda x, w: cpu_dispatch.conv_general_dilated(
     x, w, (1, 1), ((2, 2), (2, 2)), dimension_numbers=('NHWC', 'HWIO', 'NHWC')
   )  # noqa: E731
   convs, dots = _convs(f, x, w)
@@ -146,7 +146,7 @@ def test_resnet_blocks_have_fusion_boundaries_only_where_they_apply(backend):
     jax.make_jaxpr(jax.grad(loss))(variables['params'], variables['batch_stats'])
   )
   barriers = [e for e in eqns if e.primitive.name == 'optimization_barrier']
-  assert len(barriers) == (2 * 9 * 2 if conv.fusion_boundaries_apply() else 0)
+  assert len(barriers) == (2 * 9 * 2 if cpu_dispatch.fusion_boundaries_apply() else 0)
 
 
 def test_fusion_boundaries_change_no_gradient(monkeypatch):
@@ -163,9 +163,9 @@ def test_fusion_boundaries_change_no_gradient(monkeypatch):
 
     return jax.jit(jax.grad(loss))(variables['params'])
 
-  monkeypatch.setattr(conv, 'fusion_boundaries_apply', lambda: True)
+  monkeypatch.setattr(cpu_dispatch, 'fusion_boundaries_apply', lambda: True)
   with_boundaries = grads()
-  monkeypatch.setattr(conv, 'cpu_fusion_boundary', lambda x: x)
+  monkeypatch.setattr(cpu_dispatch, 'cpu_fusion_boundary', lambda x: x)
   without = grads()
   for a, b in zip(
     jax.tree.leaves(with_boundaries), jax.tree.leaves(without), strict=True

@@ -259,3 +259,38 @@ def test_roi_ops_handle_no_rois_and_a_one_cell_map():
   for op in (roi.roi_pool, roi.roi_align):
     none = op(f, np.zeros((0, 4), np.float32), spatial_scale=1.0)
     assert none.shape == (0, 7, 7, 2)
+
+
+def _float32_edges(length, bins):
+  """Caffe's and torchvision's bin edges: float32 `floor(i * (length / bins))`
+  and `ceil((i + 1) * (length / bins))`."""
+  size = np.float32(length) / np.float32(bins)
+  i = np.arange(bins, dtype=np.float32)
+  return np.floor(i * size).astype(int), np.ceil((i + 1) * size).astype(int)
+
+
+def test_roi_pool_bins_are_exact_where_float32_edges_are_not():
+  # The (length, bins) pairs up to 64 cells where the float32 edges differ
+  # from the exact ones, as roi_pool's docstring lists them.
+  differ = set()
+  for length in range(1, 65):
+    for bins in range(1, 15):
+      i = np.arange(bins)
+      exact = (i * length // bins, -(-(i + 1) * length // bins))
+      floats = _float32_edges(length, bins)
+      if any((a != b).any() for a, b in zip(exact, floats, strict=True)):
+        differ.add((length, bins))
+  assert differ == {
+    (7, 13), (14, 13), (28, 13), (29, 11), (47, 11), (56, 13), (57, 7), (57, 14),
+    (58, 11), (62, 14),
+  }  # fmt: skip
+  # roi_pool keeps the exact edges: on a ramp (cell value = its column), the
+  # last of 7 bins of a 57-cell RoI ends at the RoI's last cell, 56, where the
+  # float32 edge would read column 57.
+  ramp = jnp.broadcast_to(jnp.arange(64.0)[None, :, None], (4, 64, 1))
+  out = roi.roi_pool(
+    ramp, jnp.array([[0.0, 0.0, 56.0, 3.0]]), output_size=(1, 7), spatial_scale=1.0
+  )
+  exact_hi = -(-np.arange(1, 8) * 57 // 7)
+  np.testing.assert_array_equal(out[0, 0, :, 0], exact_hi - 1)
+  assert _float32_edges(57, 7)[1][-1] - 1 == 57
