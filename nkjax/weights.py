@@ -49,12 +49,18 @@ def first_mismatch(got, want) -> str | None:
   return None
 
 
-def check_shapes(path: str, got, want) -> None:
-  """Raises a one-line `UserError` naming `path` and the first parameter
-  where tree `got` differs from `want` in paths or shapes."""
+def _named(path: str, flag: str | None) -> str:
+  """How an error line names a weights file: by the field that gave it."""
+  return f'{flag}={path}' if flag else f'weights file {path}'
+
+
+def check_shapes(path: str, got, want, *, flag: str | None = None) -> None:
+  """Raises a one-line `UserError` naming `path` (and the field `flag` that
+  gave it) and the first parameter where tree `got` differs from `want` in
+  paths or shapes."""
   diff = first_mismatch(got, want)
   if diff is not None:
-    raise UserError(f'weights file {path}: {diff}')
+    raise UserError(f'{_named(path, flag)}: {diff}')
 
 
 def read_npz(path: str, *, flag: str = '--config.weights') -> dict:
@@ -84,7 +90,10 @@ def read_npz(path: str, *, flag: str = '--config.weights') -> dict:
           node = node.setdefault(p, {})
         node[leaf] = np.asarray(z[key], np.float32)
   except (OSError, ValueError) as e:
-    raise UserError(f'cannot read weights file {path!r}: {e}') from e
+    raise UserError(
+      f'{_named(path, flag)}: not an .npz of parameters ({type(e).__name__}); '
+      'give an .npz with keys like Conv_0/kernel'
+    ) from e
   return params
 
 
@@ -107,7 +116,7 @@ def _leaves(tree, prefix=()):
 # ---------------------------------------------------------------- VGG19 (SRGAN)
 
 
-def keras_vgg19_to_params(h5_path: str) -> dict:
+def keras_vgg19_to_params(h5_path: str, *, flag: str | None = None) -> dict:
   """VGG19 parameters from Keras' `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`
   (or the full model's file; its dense layers are skipped) as
   `nkjax.models.sr.VGG19Features` params.
@@ -126,13 +135,17 @@ def keras_vgg19_to_params(h5_path: str) -> dict:
   try:
     f = h5py.File(h5_path, 'r')
   except OSError as e:
-    raise UserError(f'cannot read weights file {h5_path!r}: {e}') from e
+    raise UserError(
+      f"{_named(h5_path, flag)}: not an HDF5 file ({e}); give Keras' "
+      'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 or its converted .npz'
+    ) from e
   with f:
     names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs['layer_names']]
     convs = [n for n in names if '_conv' in n]
     if len(convs) != sum(VGG19_CONVS):
       raise UserError(
-        f"{h5_path} holds {len(convs)} convolutions, not VGG19's 16: is it VGG19?"
+        f'{_named(h5_path, flag)} holds {len(convs)} convolutions, not '
+        "VGG19's 16: give Keras' VGG19 weights"
       )
     for i, name in enumerate(convs):
       group = f[name]
@@ -154,7 +167,7 @@ def convert_keras_vgg19(h5_path: str, out_path: str) -> str:
   return write_npz(out_path, keras_vgg19_to_params(h5_path))
 
 
-def load_vgg19_params(path: str) -> dict:
+def load_vgg19_params(path: str, *, flag: str = '--config.vgg19_weights') -> dict:
   """`nkjax.models.sr.VGG19Features` params from `path`: nkjax's `.npz` or
   Keras' `.h5`.
 
@@ -170,15 +183,17 @@ def load_vgg19_params(path: str) -> dict:
       '(Keras vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 or a converted .npz)'
     )
   if path.endswith(('.h5', '.hdf5')):
-    params = keras_vgg19_to_params(path)
+    params = keras_vgg19_to_params(path, flag=flag)
   elif path.endswith('.npz'):
-    params = read_npz(path, flag='--config.vgg19_weights')
+    params = read_npz(path, flag=flag)
   else:
-    raise UserError(f'VGG19 weights must be a Keras .h5 or an nkjax .npz file: {path}')
+    raise UserError(
+      f'{flag}={path}: VGG19 weights must be a Keras .h5 or an nkjax .npz file'
+    )
   want = jax.eval_shape(
     lambda: VGG19Features().init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
   )['params']
-  check_shapes(path, params, want)
+  check_shapes(path, params, want, flag=flag)
   return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
 
 

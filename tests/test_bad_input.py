@@ -75,7 +75,9 @@ def _a_detection_run_and_a_photo(w):
   run = w.parent / 'detection'
   run.mkdir(parents=True)
   (run / 'summary.json').write_text(
-    json.dumps({'config': {'method': 'faster_rcnn', 'num_classes': 3}})
+    json.dumps(
+      {'config': {'method': 'faster_rcnn', 'anchor_scales': [32], 'num_classes': 3}}
+    )
   )
   _png(w.parent / 'photo.png', 32)
 
@@ -196,9 +198,9 @@ ROWS = {
   'sr srresnet features=0 [3]': ('sr', ['--config=experiments/sr.py:srresnet', '--config.features=0'], rf'--config.features=0 {RANGE} an integer >= 1', 'none'),
   'sr test image 10x10 [4]': ('sr', [S, '--config.test_dir={t}/set'], r'test image tiny is 10x10: scoring at x2 needs at least 16x16 .*change --config.test_dir=', 'test_dir_10'),
   'sr test image 3x3 [4]': ('sr', [S, '--config.test_dir={t}/set'], r'test image tiny is 3x3: scoring at x2 needs at least 16x16', 'test_dir_3'),
-  'sr vgg19_weights random .h5 [5]': ('sr', ['--config=experiments/sr.py:srgan', '--config.vgg19_weights={t}/vgg19.h5'], r'--config.vgg19_weights=\S+/vgg19.h5: not VGG19 weights \(OSError\)', 'h5'),
-  'sr vgg19_weights random .npz [5]': ('sr', ['--config=experiments/sr.py:srgan', '--config.vgg19_weights={t}/vgg19.npz'], r'--config.vgg19_weights=\S+/vgg19.npz: not VGG19 weights', 'npz'),
-  'sr vgg19_weights .npz of other keys [5]': ('sr', ['--config=experiments/sr.py:srgan', '--config.vgg19_weights={t}/vgg19.npz'], r'--config.vgg19_weights=\S+/vgg19.npz: not VGG19 weights', 'npz_keys'),
+  'sr vgg19_weights random .h5 [5]': ('sr', ['--config=experiments/sr.py:srgan', '--config.vgg19_weights={t}/vgg19.h5'], r'--config.vgg19_weights=\S+/vgg19.h5: not an HDF5 file', 'h5'),
+  'sr vgg19_weights random .npz [5]': ('sr', ['--config=experiments/sr.py:srgan', '--config.vgg19_weights={t}/vgg19.npz'], r'--config.vgg19_weights=\S+/vgg19.npz: not an .npz of parameters', 'npz'),
+  'sr vgg19_weights .npz of other keys [5]': ('sr', ['--config=experiments/sr.py:srgan', '--config.vgg19_weights={t}/vgg19.npz'], r'--config.vgg19_weights=\S+/vgg19.npz: Conv_0/bias is missing', 'npz_keys'),
   'sr upscale a detection run [6]': ('sr', ['--config=experiments/sr.py:upscale', '--config.checkpoint={t}/detection', '--config.image={t}/photo.png'], r'--config.checkpoint=\S+/detection is a detection run \(experiments/detection.py\), not an sr run', 'detection_run'),
   'sr max_test_images=0 [9]': ('sr', [S, '--config.max_test_images=0'], rf'--config.max_test_images=0 {RANGE} an integer >= 1, or None', 'none'),
   'sr log_every=-1 [9]': ('sr', [S, '--config.log_every=-1'], rf'--config.log_every=-1 {RANGE} an integer >= 0', 'none'),

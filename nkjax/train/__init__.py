@@ -27,6 +27,7 @@ __all__ = [
   'checkpoint',
   'classify',
   'detection',
+  'detection_timing',
   'gan',
   'guard',
   'loop',
