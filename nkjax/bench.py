@@ -54,6 +54,9 @@ class Benchmark:
   # batch_size -> (state, train_step, host batch), for steps other than a classifier's.
   setup: Callable | None = None
   one_cpu_device: bool = False
+  # (state, host batch) -> {part: (times per step, fn, replicated args, batch args)}:
+  # the step's parts, timed alone beside it (`run`'s `parts`).
+  parts: Callable | None = None
 
 
 def _cnn(name, **kwargs):
@@ -119,6 +122,32 @@ def _dcgan_round(batch_size: int):
     functools.partial(gan.gan_round, k=1, latent_dim=100),
     batch,
   )
+
+
+def _dcgan_parts(state, batch):
+  """The DCGAN round's parts, each a jitted program alone: G's forward, G's
+  forward and backward (to its parameters), D's forward and backward (to its
+  parameters and its input) on m images. A round (k = 1) runs G forward and D
+  forward and backward twice (real, fake) in D's update, then G and D forward
+  and backward in G's."""
+  import jax
+  import jax.numpy as jnp
+
+  g, d = state.g, state.d
+  m = batch['image'].shape[0]
+
+  def run(ts, params, x):
+    variables = {'params': params, 'batch_stats': ts.batch_stats}
+    return ts.apply_fn(variables, x, train=True, mutable=['batch_stats'])[0]
+
+  z = {'z': jnp.zeros((m, 100)), 'x': jnp.asarray(batch['image'])}
+  g_sum = lambda p, b: jnp.sum(run(g, p, b['z']))  # noqa: E731
+  d_sum = lambda p, b: jnp.sum(run(d, p, b['x']))  # noqa: E731
+  return {
+    'g_forward': (1, lambda p, b: run(g, p, b['z']), g.params, z),
+    'g_fwd_bwd': (1, jax.grad(g_sum), g.params, z),
+    'd_fwd_bwd': (3, jax.grad(d_sum, argnums=(0, 1)), d.params, z),
+  }
 
 
 def _faster_rcnn_step(
@@ -243,7 +272,8 @@ BENCHMARKS: dict[str, Benchmark] = {
   # The char_lm experiment's model: 100 characters, one LSTM layer of 256, 128 steps.
   'lstm_lm': Benchmark(_lstm_lm, (128,), 100, 64, _torch('lstm_lm'), seq_len=128),
   # A DCGAN round (k = 1) on 32x32x3 images; examples/s counts real images.
-  'dcgan': Benchmark(None, (32, 32, 3), 0, 128, setup=_dcgan_round),
+  # Its row also times the round's parts alone (`parts_ms`, `round_over_parts`).
+  'dcgan': Benchmark(None, (32, 32, 3), 0, 128, setup=_dcgan_round, parts=_dcgan_parts),
   # Faster R-CNN train steps: the offline preset (small backbone, 128x128, batch
   # 4) and the VOC07 recipe (VGG-16, 600x1000, batch 2, 2000 training proposals).
   'faster_rcnn': Benchmark(
@@ -574,6 +604,48 @@ def _mesh(bench: Benchmark):
   return sharding.data_mesh()
 
 
+def time_parts(
+  name: str, *, batch_size: int, mesh, steps: int, repeats: int, warmup: int
+) -> dict:
+  """Benchmark `name`'s parts (`Benchmark.parts`), each jitted alone on `mesh`.
+
+  Returns:
+    `{'parts_ms': {part: ms a call}, 'parts_sum_ms': the sum weighted by each
+    part's calls per step, 'parts_tflops': that sum's FLOPs}`.
+  """
+  import jax
+
+  from nkjax.train import sharding
+
+  state, _, host_batch = _setup(
+    name, batch_size=batch_size, dtype='float32', image_size=None
+  )
+  times, total_ms, flops = {}, 0.0, 0.0
+  for part, (count, fn, params, data) in (
+    BENCHMARKS[name].parts(state, host_batch).items()
+  ):
+    args = (sharding.replicate(params, mesh), sharding.shard_batch(data, mesh))
+    compiled = jax.jit(fn).lower(*args).compile()
+
+    def run_steps(n, compiled=compiled, args=args):
+      for _ in range(n):
+        out = compiled(*args)
+      jax.block_until_ready(out)
+
+    seconds = statistics.median(
+      _time(run_steps, steps=steps, repeats=repeats, warmup=warmup)
+    )
+    times[part] = round(1e3 * seconds / steps, 3)
+    total_ms += count * times[part]
+    counted = compiled_flops(compiled)
+    flops = None if counted is None or flops is None else flops + count * counted
+  return {
+    'parts_ms': times,
+    'parts_sum_ms': round(total_ms, 3),
+    'parts_tflops': None if flops is None else flops * mesh.devices.size / 1e12,
+  }
+
+
 def run(
   name: str,
   *,
@@ -645,6 +717,21 @@ def run(
   times = _time(run_steps, steps=steps, repeats=repeats, warmup=warmup)
   memory, memory_kind = _peak_memory_bytes(mesh.devices.flat)
   figures = _throughput(times, steps * steps_per_call, batch_size, bench.seq_len)
+  if bench.parts is not None:
+    parts = time_parts(
+      name, batch_size=batch_size, mesh=mesh, steps=steps, repeats=repeats,
+      warmup=warmup,
+    )  # fmt: skip
+    # A step much slower than its parts is a defect of the program around them.
+    parts['round_over_parts'] = round(
+      figures['step_ms_median'] / parts['parts_sum_ms'], 2
+    )
+    parts['round_over_parts_flops'] = (
+      None
+      if flops is None or parts['parts_tflops'] is None
+      else round(flops / 1e12 / parts['parts_tflops'], 2)
+    )
+    figures.update(parts)
   device_kind = jax.devices()[0].device_kind
   peak = peak_tflops * 1e12 if peak_tflops else peak_flops(device_kind, dtype)
   flops_per_second = (
