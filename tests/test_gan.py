@@ -9,10 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from nkjax import losses, metrics, profile
+from nkjax import bench, losses, metrics, profile
 from nkjax.models import gan as gan_models
 from nkjax.ops import conv as conv_ops
-from nkjax.train import gan, optim
+from nkjax.train import gan, loop, optim, sharding
 from nkjax.train import state as state_lib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
@@ -281,6 +281,44 @@ def test_a_round_compiles_its_convolutions_in_the_forms_its_parts_get_alone():
   step = functools.partial(gan.gan_round, k=k, latent_dim=16)
   whole = forms(step, state, batch, jax.random.key(0))
   assert whole and whole <= parts, whole - parts
+
+
+def test_a_sharded_round_does_the_flops_of_its_parts_once():
+  # The noise drawn in the step was replicated, and with it G's forward and
+  # backward and D's pass on the fakes: every device did the whole batch's.
+  k, m = 1, 16
+  state = _state(gan_models.DCGANDiscriminator())
+  g, d = state.g, state.d
+  batch = {'image': jnp.zeros((k * m, 8, 8, 1)), 'label': jnp.zeros(k * m, jnp.int32)}
+
+  def flops(f, *args, mesh=None):
+    jitted = jax.jit(f) if mesh is None else loop.jit_train_step(f, mesh)
+    return bench.compiled_flops(jitted.lower(*args).compile())
+
+  def out(ts, params, x):
+    variables = {'params': params, 'batch_stats': ts.batch_stats}
+    return ts.apply_fn(variables, x, train=True, mutable=['batch_stats'])[0]
+
+  z, x = jnp.zeros((m, 16)), jnp.zeros((m, 8, 8, 1))
+  # A round: G forward and D forward and backward twice in D's update, then G
+  # and D forward and backward in G's.
+  parts = (
+    flops(lambda p: out(g, p, z), g.params)
+    + flops(jax.grad(lambda p: jnp.sum(out(g, p, z))), g.params)
+    + 3 * flops(jax.grad(lambda p, x: jnp.sum(out(d, p, x)), (0, 1)), d.params, x)
+  )
+  mesh = sharding.data_mesh()
+  assert mesh.devices.size > 1
+  args = (
+    sharding.replicate(state, mesh),
+    sharding.shard_batch(batch, mesh),
+    sharding.replicate(jax.random.key(0), mesh),
+  )
+  step = functools.partial(gan.gan_round, k=k, latent_dim=16)
+  whole = flops(step, *args, mesh=mesh) * mesh.devices.size
+  # Beyond the parts: the optimizers' updates, run on every device (1.4x here;
+  # 6x with the noise replicated over the 8 devices).
+  assert 0.7 * parts < whole < 1.6 * parts
 
 
 def test_compare_figure_titles_each_variant_and_the_run(tmp_path):

@@ -91,10 +91,10 @@ def _repeat(d_update, d, k, images, labels):
   their transposition gave them (`f01b_i01o->01bf` weight gradients, reversed
   `01oi` kernels), which its generic convolution runs, not the Eigen kernel that
   the canonical `b01f_01io->b01f` form gets outside a loop. The DCGAN round (k =
-  1, batch 128 of 32x32x3, 2 cores, jax 0.10.2) took 17 s in a scan against
-  well under a second for the same program unrolled
-  (`python -m nkjax.bench dcgan`). Elsewhere the scan keeps one D update in the
-  program whatever k is.
+  1, batch 128 of 32x32x3, 2 cores, jax 0.10.2, alternating runs on a busy
+  machine) took 51-79 s a round in the scan against 2.4-4.2 s as this loop
+  (`python -m nkjax.bench dcgan` prints the round beside its parts). Elsewhere
+  the scan keeps one D update in the program whatever k is.
   """
   if not conv_ops.cpu_forms_apply():
     return jax.lax.scan(d_update, d, (jnp.arange(k), images, labels))
@@ -143,9 +143,14 @@ def gan_round(
   def noise(i):
     key = step_key(rng, state.step * (k + 1) + i, 'noise')
     kz, ky = jax.random.split(key)
-    return jax.random.normal(kz, (m, latent_dim)), jax.random.randint(
-      ky, (m,), 0, num_classes
-    )
+    z = jax.random.normal(kz, (m, latent_dim))
+    # Drawn alone, the noise is replicated over the devices, and so is all that
+    # follows from it: every device ran G (and D on the fakes) on the whole
+    # batch. Added to a zero of the real images' layout, it takes their split
+    # along the batch (XLA propagates an operand's sharding; 0 * x is not
+    # simplified away for floats).
+    z = z + 0.0 * images[0, :, :1, 0, 0]
+    return z, jax.random.randint(ky, (m,), 0, num_classes)
 
   cond = lambda y: (y,) if conditional else ()  # noqa: E731
   squash = (lambda s: s) if critic else jax.nn.sigmoid
