@@ -86,15 +86,17 @@ def _discriminator_update(
 def _repeat(d_update, d, k, images, labels):
   """`lax.scan(d_update, d, (arange(k), images, labels))`, as a Python loop on a CPU.
 
-  XLA:CPU leaves the gradient convolutions of a loop body (a `while`, which
-  `lax.scan` emits even with `unroll=True` or one iteration) in the layouts
-  their transposition gave them (`f01b_i01o->01bf` weight gradients, reversed
-  `01oi` kernels), which its generic convolution runs, not the Eigen kernel that
-  the canonical `b01f_01io->b01f` form gets outside a loop. The DCGAN round (k =
-  1, batch 128 of 32x32x3, 2 cores, jax 0.10.2, alternating runs on a busy
-  machine) took 51-79 s a round in the scan against 2.4-4.2 s as this loop
-  (`python -m nkjax.bench dcgan` prints the round beside its parts). Elsewhere
-  the scan keeps one D update in the program whatever k is.
+  XLA:CPU (jaxlib 0.10.2) left the discriminator's gradient convolutions (4x4,
+  stride 2) in a loop body (a `while`, which `lax.scan` emits even with
+  `unroll=True` or one iteration) in the layouts their transposition gave them
+  (`f01b_i01o->01bf` weight gradients, reversed `01oi` kernels), which its
+  generic convolution runs, not the Eigen kernel that the canonical
+  `b01f_01io->b01f` form gets outside a loop (`profile.convolution_forms`;
+  ResNet-20's steps in `loop.jit_train_steps` kept the canonical form). The
+  DCGAN round (k = 1, batch 128 of 32x32x3, 2 cores, jax 0.10.2, alternating
+  runs on a busy machine) took 51-79 s in the scan against 2.4-4.2 s as this
+  loop (`python -m nkjax.bench dcgan` prints the round beside its parts).
+  Elsewhere the scan keeps one D update in the program whatever k is.
   """
   if not conv_ops.cpu_forms_apply():
     return jax.lax.scan(d_update, d, (jnp.arange(k), images, labels))
