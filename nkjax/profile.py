@@ -166,6 +166,34 @@ def hlo_ops(hlo_text: str) -> dict[str, OpInfo]:
   return ops
 
 
+_DIM_LABELS = re.compile(r'dim_labels=([\w>-]+)')
+
+
+def convolution_forms(hlo_text: str) -> collections.Counter:
+  """How many convolutions of a compiled program's HLO text have each form:
+  `(dim_labels, dilations)`, e.g. `('b01f_01io->b01f', 'rhs_dilate')`.
+
+  XLA:CPU runs a convolution in its canonical form (`b01f_01io->b01f`) with
+  its Eigen kernel and any other form with a generic loop, over 30x slower for
+  the DCGAN's gradients; a program of known parts should hold no form that its
+  parts compiled alone lack (`tests/test_gan.py`).
+
+  >>> line = ('%c = f32[4,4,3,64]{3,2,1,0} convolution(%a, %b), '
+  ...         'window={size=16x16 rhs_dilate=2x2}, dim_labels=f01b_i01o->01bf')
+  >>> dict(convolution_forms(line))
+  {('f01b_i01o->01bf', 'rhs_dilate'): 1}
+  """
+  forms = collections.Counter()
+  for line in hlo_text.splitlines():
+    m = _INSTRUCTION.match(line)
+    labels = _DIM_LABELS.search(line)
+    if not m or m.group(3) != 'convolution' or not labels:
+      continue
+    dilation = ','.join(d for d in ('lhs_dilate', 'rhs_dilate') if d + '=' in line)
+    forms[labels.group(1), dilation] += 1
+  return forms
+
+
 def module_name(hlo_text: str) -> str:
   """The HLO module's name (`jit_classifier_train_step`), as a trace names it."""
   return hlo_text.split('\n', 1)[0].split()[1].rstrip(',')

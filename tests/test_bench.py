@@ -1,20 +1,50 @@
 import json
 
+import numpy as np
 import pytest
 
 from nkjax import bench
 
 
-def test_mlp_benchmark_prints_its_figures(capsys):
-  bench.main(['mlp', '--batch-size', '64', '--steps', '2', '--repeats', '2'])
+@pytest.fixture
+def timed_runs(monkeypatch):
+  """The seconds of every timed run `bench.run` measures, one list per `_time` call."""
+  from nkjax.bench import measure
+
+  calls = []
+
+  def record(*args, **kwargs):
+    calls.append(time_runs(*args, **kwargs))
+    return calls[-1]
+
+  time_runs = measure._time
+  monkeypatch.setattr(measure, '_time', record)
+  return calls
+
+
+def _check_rates(figures, times, *, steps, batch_size):
+  # The figures from the recorded runs, computed here with numpy.
+  median = float(np.median(times))
+  assert figures['step_ms_median'] == pytest.approx(1e3 * median / steps, abs=1e-3)
+  assert figures['examples_per_second'] == pytest.approx(
+    steps * batch_size / median, abs=0.05
+  )
+  slowest, fastest = figures['examples_per_second_min_max']
+  assert slowest == pytest.approx(steps * batch_size / np.max(times), abs=0.05)
+  assert fastest == pytest.approx(steps * batch_size / np.min(times), abs=0.05)
+
+
+def test_mlp_benchmark_prints_its_figures(capsys, timed_runs):
+  bench.main(['mlp', '--batch-size', '64', '--steps', '2', '--repeats', '3'])
   figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert figures['benchmark'] == 'mlp' and figures['batch_size'] == 64
   # One of the 8 fake CPU devices (Benchmark.one_cpu_device); the rest use all.
   assert figures['devices'] == 1
-  assert figures['examples_per_second'] > 0 and figures['compile_seconds'] > 0
-  lo, hi = figures['examples_per_second_min_max']
-  assert lo <= figures['examples_per_second'] <= hi
-  assert figures['peak_memory_mb'] > 0
+  (times,) = timed_runs
+  assert len(times) == 3
+  _check_rates(figures, times, steps=2, batch_size=64)
+  # The process's peak resident memory holds at least the Python runtime and jaxlib.
+  assert figures['peak_memory_mb'] > 50
 
 
 def test_unknown_benchmark_lists_the_valid_ones(capsys):
@@ -35,7 +65,7 @@ def test_unknown_benchmark_lists_the_valid_ones(capsys):
   assert 'valid choices: ' + ', '.join(sorted(bench.BENCHMARKS)) in err
 
 
-def test_resnet_benchmark_in_bfloat16_runs(capsys):
+def test_resnet_benchmark_in_bfloat16_runs(capsys, timed_runs):
   bench.main(
     [
       'resnet20',
@@ -50,7 +80,8 @@ def test_resnet_benchmark_in_bfloat16_runs(capsys):
     ]
   )
   figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  assert figures['dtype'] == 'bfloat16' and figures['examples_per_second'] > 0
+  assert figures['dtype'] == 'bfloat16'
+  _check_rates(figures, timed_runs[0], steps=1, batch_size=8)
 
 
 @pytest.mark.parametrize('name', ['mlp', 'lenet5', 'vgg11', 'resnet20'])
@@ -86,10 +117,11 @@ def test_lstm_language_model_has_no_bfloat16_variant(capsys):
   assert 'has no bfloat16 variant' in capsys.readouterr().err
 
 
-def test_srcnn_benchmark_runs(capsys):
+def test_srcnn_benchmark_runs(capsys, timed_runs):
   bench.main(['srcnn', '--batch-size', '8', '--steps', '1', '--repeats', '1'])
   figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  assert figures['benchmark'] == 'srcnn' and figures['examples_per_second'] > 0
+  assert figures['benchmark'] == 'srcnn'
+  _check_rates(figures, timed_runs[0], steps=1, batch_size=8)
 
 
 def test_peak_table_knows_the_common_accelerators():
@@ -132,7 +164,9 @@ def test_mlp_step_flops_match_the_closed_form(mesh):
   assert small >= 64 * train
 
 
-def test_suite_prints_flops_and_mfu_and_counts_the_lstm_s_time_steps(capsys):
+def test_suite_prints_flops_and_mfu_and_counts_the_lstm_s_time_steps(
+  capsys, timed_runs
+):
   # The CPU suite's cheaper models at a tiny size (ResNets are compiled elsewhere).
   names = ['lenet5', 'lstm_lm', 'dcgan']
   bench.main(
@@ -142,10 +176,11 @@ def test_suite_prints_flops_and_mfu_and_counts_the_lstm_s_time_steps(capsys):
   lines = capsys.readouterr().out.strip().splitlines()
   rows = [json.loads(line) for line in lines if line.startswith('{')]
   assert [r['benchmark'] for r in rows] == names
-  for r in rows:
+  # One timed step per benchmark, then the DCGAN round's three parts.
+  assert len(timed_runs) == len(names) + 3
+  for r, times in zip(rows, timed_runs, strict=False):
     assert r['devices'] == 8
-    assert r['examples_per_second'] > 0 and r['compile_seconds'] > 0
-    assert r['program_memory_mb'] > 0 and r['tflop_per_second'] > 0
+    _check_rates(r, times, steps=1, batch_size=8)
     # MFU is the FLOP rate over the peak of all 8 devices (both to 4 digits).
     assert r['mfu'] == pytest.approx(r['tflop_per_second'] / (8 * 0.5), rel=2e-3)
     flop_rate = r['tflops_per_step'] / (1e-3 * r['step_ms_median'])
@@ -153,6 +188,16 @@ def test_suite_prints_flops_and_mfu_and_counts_the_lstm_s_time_steps(capsys):
   table = [line for line in lines if line.startswith('| ')]
   # A header, its rule, then one row per benchmark, each with its MFU.
   assert len(table) == 2 + len(rows) and all(line.endswith('% |') for line in table[2:])
+
+  # The DCGAN row: its parts' sum, weighted by their calls in a round, and the ratio.
+  gan = rows[2]
+  parts = gan['parts_ms']
+  total = parts['g_forward'] + parts['g_fwd_bwd'] + 3 * parts['d_fwd_bwd']
+  assert gan['parts_sum_ms'] == pytest.approx(total, abs=1e-3)
+  ratio = gan['step_ms_median'] / gan['parts_sum_ms']
+  assert gan['round_over_parts'] == pytest.approx(ratio, abs=0.006)
+  for (part, ms), times in zip(parts.items(), timed_runs[3:], strict=True):
+    assert ms == pytest.approx(1e3 * float(np.median(times)), abs=1e-3), part
 
   lm = rows[1]
   # Both are rounded to 0.1: examples/s by up to 0.05, so tokens/s by up to 128 * 0.05.

@@ -1,0 +1,5 @@
+"""`python -m nkjax.bench`."""
+
+from nkjax.bench.cli import main
+
+main()
