@@ -11,7 +11,7 @@ import pytest
 
 from nkjax import bench, losses, metrics, profile
 from nkjax.models import gan as gan_models
-from nkjax.ops import conv as conv_ops
+from nkjax.ops import cpu_dispatch
 from nkjax.train import gan, loop, optim, sharding
 from nkjax.train import state as state_lib
 
@@ -219,7 +219,7 @@ def test_gan_experiment_on_mocked_tfds_datasets(tmp_path, dataset, variant, clas
 def test_off_a_cpu_the_k_discriminator_updates_compile_to_one_loop_body(monkeypatch):
   # Off a CPU the k updates are a scan: the program's size does not grow with k
   # (an unrolled Python loop makes it k times larger).
-  monkeypatch.setattr(conv_ops, 'cpu_forms_apply', lambda: False)
+  monkeypatch.setattr(cpu_dispatch, 'cpu_forms_apply', lambda: False)
   state = _state(gan_models.DCGANDiscriminator())
   sizes = {}
   for k in (1, 5):
@@ -243,7 +243,7 @@ def test_the_cpu_loop_and_the_scan_compute_the_same_round(monkeypatch):
   rounds = {}
   for scan in (True, False):
     # The scan is what runs off a CPU; the layers keep their CPU forms either way.
-    monkeypatch.setattr(gan.conv_ops, 'cpu_forms_apply', lambda s=scan: not s)
+    monkeypatch.setattr(gan.cpu_dispatch, 'cpu_forms_apply', lambda s=scan: not s)
     rounds[scan] = jax.jit(step)(state, batch, jax.random.key(4))
   for a, b in zip(
     jax.tree.leaves(rounds[True]), jax.tree.leaves(rounds[False]), strict=True

@@ -15,7 +15,7 @@ import optax
 
 from nkjax import losses
 from nkjax.errors import choose
-from nkjax.ops import conv as conv_ops
+from nkjax.ops import cpu_dispatch
 from nkjax.train.state import TrainState
 from nkjax.train.steps import model_variables, step_key
 
@@ -104,7 +104,7 @@ def _repeat(d_update, d, k, images, labels):
   loop (`python -m nkjax.bench dcgan` prints the round beside its parts).
   Elsewhere the scan keeps one D update in the program whatever k is.
   """
-  if not conv_ops.cpu_forms_apply():
+  if not cpu_dispatch.cpu_forms_apply():
     return jax.lax.scan(d_update, d, (jnp.arange(k), images, labels))
   outs = []
   for i in range(k):
