@@ -75,7 +75,9 @@ def _a_detection_run_and_a_photo(w):
   run = w.parent / 'detection'
   run.mkdir(parents=True)
   (run / 'summary.json').write_text(
-    json.dumps({'config': {'method': 'faster_rcnn', 'num_classes': 3}})
+    json.dumps(
+      {'config': {'method': 'faster_rcnn', 'anchor_scales': [16.0], 'num_classes': 3}}
+    )
   )
   _png(w.parent / 'photo.png', 32)
 
@@ -181,7 +183,7 @@ ROWS = {
   'gan k=0': ('gan', ['--config.k=0'], rf'--config.k=0 {RANGE} an integer >= 1', 'none'),
   'gan m=-8': ('gan', ['--config.m=-8'], rf'--config.m=-8 {RANGE} an integer >= 1', 'none'),
   'gan b1=1': ('gan', ['--config.b1=1.0'], rf'--config.b1=1.0 {RANGE} a number in \[0, 1\)', 'none'),
-  'gan unknown preset': ('gan', ['--config=experiments/gan.py:vae'], r"unknown preset 'vae'; valid choices: cgan, compare, dcgan, gan, smoke, wgan, wgan_gp", 'none'),
+  'gan unknown preset': ('gan', ['--config=experiments/gan.py:vae'], r"unknown preset 'vae'; valid choices: cgan, compare, dcgan, default, gan, smoke, wgan, wgan_gp", 'none'),
   'rnn num_layers=0': ('rnn', ['--config.num_layers=0'], rf'--config.num_layers=0 {RANGE} an integer >= 1', 'none'),
   'rnn unknown cell': ('rnn', ['--config.cell=transformer'], r"unknown cell 'transformer'; valid choices: gru, lstm, rnn", 'none'),
   'rnn sample without a run': ('rnn', ['--config=experiments/rnn.py:sample'], r'no finished char_lm run in (\S+) \(--workdir=\1\): train one first', 'none'),
