@@ -1,5 +1,6 @@
 """Super-resolution: SRCNN, VDSR, SRResNet and SRGAN, scored as the papers score them.
 
+  python experiments/sr.py                                       # default: srresnet, runs/sr-srresnet
   python experiments/sr.py --config=experiments/sr.py:srcnn      # x2, x3, x4 on Y
   python experiments/sr.py --config=experiments/sr.py:vdsr
   python experiments/sr.py --config=experiments/sr.py:srresnet   # x4, RGB
