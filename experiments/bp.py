@@ -30,6 +30,7 @@ from nkjax.errors import UserError, choose
 from nkjax.train import scan, writers
 
 PRESETS = (
+  'default',  # the chain_rule task
   'chain_rule',
   'xor',
   'init_symmetry',
@@ -57,12 +58,12 @@ def resumable(config) -> bool:
   return False
 
 
-def get_config(preset: str = 'chain_rule') -> ml_collections.ConfigDict:
+def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)
   c = ml_collections.ConfigDict()
-  c.task = preset
+  c.task = 'chain_rule' if preset == 'default' else preset
   c.seed = 0
-  if preset == 'chain_rule':
+  if c.task == 'chain_rule':
     c.x = (1.0, 4.0, 5.0)
     c.y = (0.1, 0.05, 0.9)
     c.w = tuple(round(0.1 * i, 1) for i in range(1, 13))  # w1..w12
@@ -102,80 +103,14 @@ def get_config(preset: str = 'chain_rule') -> ml_collections.ConfigDict:
 # ---------------------------------------------------------------- chain rule
 
 
-def exercise_network(w):
-  """The course's 3-2-3 network as weight matrices: W1[i, j] joins x_i to h_j."""
-  w = np.asarray(w, np.float64)
-  if w.shape != (12,):
-    raise UserError(f'--config.w needs 12 weights w1..w12, got {w.size}')
-  w1 = np.array(
-    [[w[0], w[1]], [w[2], w[3]], [w[4], w[5]]]
-  )  # In_h1 = w1 x1 + w3 x2 + w5 x3
-  w2 = np.array(
-    [[w[6], w[7], w[8]], [w[9], w[10], w[11]]]
-  )  # In_o1 = w7 Out_h1 + w10 Out_h2
-  return w1, w2
-
-
-def _sigmoid(z):
-  return 1.0 / (1.0 + np.exp(-z))
-
-
-def _exercise_loss(w, x, y, loss):
-  """The exercise's loss in float64 NumPy: an implementation independent of JAX."""
-  w1, w2 = exercise_network(w)
-  out_o = _sigmoid(_sigmoid(x @ w1) @ w2)
-  if loss == 'mse':
-    return 0.5 * np.sum((y - out_o) ** 2)
-  return -np.sum(y * np.log(out_o) + (1 - y) * np.log(1 - out_o))
-
-
-def chain_rule_by_hand(w, x, y, loss):
-  """dL/dw1..w12 of the exercise, written out factor by factor.
-
-  Returns the twelve gradients and, for w6 and w12, the named factors whose
-  product each is.
-  """
-  w1, w2 = exercise_network(w)
-  out_h = _sigmoid(x @ w1)  # Out_h1, Out_h2
-  out_o = _sigmoid(out_h @ w2)  # Out_o1..3 = yhat
-  if loss == 'mse':
-    dl_dout_o = out_o - y  # d/dyhat of 1/2 (y - yhat)^2
-  else:
-    dl_dout_o = (out_o - y) / (out_o * (1 - out_o))  # d/dyhat of the cross-entropy
-  dout_din_o = out_o * (1 - out_o)  # sigmoid'(In_o) = Out_o (1 - Out_o)
-  delta_o = dl_dout_o * dout_din_o  # dL/dIn_o
-  dl_dout_h = w2 @ delta_o  # sum_k dL/dIn_ok * dIn_ok/dOut_h
-  dout_din_h = out_h * (1 - out_h)
-  delta_h = dl_dout_h * dout_din_h  # dL/dIn_h
-  grads = np.concatenate(
-    [np.outer(x, delta_h).ravel(), np.outer(out_h, delta_o).ravel()]
-  )
-  factors = {
-    'w12': [
-      ('dL/dOut_o3', dl_dout_o[2]),
-      ('dOut_o3/dIn_o3 = Out_o3(1-Out_o3)', dout_din_o[2]),
-      ('dIn_o3/dw12 = Out_h2', out_h[1]),
-    ],
-    'w6': [
-      (
-        'dL/dOut_h2 = sum_k dL/dIn_ok * w(h2->ok) = dL/dIn_o1*w10 + dL/dIn_o2*w11 + dL/dIn_o3*w12',
-        dl_dout_h[1],
-      ),
-      ('dOut_h2/dIn_h2 = Out_h2(1-Out_h2)', dout_din_h[1]),
-      ('dIn_h2/dw6 = x3', x[2]),
-    ],
-  }
-  return grads, factors, {'Out_h': out_h, 'Out_o': out_o}
-
-
 def run_chain_rule(config, workdir):
   x, y = np.asarray(config.x, np.float64), np.asarray(config.y, np.float64)
   if x.shape != (3,) or y.shape != (3,):
     raise UserError('--config.x and --config.y need 3 values each')
   choose('loss', config.loss, ('mse', 'bce'))
-  hand, factors, acts = chain_rule_by_hand(config.w, x, y, config.loss)
+  hand, factors, acts = backprop.chain_rule_by_hand(config.w, x, y, config.loss)
 
-  w1, w2 = exercise_network(config.w)
+  w1, w2 = backprop.exercise_network(config.w)
   params = [
     {'w': jnp.asarray(w1, jnp.float32), 'b': jnp.zeros(2)},
     {'w': jnp.asarray(w2, jnp.float32), 'b': jnp.zeros(3)},
@@ -190,7 +125,7 @@ def run_chain_rule(config, workdir):
   )  # noqa: E731
   w = np.asarray(config.w, np.float64)
   finite_diff = np.array([
-    (_exercise_loss(w + config.eps * e, x, y, config.loss) - _exercise_loss(w - config.eps * e, x, y, config.loss)) / (2 * config.eps)
+    (backprop.exercise_loss(w + config.eps * e, x, y, config.loss) - backprop.exercise_loss(w - config.eps * e, x, y, config.loss)) / (2 * config.eps)
     for e in np.eye(12)
   ])  # fmt: skip
   table = {
@@ -201,7 +136,7 @@ def run_chain_rule(config, workdir):
   }
 
   print(
-    f'Out_h = {acts["Out_h"]}, Out_o = yhat = {acts["Out_o"]}, loss ({config.loss}) = {_exercise_loss(w, x, y, config.loss):.6g}'
+    f'Out_h = {acts["Out_h"]}, Out_o = yhat = {acts["Out_o"]}, loss ({config.loss}) = {backprop.exercise_loss(w, x, y, config.loss):.6g}'
   )
   for name in ('w12', 'w6'):
     product = np.prod([v for _, v in factors[name]])
@@ -226,51 +161,12 @@ def run_chain_rule(config, workdir):
 
 # ---------------------------------------------------------------- XOR
 
-XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
-XOR_Y = np.array([0, 1, 1, 0], np.float32)
-
-
-def perceptron_xor(*, lr: float, epochs: int, seed: int):
-  """Rosenblatt's rule w += lr (y - yhat) [x, 1] on XOR, one example at a time.
-
-  Each epoch presents the four examples in a fresh seeded order. Returns the
-  most accurate weights visited, the accuracy of the weights after every update, the number of
-  mistakes in every epoch, and how many distinct weight vectors were visited:
-  the weights stay on a small finite set, revisiting it for ever, because no
-  line separates XOR (so every epoch makes a mistake).
-  """
-  rng = np.random.default_rng(seed)
-  xb = np.hstack([XOR_X, np.ones((4, 1))])
-  w = np.zeros(3)
-  accuracies, mistakes, visited = [], [], set()
-  best = w
-  for _ in range(epochs):
-    errors = 0
-    for i in rng.permutation(4):
-      error = XOR_Y[i] - float(xb[i] @ w > 0)
-      w = w + lr * error * xb[i]
-      errors += int(error != 0)
-      accuracies.append(float(np.mean((xb @ w > 0) == XOR_Y)))
-      visited.add(tuple(w))
-      if accuracies[-1] == max(accuracies):
-        best = w
-    mistakes.append(errors)
-  return best, accuracies, mistakes, len(visited)
-
-
-def best_linear_accuracy_on_xor() -> float:
-  """The best accuracy of any line on XOR, by search over a grid of (w1, w2, b)."""
-  g = np.linspace(-2, 2, 41)
-  w = np.stack(np.meshgrid(g, g, g), -1).reshape(-1, 3)
-  xb = np.hstack([XOR_X, np.ones((4, 1))])
-  return float(np.max(np.mean((w @ xb.T > 0) == XOR_Y, axis=1)))
-
 
 def run_xor(config, workdir):
-  w, accuracies, mistakes, visited = perceptron_xor(
+  w, accuracies, mistakes, visited = backprop.perceptron_xor(
     lr=config.perceptron_lr, epochs=config.perceptron_epochs, seed=config.seed
   )
-  best_line = best_linear_accuracy_on_xor()
+  best_line = backprop.best_linear_accuracy_on_xor()
   print(
     f'perceptron rule, {config.perceptron_epochs} epochs: best accuracy {max(accuracies):.2f} '
     f'(any line at best {best_line:.2f}); mistakes in every epoch (min {min(mistakes)}); '
@@ -282,10 +178,10 @@ def run_xor(config, workdir):
   vg = lambda p, b: backprop.loss_and_grads(p, b['x'], b['y'], **kw)  # noqa: E731
   params, history = scan.train(
     value_and_grad=vg, params=params, tx=optax.sgd(config.learning_rate),
-    data={'x': XOR_X, 'y': XOR_Y[:, None]}, batch_size=4, num_steps=config.num_steps, seed=config.seed,
+    data={'x': backprop.XOR_X, 'y': backprop.XOR_Y[:, None]}, batch_size=4, num_steps=config.num_steps, seed=config.seed,
   )  # fmt: skip
-  out, _ = backprop.forward(params, jnp.asarray(XOR_X), **kw)
-  mlp_accuracy = float(np.mean((np.asarray(out[:, 0]) > 0.5) == XOR_Y))
+  out, _ = backprop.forward(params, jnp.asarray(backprop.XOR_X), **kw)
+  mlp_accuracy = float(np.mean((np.asarray(out[:, 0]) > 0.5) == backprop.XOR_Y))
   print(
     f'2-2-1 {config.hidden_activation} network: accuracy {mlp_accuracy:.2f}, final loss {float(history["loss"][-1]):.4f}, outputs {np.round(np.asarray(out[:, 0]), 3)}'
   )
@@ -322,7 +218,14 @@ def run_xor(config, workdir):
       levels=[0.5],
       colors='k',
     )
-    ax.scatter(XOR_X[:, 0], XOR_X[:, 1], c=XOR_Y, cmap='RdBu_r', edgecolors='k', s=120)
+    ax.scatter(
+      backprop.XOR_X[:, 0],
+      backprop.XOR_X[:, 1],
+      c=backprop.XOR_Y,
+      cmap='RdBu_r',
+      edgecolors='k',
+      s=120,
+    )
     ax.set_title(title, fontsize=9)
     ax.set_xlabel('x1 (input)')
     ax.set_ylabel('x2 (input)')
@@ -360,16 +263,6 @@ def _digits_onehot():
 # ---------------------------------------------------------------- initialisation
 
 
-def hidden_unit_spread(params) -> float:
-  """The largest difference between any two hidden units' weights, in and out.
-
-  Unit j of the first hidden layer owns column j of W1, b1[j] and row j of W2.
-  """
-  w1, b1, w2 = (np.asarray(a) for a in (params[0]['w'], params[0]['b'], params[1]['w']))
-  units = np.concatenate([w1.T, b1[:, None], w2], axis=1)  # one row per unit
-  return float(np.max(units.max(axis=0) - units.min(axis=0)))
-
-
 def run_init_symmetry(config, workdir):
   train, test = _digits_onehot()
   sizes = [64, config.hidden, 10]
@@ -387,7 +280,7 @@ def run_init_symmetry(config, workdir):
       num_steps=config.num_steps, seed=config.seed,
     )  # fmt: skip
     rows[kind] = {
-      'max_hidden_unit_difference': hidden_unit_spread(params),
+      'max_hidden_unit_difference': backprop.hidden_unit_spread(params),
       'train_accuracy': backprop.accuracy(params, train, activation=config.activation),
       'test_accuracy': backprop.accuracy(params, test, activation=config.activation),
       'final_loss': float(history['loss'][-100:].mean()),
@@ -406,24 +299,6 @@ def run_init_symmetry(config, workdir):
 
 
 # ---------------------------------------------------------------- saturation
-
-
-def layer_gradient_norms(
-  *, activation: str, depth: int, width: int, x, y, seed: int
-) -> np.ndarray:
-  """Frobenius norm of dL/dW_l for each layer of a fresh deep network.
-
-  Weights are LeCun-scaled (std 1/sqrt(fan_in)) for sigmoid and tanh and
-  He-scaled (sqrt(2/fan_in)) for relu, the usual initialisation of each.
-  """
-  sizes = [x.shape[1]] + [width] * depth + [y.shape[1]]
-  params = backprop.init(jax.random.key(seed), sizes)
-  if activation == 'relu':
-    params = [dict(p, w=p['w'] * np.sqrt(2.0)) for p in params]
-  _, grads = backprop.loss_and_grads(
-    params, x, y, activation=activation, loss='softmax_ce'
-  )
-  return np.array([float(jnp.linalg.norm(g['w'])) for g in grads])
 
 
 def run_sigmoid_saturation(config, workdir):
@@ -448,7 +323,7 @@ def run_sigmoid_saturation(config, workdir):
     jnp.asarray(train['y'][: config.batch_size]),
   )
   norms = {
-    a: layer_gradient_norms(
+    a: backprop.layer_gradient_norms(
       activation=a, depth=config.depth, width=config.width, x=x, y=y, seed=config.seed
     )
     for a in ('sigmoid', 'tanh', 'relu')

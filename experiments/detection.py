@@ -25,31 +25,28 @@ takes selective search when it is installed.
 """
 
 import functools
-import hashlib
-import json
 import os
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from nkjax import launch, validate, viz, weights
 from nkjax.data import detection as det_data
 from nkjax.data import images as image_files
 from nkjax.data import proposals as prop
 from nkjax.errors import UserError, choose
-from nkjax.metrics import detection as det_metrics
 from nkjax.models import detection as det
-from nkjax.train import checkpoint, loop, optim, restore, sharding, writers
+from nkjax.train import alternating, loop, optim, restore, sharding, writers
 from nkjax.train import detection as det_steps
-from nkjax.train import detection_timing as det_timing
+from nkjax.train import detection_eval as det_eval
 from nkjax.train import state as state_lib
 
 METHODS = ('faster_rcnn', 'fast_rcnn', 'rcnn')
-PRESETS = (*METHODS, 'compare', 'smoke', 'voc07', 'detect', 'svd')
-PROPOSALS = ('auto', 'selective_search', 'sliding_windows')
+# `default` is Faster R-CNN's recipe below (the `faster_rcnn` preset).
+PRESETS = ('default', *METHODS, 'compare', 'smoke', 'voc07', 'detect', 'svd')
+PROPOSALS = prop.KINDS
 PAPER_MAP_VOC07 = {'faster_rcnn': 69.9, 'fast_rcnn': 66.9, 'rcnn': 66.0}
 _positives = validate.each(validate.positive_number())
 CHECKS = {
@@ -106,7 +103,7 @@ CHECKS = {
 }
 
 
-def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
+def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)
   c = ml_collections.ConfigDict()
   c.method = preset if preset in METHODS else 'faster_rcnn'
@@ -181,17 +178,13 @@ def get_config(preset: str = 'faster_rcnn') -> ml_collections.ConfigDict:
   # num_steps in four).
   c.training = 'joint'
   c.stage_steps = ()
-  if preset == 'faster_rcnn':
+  if preset in ('default', 'faster_rcnn'):
     # Stride 8 gives small shapes (12 px) several anchors; 7x7 RoIs and the
     # fewer pre-NMS proposals in training took mAP@0.5 from 0.79 to 0.90.
     c.backbone = 'small_s8'
     c.num_steps = 3000
     c.roi_size = 7
     c.rpn_pre_nms_train = 1000
-  if preset == 'rcnn':
-    c.learning_rate = 1e-3
-  if preset == 'compare':
-    c.num_steps = 2000
   if preset == 'smoke':
     c.backbone = 'small_tiny'
     c.num_train, c.num_test = 16, 8
@@ -321,145 +314,19 @@ def _init_inputs(config, method, image_shape):
   return (jnp.zeros((1, config.warp_size, config.warp_size, 3), jnp.float32),)
 
 
-# ---------------------------------------------------------------- proposals (host)
-
-
-class ProposalSource:
-  """Proposals of Fast R-CNN and R-CNN for host batches: selective search
-  (cached per image, since training sees each image many times) or the fixed
-  sliding windows. `add(batch)` returns the batch with `proposals [b, P, 4]`
-  and `proposal_mask [b, P]`; `seconds_per_image` is the measured cost."""
-
-  def __init__(self, config, image_shape):
-    kind = config.proposals
-    if kind == 'auto':
-      kind = (
-        'selective_search' if prop.selective_search_available() else 'sliding_windows'
-      )
-    self.kind = kind
-    self.size = config.max_proposals
-    self.cache: dict[bytes, np.ndarray] = {}
-    self.seconds = 0.0
-    self.images = 0
-    if kind == 'sliding_windows':
-      h, w = image_shape[:2]
-      windows = prop.sliding_windows(
-        height=h, width=w, sizes=tuple(config.window_sizes)
-      )
-      self.windows = prop.pad_proposals(windows, self.size)
-    else:
-      prop.selective_search(
-        np.zeros((8, 8, 3), np.uint8), max_proposals=1
-      )  # installed?
-
-  def one(
-    self, image: np.ndarray, cached: bool = True
-  ) -> tuple[np.ndarray, np.ndarray]:
-    t = time.perf_counter()
-    if self.kind == 'sliding_windows':
-      out = self.windows
-    elif not cached:
-      out = prop.pad_proposals(
-        prop.selective_search(image, max_proposals=self.size), self.size
-      )
-    else:
-      key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
-      if key not in self.cache:
-        self.cache[key] = prop.selective_search(image, max_proposals=self.size)
-      out = prop.pad_proposals(self.cache[key], self.size)
-    self.seconds += time.perf_counter() - t
-    self.images += 1
-    return out
-
-  def add(self, batch: dict, cached: bool = True) -> dict:
-    props = [self.one(im, cached) for im in batch['image']]
-    return {
-      **batch,
-      'proposals': np.stack([p for p, _ in props]),
-      'proposal_mask': np.stack([m for _, m in props]),
-    }
-
-
-# ---------------------------------------------------------------- evaluation
+def _proposals(config, image_shape) -> prop.ProposalSource:
+  return prop.ProposalSource(
+    kind=config.proposals, max_proposals=config.max_proposals,
+    window_sizes=config.window_sizes, image_shape=image_shape,
+  )  # fmt: skip
 
 
 def _predict_step(config, method):
-  if method == 'faster_rcnn':
-    return det_steps.faster_rcnn_predict_step
-  if method == 'fast_rcnn':
-    return det_steps.fast_rcnn_predict_step
-  return functools.partial(
-    det_steps.rcnn_predict_step, warp_size=config.warp_size, context=config.context,
+  return det_eval.predict_step(
+    method, warp_size=config.warp_size, context=config.context,
     score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
     max_detections=config.max_detections,
   )  # fmt: skip
-
-
-def evaluate(config, method, state, data, mesh, proposals, workdir) -> dict:
-  """mAP (VOC07 11-point, all-point), COCO AP, per-class AP, the test time per
-  image and `detections.png` (unless `workdir` is None), for the final state."""
-  predict = loop.make_predictor(_predict_step(config, method), mesh=mesh)
-  batches = data.eval_batches()
-  if proposals is not None:
-    batches = (proposals.add(b) for b in batches)
-  out = predict(state, batches)
-  detections = det_steps.detections(out)
-  truths = det_data.ground_truths(out)
-  k = data.num_classes
-  voc = det_metrics.voc_evaluate(
-    detections=detections, ground_truths=truths, num_classes=k
-  )
-  coco = det_metrics.coco_evaluate(
-    detections=detections, ground_truths=truths, num_classes=k,
-    image_sizes=[tuple(int(v) for v in s) for s in out['image_size']],
-  )  # fmt: skip
-  n = min(config.num_pictures, len(detections))
-  if workdir is not None:
-    viz.save_detections(
-      os.path.join(workdir, 'detections.png'), out['image'][:n],
-      detections=detections[:n], ground_truths=truths[:n],
-      class_names=data.class_names,
-      title=f'{viz.run_name(workdir)}: {method} on {config.dataset}, detections (solid, score >= 0.5) over ground truth (dashed)',
-    )  # fmt: skip
-  timing = det_timing.time_per_image(
-    _predict_step(config, method), state, out['image'][: config.timing_images],
-    # Selective search is timed afresh for every image, not from the cache.
-    add_proposals=None if proposals is None else lambda b: proposals.add(b, cached=False),
-  )  # fmt: skip
-  names = data.class_names
-  return {
-    'method': method,
-    'map_07': float(voc['map_07']),
-    'map_all': float(voc['map_all']),
-    'coco_ap': float(coco['AP']),
-    'coco_ap50': float(coco['AP50']),
-    'coco_ap75': float(coco['AP75']),
-    'ap_07': {names[i]: float(voc['ap_07'][i]) for i in range(k)},
-    'ap_all': {names[i]: float(voc['ap_all'][i]) for i in range(k)},
-    'num_gt': {names[i]: int(voc['num_gt'][i]) for i in range(k)},
-    'test_seconds_per_image': timing,
-    'proposal_source': None if proposals is None else proposals.kind,
-    'test_images': len(detections),
-  }
-
-
-def print_table(result: dict) -> None:
-  print(f'\n{result["method"]} on {result.get("dataset", "")}')
-  print(f'{"class":>12} {"AP07":>7} {"AP all":>7} {"gt":>5}')
-  for name, ap in result['ap_07'].items():
-    print(
-      f'{name:>12} {ap:7.3f} {result["ap_all"][name]:7.3f} {result["num_gt"][name]:5d}'
-    )
-  t = result['test_seconds_per_image']
-  print(
-    f'{"mAP":>12} {result["map_07"]:7.3f} {result["map_all"]:7.3f}\n'
-    f'COCO AP@[.5:.95] {result["coco_ap"]:.3f}  AP50 {result["coco_ap50"]:.3f}  '
-    f'test time/image {1000 * t["total"]:.1f} ms (network {1000 * t["net"]:.1f}, '
-    f'proposals {1000 * t["proposals"]:.1f})'
-  )
-
-
-# ---------------------------------------------------------------- training
 
 
 def make_train_step(config, method, model):
@@ -481,8 +348,7 @@ def make_train_step(config, method, model):
 def make_tx(config, num_steps: int | None = None, frozen: tuple[str, ...] = ()):
   """The run's optimizer (`optim.build` on the config's fields) over
   `num_steps` (default the config's; a stage's in alternating training), the
-  parameters under `frozen` (and the config's own) left bitwise unchanged
-  (`detect` rebuilds it to restore a checkpoint's optimizer state)."""
+  parameters under `frozen` (and the config's own) left bitwise unchanged."""
   fields = optim.fields(config)
   fields['frozen'] = tuple(dict.fromkeys((*fields.get('frozen', ()), *frozen)))
   try:
@@ -493,45 +359,18 @@ def make_tx(config, num_steps: int | None = None, frozen: tuple[str, ...] = ()):
     raise UserError(f'{e} (here the {num_steps} steps of one stage)') from e
 
 
-# The 4 steps of Faster R-CNN's alternating training (Ren et al. 2015, 3.2):
-# (name, train_rpn, train_head, frozen parameter subtrees, proposals from
-# step 1's network). Step 3 starts from step 2's backbone and head and step
-# 1's RPN; step 4 from step 3. Freezing the part whose loss is dropped keeps
-# it bitwise unchanged whatever the optimizer's weight decay.
-STAGES = (
-  ('stage1_rpn', True, False, ('box_head',), False),
-  ('stage2_detector', False, True, ('rpn_head',), True),
-  ('stage3_rpn_finetune', True, False, ('backbone_net', 'box_head'), False),
-  ('stage4_head_finetune', False, True, ('backbone_net', 'rpn_head'), False),
-)
-
-
-def stage_steps(config) -> tuple[int, ...]:
-  """The steps of each of the 4 stages: `config.stage_steps`, or num_steps
-  split in 4 (the remainder to the last)."""
-  if config.stage_steps:
-    steps = tuple(int(v) for v in config.stage_steps)
-  else:
-    q = config.num_steps // 4
-    steps = (q, q, q, config.num_steps - 3 * q)
-  if len(steps) != 4 or min(steps) < 1:
-    raise UserError(
-      f'--config.stage_steps={steps} must be 4 positive step counts (or () to '
-      f'split --config.num_steps={config.num_steps} >= 4 in four)'
-    )
-  return steps
+# ---------------------------------------------------------------- tasks
 
 
 def run_method(config, workdir: str, method: str) -> dict:
   mesh = _mesh(config.batch_size, config.eval_batch_size)
   data = _load_data(config)
-  image_shape = data.example_shape
   model = build_model(config, method, data.num_classes)
-  tx = make_tx(config)
   k_init, rng = jax.random.split(jax.random.key(config.seed))
   state = state_lib.create(
-    model=model, tx=tx, rng=k_init, inputs=_init_inputs(config, method, image_shape)
-  )
+    model=model, tx=make_tx(config), rng=k_init,
+    inputs=_init_inputs(config, method, data.example_shape),
+  )  # fmt: skip
   if config.backbone_weights:
     if method == 'rcnn':
       raise UserError('backbone_weights apply to fast_rcnn and faster_rcnn only')
@@ -548,22 +387,27 @@ def run_method(config, workdir: str, method: str) -> dict:
       }
     )
   check_svd(method, state, config.svd_rank)
-  proposals = None if method == 'faster_rcnn' else ProposalSource(config, image_shape)
+  proposals = (
+    None if method == 'faster_rcnn' else _proposals(config, data.example_shape)
+  )
 
   def train_batches(start):
     for b in data.train_batches(start):
       yield proposals.add(b) if proposals is not None else b
 
-  last = {}
-
   def summarize(state):
     t = time.perf_counter()
     state = with_svd(config, method, data.num_classes, state, config.svd_rank)
-    result = evaluate(config, method, state, data, mesh, proposals, workdir)
-    result['dataset'] = config.dataset
-    result['eval_seconds'] = time.perf_counter() - t
-    last.update(result)
-    return result
+    result = det_eval.evaluate(
+      state, data, method=method, predict=_predict_step(config, method), mesh=mesh,
+      proposals=proposals, workdir=workdir, dataset=config.dataset,
+      num_pictures=config.num_pictures, timing_images=config.timing_images,
+    )  # fmt: skip
+    return {
+      **result,
+      'dataset': config.dataset,
+      'eval_seconds': time.perf_counter() - t,
+    }
 
   fit = functools.partial(
     loop.fit, train_batches=train_batches, rng=rng, mesh=mesh,
@@ -576,84 +420,20 @@ def run_method(config, workdir: str, method: str) -> dict:
     'class_names': list(data.class_names),
   }  # fmt: skip
   if method == 'faster_rcnn' and config.training == 'alternating':
-    return fit_alternating(
-      config, workdir, model, state, fit, run_config, summarize, last
-    )
-  result = fit(
-    state=state, train_step=make_train_step(config, method, model),
-    num_steps=config.num_steps, workdir=workdir, config=run_config,
-    summarize=summarize,
-  )  # fmt: skip
-  print_table(last)
-  return {**result.summary, **last}
-
-
-def fit_alternating(config, workdir, model, state, fit, run_config, summarize, last):
-  """Faster R-CNN's 4-step alternating training, each step a run of its own
-  in `workdir/<stage name>` (its checkpoints, metrics and summary; a rerun
-  resumes each step from its own checkpoints and never mixes them). The
-  final model is step 4's; `detect` reads `workdir/stage4_head_finetune`.
-  Writes `workdir/summary.json`: step 4's figures and each step's record."""
-  steps = stage_steps(config)
-  host = jax.device_get(state.params)  # fit donates its state: copy per stage
-  dirs = [os.path.join(workdir, name) for name, *_ in STAGES]
-  records = []
-  # Every stage's optimizer before the first trains: a bad schedule stops here.
-  txs = [make_tx(config, n, stage[3]) for stage, n in zip(STAGES, steps, strict=True)]
-  for i, ((name, rpn, head, frozen, proposer), n) in enumerate(
-    zip(STAGES, steps, strict=True)
-  ):
-    stage_state = state_lib.TrainState.create(
-      apply_fn=state.apply_fn, params=jax.tree.map(jnp.asarray, host),
-      tx=txs[i], batch_stats=state.batch_stats,
+    summary = alternating.fit_alternating(
+      state=state, workdir=workdir, fit=fit, config=run_config, summarize=summarize,
+      steps=alternating.stage_steps(config.stage_steps, num_steps=config.num_steps),
+      make_tx=functools.partial(make_tx, config),
+      train_step=make_train_step(config, method, model),
     )  # fmt: skip
-    warm = None
-    if i == 2:
-
-      def warm(s):
-        s = checkpoint.warm_start(s, source_workdir=dirs[1])
-        return checkpoint.warm_start(
-          s, source_workdir=dirs[0], source='params.rpn_head', target='params.rpn_head'
-        )
-    elif i == 3:
-      warm = functools.partial(checkpoint.warm_start, source_workdir=dirs[2])
-    source = (
-      checkpoint.warm_start(stage_state, source_workdir=dirs[0]).params
-      if proposer
-      else None
-    )
-    step = functools.partial(
-      make_train_step(config, 'faster_rcnn', model), train_rpn=rpn, train_head=head,
-      proposer=proposer,
-    )  # fmt: skip
-    result = fit(
-      state=stage_state, train_step=step, num_steps=n, workdir=dirs[i],
-      config={**run_config, 'stage': name, 'stage_num_steps': n, 'frozen': list(frozen)},
-      frozen=source, warm_start=warm, summarize=summarize if i == 3 else None,
-    )  # fmt: skip
-    records.append({
-      'stage': name, 'steps': n, 'train_rpn': rpn, 'train_head': head,
-      'frozen': list(frozen), 'train_seconds': result.summary.get('train_seconds'),
-      'train': result.summary.get('train'), 'workdir': dirs[i],
-    })  # fmt: skip
-  if not last:  # a rerun of finished stages: step 4's figures are on disk
-    last.update(result.summary)
-  print_table(last)
-  summary = {
-    **result.summary, **last, 'training': 'alternating', 'stages': records,
-    'train_seconds': sum(r['train_seconds'] or 0.0 for r in records),
-  }  # fmt: skip
-  writers.write_summary(workdir, summary)
+  else:
+    summary = fit(
+      state=state, train_step=make_train_step(config, method, model),
+      num_steps=config.num_steps, workdir=workdir, config=run_config,
+      summarize=summarize,
+    ).summary  # fmt: skip
+  det_eval.print_table(summary)
   return summary
-
-
-# ---------------------------------------------------------------- detect
-
-
-def _read_image(path: str) -> np.ndarray:
-  if not path:
-    raise UserError('give the image to draw on: --config.image=PATH')
-  return image_files.read_image(path, drop_alpha=True)
 
 
 def restore_run(run: str):
@@ -682,56 +462,23 @@ def detect(config, workdir: str) -> dict:
   (with the head's fc layers at `config.svd_rank` when it is set)."""
   run_config, method, state = restore_run(config.run)
   check_svd(method, state, config.svd_rank)
-  image = _read_image(config.image)
-  # The detector saw images of one size: resize the shorter side to it.
-  size = run_config.image_size
-  h, w = image.shape[:2]
-  s = size / min(h, w)
-  new = (max(1, round(h * s)), max(1, round(w * s)))
-  image = np.asarray(jax.image.resize(jnp.asarray(image), (*new, 3), 'linear'))
-  state = with_svd(run_config, method, run_config.num_classes, state, config.svd_rank)
-  batch = {'image': image[None]}
-  if method != 'faster_rcnn':
-    batch = ProposalSource(run_config, image.shape).add(batch)
-  out = jax.device_get(jax.jit(_predict_step(run_config, method))(state, batch))
-  dets = det_steps.detections(out)
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, 'detections.png')
-  viz.save_detections(
-    path, image[None], detections=dets, ground_truths=None,
-    class_names=tuple(run_config.class_names),
+  if not config.image:
+    raise UserError('give the image to draw on: --config.image=PATH')
+  image = image_files.read_image(config.image, drop_alpha=True)
+  result = det_eval.detect_image(
+    image, with_svd(run_config, method, run_config.num_classes, state, config.svd_rank),
+    predict=_predict_step(run_config, method), image_size=run_config.image_size,
+    class_names=run_config.class_names, workdir=workdir,
     title=f'{viz.run_name(workdir)}: {method} on {os.path.basename(config.image)}',
-    score_threshold=0.5, cols=1,
+    proposals=None if method == 'faster_rcnn' else functools.partial(_proposals, run_config),
+    record={'task': 'detect', 'image': config.image, 'run': config.run,
+            'checkpoint_step': int(state.step)},
   )  # fmt: skip
-  found = [
-    {
-      'box': [float(v) for v in b],
-      'score': float(sc),
-      'class': run_config.class_names[int(lb)],
-    }
-    for b, sc, lb in zip(
-      dets[0]['boxes'], dets[0]['scores'], dets[0]['labels'], strict=True
-    )
-    if sc >= 0.5
-  ]
-  result = {
-    'task': 'detect',
-    'image': config.image,
-    'run': config.run,
-    'checkpoint_step': int(state.step),
-    'picture': path,
-    'detections': found,
-  }
-  with open(os.path.join(workdir, 'detections.json'), 'w') as f:
-    json.dump(result, f, indent=1)
   print(
-    f'{len(found)} detections (score >= 0.5) -> {path}, by the checkpoint at step '
-    f'{int(state.step)} of {config.run}'
+    f'{len(result["detections"])} detections (score >= 0.5) -> {result["picture"]}, '
+    f'by the checkpoint at step {int(state.step)} of {config.run}'
   )
   return result
-
-
-# ---------------------------------------------------------------- svd
 
 
 def svd_sweep(config, workdir: str) -> dict:
@@ -742,46 +489,25 @@ def svd_sweep(config, workdir: str) -> dict:
   run_config, method, state = restore_run(config.run)
   if method == 'rcnn':
     raise UserError('the svd task applies to fast_rcnn and faster_rcnn runs only')
-  ranks = tuple(config.svd_ranks)
-  for r in ranks:
+  for r in config.svd_ranks:
     check_svd(method, state, r)
   mesh = _mesh(run_config.batch_size, run_config.eval_batch_size)
   data = _load_data(run_config)
-  proposals = (
-    None if method == 'faster_rcnn' else ProposalSource(run_config, data.example_shape)
+  faster = method == 'faster_rcnn'
+  num_rois = run_config.rpn_post_nms_test if faster else run_config.max_proposals
+  rows = det_eval.svd_rows(
+    ranks=tuple(config.svd_ranks), num_rois=num_rois,
+    factored=lambda rank: with_svd(run_config, method, data.num_classes, state, rank),
+    score=functools.partial(
+      det_eval.evaluate, data=data, method=method, mesh=mesh,
+      predict=_predict_step(run_config, method),
+      proposals=None if faster else _proposals(run_config, data.example_shape),
+    ),
+  )  # fmt: skip
+  det_eval.print_svd_table(
+    rows,
+    title=f'{method} of {config.run}: truncated SVD of the fc layers ({num_rois} RoIs)',
   )
-  num_rois = (
-    run_config.rpn_post_nms_test
-    if method == 'faster_rcnn'
-    else run_config.max_proposals
-  )
-  rows = []
-  for rank in (None, *ranks):
-    s = with_svd(run_config, method, data.num_classes, state, rank)
-    r = evaluate(run_config, method, s, data, mesh, proposals, None)
-    fc = {k: v for k, v in s.params['box_head'].items() if k.startswith('fc_')}
-    rows.append({
-      'rank': rank,
-      'map_07': r['map_07'], 'map_all': r['map_all'], 'coco_ap': r['coco_ap'],
-      'fc_params': state_lib.num_params(fc),
-      'head_seconds': det_timing.time_head(s, num_rois=num_rois),
-      'net_seconds_per_image': r['test_seconds_per_image']['net'],
-    })  # fmt: skip
-  full = rows[0]
-  print(f'\n{method} of {config.run}: truncated SVD of the fc layers ({num_rois} RoIs)')
-  print(
-    f'{"rank":>6} {"mAP07":>6} {"mAPall":>6} {"COCO AP":>7} {"fc params":>10} '
-    f'{"head ms":>8} {"speed-up":>8} {"net ms/img":>10}'
-  )
-  for row in rows:
-    row['head_speedup'] = full['head_seconds'] / row['head_seconds']
-    row['map_07_change'] = row['map_07'] - full['map_07']
-    print(
-      f'{"full" if row["rank"] is None else row["rank"]:>6} {row["map_07"]:6.3f} '
-      f'{row["map_all"]:6.3f} {row["coco_ap"]:7.3f} {row["fc_params"]:10d} '
-      f'{1000 * row["head_seconds"]:8.3f} {row["head_speedup"]:8.2f} '
-      f'{1000 * row["net_seconds_per_image"]:10.2f}'
-    )
   summary = {
     'task': 'svd', 'run': config.run, 'method': method, 'num_rois': num_rois,
     'test_images': data.num_test, 'svd': rows,
@@ -791,9 +517,6 @@ def svd_sweep(config, workdir: str) -> dict:
   return summary
 
 
-# ---------------------------------------------------------------- main
-
-
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config.method` (every one of `config.methods` with `compare`)."""
   if not config.compare:
@@ -801,26 +524,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
   table = {}
   for m in config.methods:
     s = run_method(config, os.path.join(workdir, m), m)
-    table[m] = {
-      'map_07': s['map_07'], 'map_all': s['map_all'], 'coco_ap': s['coco_ap'],
-      'coco_ap50': s['coco_ap50'], 'train_seconds': s['train_seconds'],
-      'test_seconds_per_image': s['test_seconds_per_image'],
-      'proposal_source': s['proposal_source'],
-    }  # fmt: skip
-  print(
-    f'\n{config.dataset}: {config.num_steps} steps of {config.batch_size} images each'
+    table[m] = {k: s[k] for k in det_eval.COMPARED}
+  det_eval.print_compare_table(
+    table,
+    title=f'{config.dataset}: {config.num_steps} steps of {config.batch_size} images each',
   )
-  print(
-    f'{"method":>12} {"mAP07":>6} {"mAPall":>6} {"COCO AP":>7} {"AP50":>6} '
-    f'{"train s":>8} {"test ms/img":>11} {"(net + proposals)":>18}'
-  )
-  for m, r in table.items():
-    t = r['test_seconds_per_image']
-    print(
-      f'{m:>12} {r["map_07"]:6.3f} {r["map_all"]:6.3f} {r["coco_ap"]:7.3f} '
-      f'{r["coco_ap50"]:6.3f} {r["train_seconds"]:8.1f} {1000 * t["total"]:11.1f} '
-      f'{1000 * t["net"]:8.1f} + {1000 * t["proposals"]:.1f}'
-    )
   summary = {'task': 'compare', 'dataset': config.dataset, 'results': table}
   writers.write_summary(workdir, summary)
   return summary

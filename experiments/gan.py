@@ -35,7 +35,7 @@ from nkjax.train import gan, loop, optim, scan, sharding, steps, writers
 from nkjax.train import state as state_lib
 
 VARIANTS = ('gan', 'dcgan', 'cgan', 'wgan', 'wgan_gp')
-PRESETS = (*VARIANTS, 'compare', 'smoke')
+PRESETS = ('default', *VARIANTS, 'compare', 'smoke')  # default: the cgan variant
 CHECKS = {
   **validate.TRAINING,
   'latent_dim': validate.count,
@@ -52,10 +52,10 @@ CHECKS = {
 }
 
 
-def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
+def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)
   c = ml_collections.ConfigDict()
-  c.variant = {'compare': 'gan', 'smoke': 'cgan'}.get(preset, preset)
+  c.variant = {'default': 'cgan', 'compare': 'gan', 'smoke': 'cgan'}.get(preset, preset)
   c.compare = preset == 'compare'
   c.dataset = 'digits'  # or mnist, fashion_mnist, cifar10, celeb_a (TFDS)
   c.data_dir = ml_collections.config_dict.placeholder(str)

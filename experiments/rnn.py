@@ -29,7 +29,16 @@ from nkjax.models import rnn
 from nkjax.train import classify, loop, optim, restore, sharding, steps, writers
 from nkjax.train import state as state_lib
 
-PRESETS = ('char_lm', 'sample', 'sentiment', 'seq_digits', 'vanishing', 'smoke')
+# default: the char_lm task.
+PRESETS = (
+  'default',
+  'char_lm',
+  'sample',
+  'sentiment',
+  'seq_digits',
+  'vanishing',
+  'smoke',
+)
 CORPORA = ('pydoc', 'tiny_shakespeare')
 # The launcher's default --workdir where it is not runs/rnn-<preset>.
 DEFAULT_WORKDIRS = {'sample': 'runs/rnn'}
@@ -46,10 +55,10 @@ CHECKS = {
 }
 
 
-def get_config(preset: str = 'char_lm') -> ml_collections.ConfigDict:
+def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)
   c = ml_collections.ConfigDict()
-  c.task = 'char_lm' if preset == 'smoke' else preset
+  c.task = 'char_lm' if preset in ('default', 'smoke') else preset
   c.seed = 0
   c.data_dir = ml_collections.config_dict.placeholder(str)
   c.cell = 'lstm'

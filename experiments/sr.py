@@ -1,5 +1,6 @@
 """Super-resolution: SRCNN, VDSR, SRResNet and SRGAN, scored as the papers score them.
 
+  python experiments/sr.py                                       # default: srresnet, runs/sr-srresnet
   python experiments/sr.py --config=experiments/sr.py:srcnn      # x2, x3, x4 on Y
   python experiments/sr.py --config=experiments/sr.py:vdsr
   python experiments/sr.py --config=experiments/sr.py:srresnet   # x4, RGB
@@ -29,23 +30,33 @@ import os
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from nkjax import launch, validate, viz, weights
+from nkjax import launch, validate, weights
 from nkjax.data import sr as sr_data
 from nkjax.errors import UserError, choose
 from nkjax.losses import PIXEL_LOSSES
-from nkjax.metrics import image as image_metrics
 from nkjax.models import sr as sr_models
-from nkjax.train import checkpoint, gan, loop, optim, restore, sharding
+from nkjax.train import (
+  checkpoint,
+  gan,
+  loop,
+  optim,
+  restore,
+  sharding,
+  sr_eval,
+  writers,
+)
 from nkjax.train import state as state_lib
 from nkjax.train.sr import pixel_train_step, predict_step, srgan_train_step
 
 MODELS = ('srcnn', 'vdsr', 'srresnet', 'srgan')
 PAPER = tuple(f'{m}_paper' for m in MODELS)
-PRESETS = (*MODELS, *PAPER, 'compare', 'smoke', 'upscale')
+# `default` is the `srresnet` preset, and its run is that preset's (DEFAULT_WORKDIRS),
+# the one `srgan` warm-starts from and `compare` and `upscale` read.
+PRESETS = ('default', *MODELS, *PAPER, 'compare', 'smoke', 'upscale')
+DEFAULT_WORKDIRS = {'default': 'runs/sr-srresnet'}
 Y_MODELS = ('srcnn', 'vdsr')  # on the Y channel of the bicubic-upscaled image
 SCALES = (2, 3, 4)
 ONE_SCALE_MODELS = ('srresnet', 'srgan')  # on LR input: one scale, a power of two
@@ -88,10 +99,10 @@ PIXEL_LOSS_NOTE = (
 )
 
 
-def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
+def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)
   c = ml_collections.ConfigDict()
-  base = preset.removesuffix('_paper')
+  base = 'srresnet' if preset == 'default' else preset.removesuffix('_paper')
   c.task = {'compare': 'compare', 'upscale': 'upscale'}.get(preset, 'train')
   c.model = base if base in MODELS else 'srcnn'
   c.dataset = 'photos'  # or div2k/bicubic_x2|x3|x4 (TFDS)
@@ -144,18 +155,16 @@ def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
     # CPU: the paper's 9-1-5 with valid convolutions (33x33 in, 21x21 out) on
     # x2, x3 and x4 mixed, Adam instead of SGD. With 'SAME' padding and 1500
     # steps it trailed bicubic at x2 (-0.31 dB; +0.36 at x3, +0.24 at x4).
-    c.scales, c.patch, c.batch_size, c.num_steps = (2, 3, 4), 33, 32, 2500
-    c.learning_rate, c.schedule, c.padding = 1e-3, 'cosine', 'VALID'
+    c.batch_size, c.num_steps, c.schedule, c.padding = 32, 2500, 'cosine', 'VALID'
     if preset.endswith('_paper'):
       # Dong et al. (2014): 9-1-5 on 33x33 sub-images with 21x21 labels, SGD,
       # 1e-4 (layers 1, 2) and 1e-5 (layer 3), N(0, 0.001^2) weights, x3.
-      c.scales, c.padding, c.optimizer, c.momentum = (3,), 'VALID', 'momentum', 0.9
+      c.scales, c.optimizer, c.momentum = (3,), 'momentum', 0.9
       c.learning_rate, c.lr_multipliers, c.batch_size = 1e-4, {'conv3': 0.1}, 128
       c.num_steps = 1_000_000
   elif base == 'vdsr':
     # CPU: 10 layers of 32 (the paper's 20 of 64 is ~60x the compute of SRCNN).
-    c.scales, c.patch, c.batch_size, c.num_steps = (2, 3, 4), 41, 16, 800
-    c.depth, c.features, c.learning_rate, c.grad_clip_norm = 10, 32, 1e-3, 1.0
+    c.patch, c.num_steps, c.depth, c.features, c.grad_clip_norm = 41, 800, 10, 32, 1.0
     c.schedule = 'cosine'
     if preset.endswith('_paper'):
       # Kim et al. (2016): 20 layers, SGD momentum 0.9, weight decay 1e-4, lr 0.1
@@ -177,14 +186,14 @@ def get_config(preset: str = 'srresnet') -> ml_collections.ConfigDict:
     # norm, 2,000 steps scored 1.0 dB under bicubic (EDSR, Lim et al. 2017,
     # drops it too). The paper: 16 blocks of 64 with BN, 24x24 (96x96 HR),
     # batch 16, Adam 1e-4, 10^6 updates (SRGAN: 10^5 at 1e-4, 10^5 at 1e-5).
-    c.scales, c.patch, c.batch_size, c.blocks, c.features = (4,), 12, 16, 4, 32
+    c.scales, c.patch, c.blocks, c.features = (4,), 12, 4, 32
     c.norm, c.icnr, c.bicubic_skip = False, True, True
-    c.num_steps, c.learning_rate = 2000, 2e-3
+    c.learning_rate = 2e-3
     c.schedule, c.warmup_steps, c.pixel_loss = 'warmup_cosine', 100, 'l1'
     c.d_widths = (32, 64, 128, 256)
     if base == 'srgan':
       c.num_steps, c.learning_rate, c.schedule = 200, 1e-4, 'constant'
-      c.d_learning_rate, c.warmup_steps, c.pixel_loss = 1e-4, 0, 'mse'
+      c.warmup_steps, c.pixel_loss = 0, 'mse'
     if preset.endswith('_paper'):
       c.patch, c.blocks, c.features, c.learning_rate = 24, 16, 64, 1e-4
       c.norm, c.icnr, c.bicubic_skip, c.pixel_loss = True, False, False, 'mse'
@@ -234,73 +243,6 @@ def _optimizer(c, *, learning_rate=None):
   if learning_rate is not None:
     fields.update(learning_rate=learning_rate, lr_multipliers={})
   return optim.build(num_steps=c['num_steps'], **fields)
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def evaluate(predict, state, data, *, workdir, label: str, round_y: bool, crop: int,
-             note: str = '', write: bool = True) -> dict:  # fmt: skip
-  """Per-image and mean scores of the bicubic baseline and the model on every
-  (scale, test image); writes the SR PNGs and side-by-side figures."""
-  per_image, outputs = {}, {}
-  for batch in data.eval_batches():
-    out = predict(state, [batch])
-    s, k = int(batch['scale'][0]), int(batch['index'][0])
-    name = data.test_names[k]
-    hr, lr, bic, sr = out['hr'][0], out['lr'][0], out['bicubic'][0], out['sr'][0]
-    sr_y = out['sr_y'][0] if 'sr_y' in out else None
-    base = image_metrics.sr_scores(sr=bic, hr=hr, border=s, round_y=round_y)
-    model = image_metrics.sr_scores(sr=sr, hr=hr, border=s, sr_y=sr_y, round_y=round_y)
-    per_image.setdefault(f'x{s}', {})[name] = {'bicubic': base, label: model}
-    outputs[(s, name)] = sr
-    if write:
-      sr_data.write_png(os.path.join(workdir, 'sr', f'x{s}', f'{name}.png'), sr)
-      if sr_y is not None:  # what was scored on Y; `{name}.png` is its colour view
-        sr_data.write_y_png(os.path.join(workdir, 'sr', f'x{s}', f'{name}_y.png'), sr_y)
-      viz.save_sr_figure(
-        os.path.join(workdir, 'figures', f'x{s}_{name}.png'),
-        lr=lr, bicubic=bic, sr=sr, hr=hr, crop=crop,
-        titles=(
-          f'LR x{s}', f'bicubic {base["psnr_y"]:.2f} dB',
-          f'{label} {model["psnr_y"]:.2f} dB', 'HR',
-        ),
-        suptitle=f'{viz.run_name(workdir)}: {name} x{s}, PSNR on Y (MATLAB protocol)'
-        + (f'; {note}' if note else ''),
-      )  # fmt: skip
-  return {'per_image': per_image, 'mean': _means(per_image), 'outputs': outputs}
-
-
-def _means(per_image) -> dict:
-  means = {}
-  for scale, images in per_image.items():
-    methods = next(iter(images.values())).keys()
-    means[scale] = {
-      m: {
-        k: float(np.mean([images[i][m][k] for i in images]))
-        for k in ('psnr_y', 'ssim_y', 'psnr_rgb')
-      }
-      for m in methods
-    }
-    for m in methods:
-      if m != 'bicubic':
-        means[scale][m]['gain_psnr_y'] = (
-          means[scale][m]['psnr_y'] - means[scale]['bicubic']['psnr_y']
-        )
-  return means
-
-
-def print_table(per_image, means, title: str) -> None:
-  print(f'\n{title}')
-  print(
-    f'{"scale":>5} {"image":>14} {"method":>10} {"PSNR-Y":>8} {"SSIM-Y":>7} {"PSNR-RGB":>9}'
-  )
-  for scale, images in per_image.items():
-    rows = list(images.items()) + [('mean', means[scale])]
-    for name, methods in rows:
-      for m, v in methods.items():
-        print(f'{scale:>5} {name:>14} {m:>10} {v["psnr_y"]:8.2f} {v["ssim_y"]:7.4f} '
-              f'{v["psnr_rgb"]:9.2f}')  # fmt: skip
 
 
 # ---------------------------------------------------------------- runs
@@ -393,9 +335,9 @@ def train(c, workdir: str) -> dict:
   label = c.model
 
   def summarize(state):
-    result = evaluate(predict, state, data, workdir=workdir, label=label,
-                      round_y=c.round_y, crop=c.figure_crop, note=note)  # fmt: skip
-    print_table(result['per_image'], result['mean'],
+    result = sr_eval.evaluate(predict, state, data, workdir=workdir, label=label,
+                              round_y=c.round_y, crop=c.figure_crop, note=note)  # fmt: skip
+    sr_eval.print_table(result['per_image'], result['mean'],
                 f'{label} on {data.name} ({"Y rounded, MATLAB uint8 path" if c.round_y else "Y unrounded"})'
                 + (f' [{note}]' if note else ''))  # fmt: skip
     out = {
@@ -471,64 +413,23 @@ def compare(c, workdir: str) -> dict:
       functools.partial(predict_step, model=model, y_channel=rc['model'] in Y_MODELS),
       mesh=mesh, split_batch=False,
     )  # fmt: skip
-    sub = dataclass_with_scales(data, tuple(s for s in data.scales if s in trained))
-    res = evaluate(predict, state, sub, workdir=workdir, label=m, round_y=c.round_y,
-                   crop=c.figure_crop, write=False)  # fmt: skip
+    res = sr_eval.evaluate(predict, state, data, workdir=workdir, label=m,
+                           round_y=c.round_y, crop=c.figure_crop, write=False,
+                           scales=trained)  # fmt: skip
     outputs[m] = res['outputs']
     for scale, images in res['per_image'].items():
       for name, methods in images.items():
         per_image.setdefault(scale, {}).setdefault(name, {}).update(methods)
-  means = _means(per_image)
-  print_table(per_image, means, f'compare on {data.name}')
-  _compare_figures(data, outputs, per_image, workdir, c.figure_crop, notes)
+  means = sr_eval.means(per_image)
+  sr_eval.print_table(per_image, means, f'compare on {data.name}')
+  sr_eval.save_compare_figures(
+    data, outputs=outputs, per_image=per_image, workdir=workdir, crop=c.figure_crop,
+    notes=notes,
+  )  # fmt: skip
   summary = {'task': 'compare', 'runs': found, 'scores': per_image, 'mean_scores': means,
              'y_rounded': bool(c.round_y), 'content_loss': notes}  # fmt: skip
-  from nkjax.train import writers
-
   writers.write_summary(workdir, summary)
   return summary
-
-
-def dataclass_with_scales(data, scales):
-  """`data` evaluated at `scales` only (a run trained at x4 is scored at x4)."""
-  import dataclasses
-
-  def batches():
-    for b in data.eval_batches():
-      if int(b['scale'][0]) in scales:
-        yield b
-
-  return dataclasses.replace(data, eval_batches=batches, scales=scales)
-
-
-def _compare_figures(data, outputs, per_image, workdir, crop, notes):
-  for b in data.eval_batches():
-    s, name = int(b['scale'][0]), data.test_names[int(b['index'][0])]
-    models = [m for m in outputs if (s, name) in outputs[m]]
-    if not models:
-      continue
-    hr = b['hr'][0]
-    panels = [('bicubic', b['bicubic'][0])] + [
-      (m, outputs[m][(s, name)]) for m in models
-    ]
-    panels.append(('HR', hr))
-    top, left, side = viz.zoom_window(hr, crop)
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
-    for ax, (m, img) in zip(axes, panels, strict=True):
-      ax.imshow(
-        np.clip(img[top : top + side, left : left + side], 0, 1),
-        interpolation='nearest',
-      )
-      score = per_image[f'x{s}'][name].get(m)
-      extra = (
-        ' (pixel loss)' if m == 'srgan' and notes.get(m, '').startswith('pixel') else ''
-      )
-      ax.set_title(
-        f'{m}{extra}' + (f'\n{score["psnr_y"]:.2f} dB' if score else ''), fontsize=8
-      )
-      ax.axis('off')
-    fig.suptitle(f'{viz.run_name(workdir)}: {name} x{s}, zoomed', fontsize=9)
-    viz.save_figure(fig, os.path.join(workdir, f'compare_x{s}_{name}.png'), dpi=90)
 
 
 def upscale(c, workdir: str) -> dict:

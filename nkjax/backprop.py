@@ -17,6 +17,12 @@ the output down:
     delta_{l-1} = (delta_l W_l^T) * f'(z_{l-1})
 
 `jax.grad` of `objective` gives the same numbers; the tests check it.
+
+The chapter's worked examples (`experiments/bp.py`) are here too: the 3-2-3
+exercise network with its chain rule written factor by factor
+(`chain_rule_by_hand`), Rosenblatt's perceptron on XOR (`perceptron_xor`), the
+hidden units' symmetry (`hidden_unit_spread`) and the gradient norm per layer
+at initialisation (`layer_gradient_norms`).
 """
 
 from collections.abc import Sequence
@@ -25,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nkjax.errors import choose
+from nkjax.errors import UserError, choose
 from nkjax.models import layers
 
 Params = list[dict[str, jax.Array]]
@@ -256,3 +262,140 @@ def softmax_value_and_grad(activation: str):
   return lambda p, b: loss_and_grads(
     p, b['x'], b['y'], activation=activation, loss='softmax_ce'
   )
+
+
+# ---------------------------------------------------------------- the course's exercises
+# The chapter's worked examples, in float64 NumPy: an implementation independent
+# of JAX, written out as the course derives them.
+
+
+def exercise_network(w):
+  """The course's 3-2-3 network as weight matrices: W1[i, j] joins x_i to h_j."""
+  w = np.asarray(w, np.float64)
+  if w.shape != (12,):
+    raise UserError(f'--config.w needs 12 weights w1..w12, got {w.size}')
+  w1 = np.array(
+    [[w[0], w[1]], [w[2], w[3]], [w[4], w[5]]]
+  )  # In_h1 = w1 x1 + w3 x2 + w5 x3
+  w2 = np.array(
+    [[w[6], w[7], w[8]], [w[9], w[10], w[11]]]
+  )  # In_o1 = w7 Out_h1 + w10 Out_h2
+  return w1, w2
+
+
+def _np_sigmoid(z):
+  return 1.0 / (1.0 + np.exp(-z))
+
+
+def exercise_loss(w, x, y, loss):
+  """The exercise's loss in float64 NumPy: an implementation independent of JAX."""
+  w1, w2 = exercise_network(w)
+  out_o = _np_sigmoid(_np_sigmoid(x @ w1) @ w2)
+  if loss == 'mse':
+    return 0.5 * np.sum((y - out_o) ** 2)
+  return -np.sum(y * np.log(out_o) + (1 - y) * np.log(1 - out_o))
+
+
+def chain_rule_by_hand(w, x, y, loss):
+  """dL/dw1..w12 of the exercise, written out factor by factor.
+
+  Returns the twelve gradients and, for w6 and w12, the named factors whose
+  product each is.
+  """
+  w1, w2 = exercise_network(w)
+  out_h = _np_sigmoid(x @ w1)  # Out_h1, Out_h2
+  out_o = _np_sigmoid(out_h @ w2)  # Out_o1..3 = yhat
+  if loss == 'mse':
+    dl_dout_o = out_o - y  # d/dyhat of 1/2 (y - yhat)^2
+  else:
+    dl_dout_o = (out_o - y) / (out_o * (1 - out_o))  # d/dyhat of the cross-entropy
+  dout_din_o = out_o * (1 - out_o)  # sigmoid'(In_o) = Out_o (1 - Out_o)
+  delta_o = dl_dout_o * dout_din_o  # dL/dIn_o
+  dl_dout_h = w2 @ delta_o  # sum_k dL/dIn_ok * dIn_ok/dOut_h
+  dout_din_h = out_h * (1 - out_h)
+  delta_h = dl_dout_h * dout_din_h  # dL/dIn_h
+  grads = np.concatenate(
+    [np.outer(x, delta_h).ravel(), np.outer(out_h, delta_o).ravel()]
+  )
+  factors = {
+    'w12': [
+      ('dL/dOut_o3', dl_dout_o[2]),
+      ('dOut_o3/dIn_o3 = Out_o3(1-Out_o3)', dout_din_o[2]),
+      ('dIn_o3/dw12 = Out_h2', out_h[1]),
+    ],
+    'w6': [
+      (
+        'dL/dOut_h2 = sum_k dL/dIn_ok * w(h2->ok) = dL/dIn_o1*w10 + dL/dIn_o2*w11 + dL/dIn_o3*w12',
+        dl_dout_h[1],
+      ),
+      ('dOut_h2/dIn_h2 = Out_h2(1-Out_h2)', dout_din_h[1]),
+      ('dIn_h2/dw6 = x3', x[2]),
+    ],
+  }
+  return grads, factors, {'Out_h': out_h, 'Out_o': out_o}
+
+
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_Y = np.array([0, 1, 1, 0], np.float32)
+
+
+def perceptron_xor(*, lr: float, epochs: int, seed: int):
+  """Rosenblatt's rule w += lr (y - yhat) [x, 1] on XOR, one example at a time.
+
+  Each epoch presents the four examples in a fresh seeded order. Returns the
+  most accurate weights visited, the accuracy of the weights after every update, the number of
+  mistakes in every epoch, and how many distinct weight vectors were visited:
+  the weights stay on a small finite set, revisiting it for ever, because no
+  line separates XOR (so every epoch makes a mistake).
+  """
+  rng = np.random.default_rng(seed)
+  xb = np.hstack([XOR_X, np.ones((4, 1))])
+  w = np.zeros(3)
+  accuracies, mistakes, visited = [], [], set()
+  best = w
+  for _ in range(epochs):
+    errors = 0
+    for i in rng.permutation(4):
+      error = XOR_Y[i] - float(xb[i] @ w > 0)
+      w = w + lr * error * xb[i]
+      errors += int(error != 0)
+      accuracies.append(float(np.mean((xb @ w > 0) == XOR_Y)))
+      visited.add(tuple(w))
+      if accuracies[-1] == max(accuracies):
+        best = w
+    mistakes.append(errors)
+  return best, accuracies, mistakes, len(visited)
+
+
+def best_linear_accuracy_on_xor() -> float:
+  """The best accuracy of any line on XOR, by search over a grid of (w1, w2, b)."""
+  g = np.linspace(-2, 2, 41)
+  w = np.stack(np.meshgrid(g, g, g), -1).reshape(-1, 3)
+  xb = np.hstack([XOR_X, np.ones((4, 1))])
+  return float(np.max(np.mean((w @ xb.T > 0) == XOR_Y, axis=1)))
+
+
+def hidden_unit_spread(params) -> float:
+  """The largest difference between any two hidden units' weights, in and out.
+
+  Unit j of the first hidden layer owns column j of W1, b1[j] and row j of W2.
+  """
+  w1, b1, w2 = (np.asarray(a) for a in (params[0]['w'], params[0]['b'], params[1]['w']))
+  units = np.concatenate([w1.T, b1[:, None], w2], axis=1)  # one row per unit
+  return float(np.max(units.max(axis=0) - units.min(axis=0)))
+
+
+def layer_gradient_norms(
+  *, activation: str, depth: int, width: int, x, y, seed: int
+) -> np.ndarray:
+  """Frobenius norm of dL/dW_l for each layer of a fresh deep network.
+
+  Weights are LeCun-scaled (std 1/sqrt(fan_in)) for sigmoid and tanh and
+  He-scaled (sqrt(2/fan_in)) for relu, the usual initialisation of each.
+  """
+  sizes = [x.shape[1]] + [width] * depth + [y.shape[1]]
+  params = init(jax.random.key(seed), sizes)
+  if activation == 'relu':
+    params = [dict(p, w=p['w'] * np.sqrt(2.0)) for p in params]
+  _, grads = loss_and_grads(params, x, y, activation=activation, loss='softmax_ce')
+  return np.array([float(jnp.linalg.norm(g['w'])) for g in grads])

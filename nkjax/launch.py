@@ -7,7 +7,8 @@ Every experiment file is `get_config(preset)`, `main(config, workdir)` and
 
 Flags: `--config` (the experiment file, an optional `:preset`, then overrides
 such as `--config.learning_rate=0.01`), `--workdir` (default
-`runs/<experiment>-<preset>`) and `--allow_config_change`. `--help` lists the
+`runs/<experiment>-<preset>`, `runs/<experiment>` for the preset `default`,
+which is the one a command without `:preset` runs) and `--allow_config_change`. `--help` lists the
 experiment's presets and config fields; `--helpfull` adds every absl flag.
 
 Before JAX is imported or a file written, the launcher checks the config
@@ -23,7 +24,8 @@ What an experiment file may declare besides `PRESETS`, `get_config` and `main`:
 `CHECKS` (field -> `validate.Rule`), `resumable(config) -> bool` (False for a
 task that keeps no checkpoints: a picture, a table of closed forms; the run
 record is then not kept) and `DEFAULT_WORKDIRS` (preset -> default --workdir
-where it is not `runs/<experiment>-<preset>`).
+where it is not `runs/<experiment>-<preset>`, or for `default` not
+`runs/<experiment>`).
 """
 
 import contextlib
@@ -179,7 +181,7 @@ def _experiment_help(module, experiment_file: str, config_arg: str | None) -> st
     f'{fields}\n\n'
     'launcher flags:\n'
     '  --workdir=DIR  where checkpoints, metrics and pictures go; resumes a run there '
-    '(default: runs/<experiment>-<preset>)\n'
+    f'(default: {_default_workdir(module, f"{experiment_file}:{preset}")})\n'
     '  --allow_config_change  resume the run in --workdir with a config that differs '
     'from the one that started it, recording the change in summary.json\n'
   )
@@ -229,12 +231,14 @@ def _exit_with(message: str) -> None:
 
 
 def _default_workdir(module, config_arg: str) -> str:
+  # No `:preset` runs the preset `default`: both go to the same workdir.
   path, _, preset = config_arg.partition(':')
+  preset = preset or 'default'
   name = os.path.splitext(os.path.basename(path))[0]
   special = getattr(module, 'DEFAULT_WORKDIRS', {})
   if preset in special:
     return special[preset]
-  return os.path.join('runs', f'{name}-{preset}' if preset else name)
+  return os.path.join('runs', name if preset == 'default' else f'{name}-{preset}')
 
 
 class _Undo:
@@ -342,7 +346,8 @@ def _define_flags(module, flag_values, argv: list[str]):
   workdir = flags.DEFINE_string(
     'workdir',
     None,
-    'where checkpoints, metrics and pictures go; resumes if it holds checkpoints (default: runs/<experiment>-<preset>)',
+    'where checkpoints, metrics and pictures go; resumes if it holds checkpoints '
+    '(default: runs/<experiment>-<preset>; runs/<experiment> without a preset)',
     flag_values=flag_values,
   )
   allow_change = flags.DEFINE_bool(

@@ -183,7 +183,7 @@ ROWS = {
   'gan k=0': ('gan', ['--config.k=0'], rf'--config.k=0 {RANGE} an integer >= 1', 'none'),
   'gan m=-8': ('gan', ['--config.m=-8'], rf'--config.m=-8 {RANGE} an integer >= 1', 'none'),
   'gan b1=1': ('gan', ['--config.b1=1.0'], rf'--config.b1=1.0 {RANGE} a number in \[0, 1\)', 'none'),
-  'gan unknown preset': ('gan', ['--config=experiments/gan.py:vae'], r"unknown preset 'vae'; valid choices: cgan, compare, dcgan, gan, smoke, wgan, wgan_gp", 'none'),
+  'gan unknown preset': ('gan', ['--config=experiments/gan.py:vae'], r"unknown preset 'vae'; valid choices: cgan, compare, dcgan, default, gan, smoke, wgan, wgan_gp", 'none'),
   'rnn num_layers=0': ('rnn', ['--config.num_layers=0'], rf'--config.num_layers=0 {RANGE} an integer >= 1', 'none'),
   'rnn unknown cell': ('rnn', ['--config.cell=transformer'], r"unknown cell 'transformer'; valid choices: gru, lstm, rnn", 'none'),
   'rnn sample without a run': ('rnn', ['--config=experiments/rnn.py:sample'], r'no finished char_lm run in (\S+) \(--workdir=\1\): train one first', 'none'),

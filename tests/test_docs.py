@@ -28,6 +28,8 @@ import subprocess
 
 import pytest
 
+from nkjax import launch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = sorted(
   [os.path.join(ROOT, 'README.md')]
@@ -212,6 +214,117 @@ def test_every_documented_command_parses_through_the_launcher():
     except (AssertionError, ValueError) as e:  # get_config's unknown preset
       failures.append(f'{page}: python {shlex.join(args)}: {e}')
   assert not failures, '\n'.join(failures)
+
+
+def _commands_in_order(text):
+  """The page's commands in the order a reader meets them (blocks and inline code)."""
+  found = []
+  for m in re.finditer(r'^ *```[^\n]*\n(.*?)^ *```', text, re.M | re.S):
+    for line in _logical_lines(m.group(1)):
+      found += [(m.start(), args) for args in _experiment_commands(line)]
+  # Inline code outside the blocks, at its offset (blocks blanked, not removed).
+  prose = re.sub(
+    r'^ *```[^\n]*\n.*?^ *```', lambda m: ' ' * len(m.group(0)), text, flags=re.M | re.S
+  )
+  for m in re.finditer(r'`([^`\n]*experiments/[^`\n]*)`', prose):
+    found += [(m.start(), args) for args in _experiment_commands(m.group(1))]
+  return [args for _, args in sorted(found, key=lambda x: x[0])]
+
+
+# Fields whose value is the workdir of a run that the command reads.
+READS = ('run', 'checkpoint', 'checkpoint_dir', 'srresnet_workdir')
+
+
+def _config_of(args):
+  module = _experiment(args[0])
+  config_arg = next(
+    (f.partition('=')[2] for f in args[1:] if f.startswith('--config=')), args[0]
+  )
+  preset = config_arg.partition(':')[2]
+  return (
+    module,
+    config_arg,
+    module.get_config(preset) if preset else module.get_config(),
+  )
+
+
+def _writes(args):
+  """The workdir a command writes: its --workdir or the launcher's default."""
+  for flag in args[1:]:
+    if flag.startswith('--workdir='):
+      return os.path.normpath(flag.partition('=')[2])
+  module, config_arg, _ = _config_of(args)
+  return os.path.normpath(launch._default_workdir(module, config_arg))
+
+
+def _reads(args):
+  """The runs a command reads: a `READS` field given on the command line, or
+  its preset's default where the task only reads runs (and SRGAN's warm start)."""
+  module, _, config = _config_of(args)
+  given = {
+    f.partition('=')[0].removeprefix('--config.'): f.partition('=')[2]
+    for f in args[1:]
+    if f.startswith('--config.')
+  }
+  runs = [given[f] for f in READS if f in given]
+  reads_only = not getattr(module, 'resumable', lambda _: True)(config)
+  for field in READS:
+    if field in given or config.get(field) is None:
+      continue
+    if field == 'srresnet_workdir':
+      if config.get('model') == 'srgan' and given.get('warm_start') != 'False':
+        runs.append(config[field])
+    elif reads_only:
+      runs.append(config[field])
+  # RUN_DIR, WORKDIR: placeholders for the reader's own run.
+  return [os.path.normpath(r) for r in runs if not re.search(r'[A-Z]{3}', r)]
+
+
+def _order_failures(text):
+  """Each command of `text` that reads a run no earlier command writes."""
+  failures, written = [], set()
+  for args in _commands_in_order(text):
+    for run in _reads(args):
+      if run not in written:
+        failures.append(
+          f'python {shlex.join(args)} reads {run}, which no earlier command on '
+          f'the page writes (they write {sorted(written)})'
+        )
+    written.add(_writes(args))
+  return failures
+
+
+def test_documented_commands_work_in_the_order_shown():
+  # A command that reads a run (detect, svd, upscale, srgan's warm start)
+  # reads one that an earlier command on the same page writes.
+  for page in PAGES:
+    failures = _order_failures(_read(page))
+    assert not failures, f'{_rel(page)}: ' + '\n'.join(failures)
+
+
+def test_the_order_check_knows_where_runs_go():
+  sr = 'python experiments/sr.py'
+  upscale = (
+    f'{sr} --config=experiments/sr.py:upscale --config.checkpoint=runs/sr-srresnet'
+  )
+  # The SR default is the srresnet preset and writes where it does.
+  assert not _order_failures(f'```\n{sr}\n{upscale}\n```\n')
+  assert not _order_failures(
+    f'```\n{sr} --config=experiments/sr.py:srresnet\n{upscale}\n```'
+  )
+  assert _order_failures(f'```\n{upscale}\n{sr}\n```\n')
+  # srgan warm-starts from runs/sr-srresnet unless told not to.
+  srgan = f'{sr} --config=experiments/sr.py:srgan'
+  assert _order_failures(f'```\n{srgan}\n```\n')
+  assert not _order_failures(f'```\n{srgan} --config.warm_start=False\n```\n')
+  # detect reads the default run, runs/detection, unless given another.
+  det = 'python experiments/detection.py'
+  detect = f'{det} --config=experiments/detection.py:detect --config.image=a.png'
+  assert not _order_failures(f'```\n{det}\n{detect}\n```\n')
+  assert _order_failures(f'```\n{det} --workdir=runs/x\n{detect}\n```\n')
+  assert not _order_failures(
+    f'`{det} --workdir=runs/x` then `{detect} --config.run=runs/x`'
+  )
 
 
 def test_every_experiment_is_documented():

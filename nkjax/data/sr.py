@@ -273,13 +273,13 @@ def check_test_sizes(names, images, *, scales, multiple: int | None, fix: str):
 
 def patch_batches(
   pairs: _Pairs,
+  start_step: int = 0,
   *,
   scales: Sequence[int],
   patch: int,
   input_kind: str,
   batch_size: int,
   seed: int,
-  start_step: int,
   process_index: int,
   process_count: int,
 ) -> Iterator[dict[str, np.ndarray]]:
@@ -416,37 +416,40 @@ def load(
   _check_sizes(train_names, train, scales=scales, min_hr=min_hr, what='training')
   train_pairs = _pairs(train, scales, None)
   test_pairs = _pairs(test, scales, multiple)
+  return _dataset(
+    name if test_dir is None else f'{name}+{os.path.basename(test_dir)}',
+    train_pairs=train_pairs, test_names=test_names, test_pairs=test_pairs,
+    scales=scales, patch=patch, input_kind=input_kind, batch_size=batch_size,
+    seed=seed, process_index=process_index, process_count=process_count,
+    num_train=len(train), num_test=len(test) * len(scales),
+  )  # fmt: skip
+
+
+def _dataset(
+  name, *, train_pairs, test_names, test_pairs, scales, patch, input_kind,
+  batch_size, seed, process_index, process_count, num_train, num_test,
+) -> SRDataset:  # fmt: skip
+  """The one construction of an `SRDataset` from its HR/LR pairs."""
   return SRDataset(
-    name=name if test_dir is None else f'{name}+{os.path.basename(test_dir)}',
+    name=name,
     train_batches=functools.partial(
-      patch_batches_from,
+      patch_batches,
       train_pairs,
-      scales,
-      patch,
-      input_kind,
-      batch_size,
-      seed,
-      process_index,
-      process_count,
+      scales=scales,
+      patch=patch,
+      input_kind=input_kind,
+      batch_size=batch_size,
+      seed=seed,
+      process_index=process_index,
+      process_count=process_count,
     ),  # fmt: skip
     eval_batches=functools.partial(_eval_batches, test_names, test_pairs, scales),
-    num_train=len(train),
-    num_test=len(test) * len(scales),
+    num_train=num_train,
+    num_test=num_test,
     example_shape=(patch, patch, 3),
     test_names=tuple(test_names),
     scales=scales,
   )
-
-
-def patch_batches_from(
-  pairs, scales, patch, input_kind, batch_size, seed, process_index, process_count,
-  start_step,
-):  # fmt: skip
-  return patch_batches(
-    pairs, scales=scales, patch=patch, input_kind=input_kind, batch_size=batch_size,
-    seed=seed, start_step=start_step, process_index=process_index,
-    process_count=process_count,
-  )  # fmt: skip
 
 
 def _load_div2k(
@@ -502,23 +505,9 @@ def _load_div2k(
   _check_sizes(
     names, train_pairs.hr[own], scales=scales, min_hr=min_hr, what='training'
   )
-  return SRDataset(
-    name=name,
-    train_batches=functools.partial(
-      patch_batches_from,
-      train_pairs,
-      scales,
-      patch,
-      input_kind,
-      batch_size,
-      seed,
-      process_index,
-      process_count,
-    ),  # fmt: skip
-    eval_batches=functools.partial(_eval_batches, test_names, test_pairs, scales),
-    num_train=tfds_loader.num_examples(b, 'train'),
-    num_test=len(test_names),
-    example_shape=(patch, patch, 3),
-    test_names=tuple(test_names),
-    scales=scales,
-  )
+  return _dataset(
+    name, train_pairs=train_pairs, test_names=test_names, test_pairs=test_pairs,
+    scales=scales, patch=patch, input_kind=input_kind, batch_size=batch_size,
+    seed=seed, process_index=process_index, process_count=process_count,
+    num_train=tfds_loader.num_examples(b, 'train'), num_test=len(test_names),
+  )  # fmt: skip

@@ -11,6 +11,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
 import bp  # noqa: E402
 
+from nkjax import backprop  # noqa: E402
+
 from ..figures import assert_readable, record  # noqa: E402
 
 
@@ -29,7 +31,7 @@ def _run(tmp_path, preset, **overrides):
 
 def test_exercise_network_wires_the_weights_as_the_course_does():
   w = np.arange(1.0, 13.0)
-  w1, w2 = bp.exercise_network(w)
+  w1, w2 = backprop.exercise_network(w)
   x, h = np.array([0.3, -1.2, 2.0]), np.array([0.7, 0.1])
   in_h = x @ w1
   assert in_h[0] == pytest.approx(

@@ -9,6 +9,7 @@ from PIL import Image
 
 from nkjax import validate
 from nkjax.errors import UserError
+from nkjax.train import alternating
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
 import detection  # noqa: E402
@@ -173,7 +174,7 @@ def test_alternating_training_freezes_what_each_stage_must_not_change(tmp_path):
   config.training, config.stage_steps = 'alternating', (2, 2, 2, 2)
   summary = detection.main(config, str(tmp_path))
   names = [s['stage'] for s in summary['stages']]
-  assert names == [name for name, *_ in detection.STAGES]
+  assert names == [name for name, *_ in alternating.STAGES]
   p1, p2, p3, p4 = (_params(tmp_path / n) for n in names)
   # The initial parameters, built as the run builds them (same seed).
   k_init, _ = jax.random.split(jax.random.key(config.seed))

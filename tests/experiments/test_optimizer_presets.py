@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 from nkjax.errors import UserError
-from nkjax.train import optim
+from nkjax.train import alternating, optim
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
 import detection  # noqa: E402
@@ -63,7 +63,7 @@ def test_every_detection_preset_optimizer_initialises_on_its_model(preset):
     if method != 'faster_rcnn':
       continue
     # The alternating stages freeze parts that exist (a typo would not).
-    for *_, frozen, _ in detection.STAGES:
+    for *_, frozen, _ in alternating.STAGES:
       if c.decay_steps:  # voc07: 50k is past a stage of 70k / 4
         with pytest.raises(
           UserError, match='decay_steps=.*the 17500 steps of one stage'

@@ -5,6 +5,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 
@@ -150,10 +151,10 @@ def test_srgan_step_with_a_frozen_vgg_updates_both_networks_on_the_content_loss(
   lr = jax.random.uniform(jax.random.key(0), (2, 4, 4, 3))
   hr = jax.random.uniform(jax.random.key(1), (2, 8, 8, 3))
   g = state_lib.create(
-    model=g_model, tx=sr.optax.sgd(0.1), rng=jax.random.key(2), inputs=(lr,)
+    model=g_model, tx=optax.sgd(0.1), rng=jax.random.key(2), inputs=(lr,)
   )
   d = state_lib.create(
-    model=d_model, tx=sr.optax.sgd(0.1), rng=jax.random.key(3), inputs=(hr,)
+    model=d_model, tx=optax.sgd(0.1), rng=jax.random.key(3), inputs=(hr,)
   )
   frozen = jax.jit(vgg.init)(jax.random.key(4), hr)['params']
   state = gan.GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema=None)
@@ -193,7 +194,7 @@ def test_l1_pixel_step_descends_the_mean_absolute_error_and_reports_mse_psnr():
   lr = jax.random.uniform(jax.random.key(0), (2, 4, 4, 3))
   hr = jax.random.uniform(jax.random.key(1), (2, 8, 8, 3))
   st = state_lib.create(
-    model=model, tx=sr.optax.sgd(0.1), rng=jax.random.key(2), inputs=(lr,)
+    model=model, tx=optax.sgd(0.1), rng=jax.random.key(2), inputs=(lr,)
   )
   out = np.asarray(
     jax.jit(lambda p: model.apply({'params': p}, lr, train=False))(st.params)
