@@ -8,7 +8,8 @@
 * `nkjax.train.classify`: the classifier experiments' fit and predict;
 * `nkjax.train.gan`: one jitted round of the GAN algorithm;
 * `nkjax.train.sr`, `nkjax.train.detection`: the super-resolution and
-  R-CNN family's steps;
+  R-CNN family's steps; `sr_eval`, `detection_eval`: their evaluation,
+  tables and figures; `alternating`: Faster R-CNN's 4-step training;
 * `nkjax.train.scan`: whole in-memory runs as one `lax.scan`;
 * `nkjax.train.checkpoint`: orbax checkpoints and `warm_start`;
 * `nkjax.train.restore`: a finished run's variables and config, read-only;
@@ -24,10 +25,11 @@ flax and optax, while `loop` and `checkpoint` bring in orbax and matplotlib.
 from nkjax import _lazy
 
 __all__ = [
+  'alternating',
   'checkpoint',
   'classify',
   'detection',
-  'detection_timing',
+  'detection_eval',
   'gan',
   'guard',
   'loop',
@@ -37,6 +39,7 @@ __all__ = [
   'scan',
   'sharding',
   'sr',
+  'sr_eval',
   'state',
   'steps',
   'writers',
