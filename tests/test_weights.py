@@ -1,15 +1,23 @@
-"""nkjax.weights: the one reader of weight files (VGG19's are tested with the
-SR models, tests/test_sr_models.py)."""
+"""nkjax.weights: the one reader of weight files.
+
+Converted networks are checked against PyTorch networks with torchvision's
+module and parameter names, built here from random weights (reduced widths, the
+published layer structure; no download). Those tests need torch and skip
+without it; the Keras, npz and error tests need none (h5py for Keras)."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from nkjax import weights
 from nkjax.errors import UserError
-from nkjax.models import cnn
+from nkjax.models import backbones, cnn, sr
 from nkjax.models import detection as det
+from nkjax.train import state as state_lib
 
 
 def _shapes(module, *args, **kwargs):
@@ -94,3 +102,285 @@ def test_load_backbone_params_copies_every_backbone_weight_and_checks_shapes():
       missing,
       source='w.npz',
     )
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def test_preprocess_matches_each_sources_published_convention():
+  rgb = np.random.default_rng(0).uniform(0, 1, (2, 5, 5, 3)).astype(np.float32)
+  tv = backbones.preprocess(jnp.asarray(rgb), 'torchvision')
+  # torchvision.transforms.Normalize on RGB in [0, 1].
+  mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+  np.testing.assert_allclose(tv, (rgb - mean) / std, rtol=1e-5, atol=1e-5)
+  # Keras' imagenet_utils.preprocess_input(mode='caffe') on RGB in [0, 255].
+  caffe = backbones.preprocess(jnp.asarray(rgb), 'caffe')
+  bgr = rgb[..., [2, 1, 0]] * 255.0
+  np.testing.assert_allclose(caffe, bgr - [103.939, 116.779, 123.68], atol=1e-4)
+  np.testing.assert_array_equal(backbones.preprocess(jnp.asarray(rgb), 'none'), rgb)
+  with pytest.raises(UserError, match="unknown preprocess 'bgr'"):
+    backbones.preprocess(jnp.asarray(rgb), 'bgr')
+
+
+def test_vgg19_features_and_backbones_apply_their_preprocessing():
+  rgb = jax.random.uniform(jax.random.key(0), (1, 32, 32, 3))
+  for module in (
+    functools.partial(sr.VGG19Features, convs_per_stage=(1, 1), widths=(4, 4)),
+    functools.partial(backbones.VGGBackbone, convs_per_stage=(1, 1), widths=(4, 4)),
+    functools.partial(backbones.ResNetBackbone, stage_sizes=(1,), num_filters=4),
+  ):
+    variables = jax.jit(
+      lambda x, m=module: m().init(jax.random.key(1), x, train=False)
+    )(rgb)
+    for kind in ('torchvision', 'caffe'):
+      got = module(preprocess=kind).apply(variables, rgb, train=False)
+      want = module(preprocess='none').apply(
+        variables, backbones.preprocess(rgb, kind), train=False
+      )
+      np.testing.assert_array_equal(got, want)
+  assert sr.VGG19Features().preprocess == 'caffe'  # Keras' VGG19, as before
+
+
+# ---------------------------------------------------------------- torchvision
+
+
+def _torch_modules(torch):
+  """torchvision's VGG and ResNet, written out with its module names (and so
+  its state_dict keys), any widths."""
+  tnn = torch.nn
+
+  class VGG(tnn.Module):
+    def __init__(self, convs, widths, classifier, num_classes, pool_to=7):
+      super().__init__()
+      layers, cin = [], 3
+      for n, w in zip(convs, widths, strict=True):
+        for _ in range(n):
+          layers += [tnn.Conv2d(cin, w, 3, padding=1), tnn.ReLU(inplace=True)]
+          cin = w
+        layers.append(tnn.MaxPool2d(2, 2))
+      self.features = tnn.Sequential(*layers)
+      self.avgpool = tnn.AdaptiveAvgPool2d((pool_to, pool_to))
+      fc, fin = [], cin * pool_to * pool_to
+      for w in classifier:
+        fc += [tnn.Linear(fin, w), tnn.ReLU(True), tnn.Dropout()]
+        fin = w
+      self.classifier = tnn.Sequential(*fc, tnn.Linear(fin, num_classes))
+
+    def forward(self, x):
+      return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+  def bn(c):
+    b = tnn.BatchNorm2d(c)
+    with torch.no_grad():  # statistics and affine parameters away from the identity
+      b.weight.uniform_(0.5, 1.5)
+      b.bias.normal_(0, 0.2)
+      b.running_mean.normal_(0, 0.2)
+      b.running_var.uniform_(0.5, 1.5)
+    return b
+
+  def downsample(cin, cout, stride):
+    if stride == 1 and cin == cout:
+      return None
+    return tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
+
+  class BasicBlock(tnn.Module):
+    expansion = 1
+
+    def __init__(self, cin, c, stride):
+      super().__init__()
+      self.conv1 = tnn.Conv2d(cin, c, 3, stride, 1, bias=False)
+      self.bn1 = bn(c)
+      self.relu = tnn.ReLU(inplace=True)
+      self.conv2 = tnn.Conv2d(c, c, 3, 1, 1, bias=False)
+      self.bn2 = bn(c)
+      self.downsample = downsample(cin, c, stride)
+
+    def forward(self, x):
+      y = self.relu(self.bn1(self.conv1(x)))
+      y = self.bn2(self.conv2(y))
+      return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+  class Bottleneck(tnn.Module):
+    expansion = 4
+
+    def __init__(self, cin, c, stride):
+      super().__init__()
+      self.conv1 = tnn.Conv2d(cin, c, 1, bias=False)
+      self.bn1 = bn(c)
+      self.conv2 = tnn.Conv2d(c, c, 3, stride, 1, bias=False)  # v1.5
+      self.bn2 = bn(c)
+      self.conv3 = tnn.Conv2d(c, 4 * c, 1, bias=False)
+      self.bn3 = bn(4 * c)
+      self.relu = tnn.ReLU(inplace=True)
+      self.downsample = downsample(cin, 4 * c, stride)
+
+    def forward(self, x):
+      y = self.relu(self.bn1(self.conv1(x)))
+      y = self.relu(self.bn2(self.conv2(y)))
+      y = self.bn3(self.conv3(y))
+      return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+  class ResNet(tnn.Module):
+    def __init__(self, block, stages, width, num_classes):
+      super().__init__()
+      self.conv1 = tnn.Conv2d(3, width, 7, 2, 3, bias=False)
+      self.bn1 = bn(width)
+      self.relu = tnn.ReLU(inplace=True)
+      self.maxpool = tnn.MaxPool2d(3, 2, 1)
+      cin = width
+      for s, n in enumerate(stages):
+        blocks = []
+        for b in range(n):
+          stride = 2 if s > 0 and b == 0 else 1
+          blocks.append(block(cin, width * 2**s, stride))
+          cin = width * 2**s * block.expansion
+        setattr(self, f'layer{s + 1}', tnn.Sequential(*blocks))
+      self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
+      self.fc = tnn.Linear(cin, num_classes)
+      self.stages = len(stages)
+
+    def forward(self, x):
+      x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+      for s in range(self.stages):
+        x = getattr(self, f'layer{s + 1}')(x)
+      return self.fc(torch.flatten(self.avgpool(x), 1))
+
+  return VGG, BasicBlock, Bottleneck, ResNet
+
+
+SMALL_VGG = dict(widths=(8, 16, 16, 32, 32), classifier=(64, 48), num_classes=10)
+
+
+def _torch_pair(torch, arch):
+  """(the torch network, the nkjax classifier) of `arch` at reduced widths."""
+  VGG, BasicBlock, Bottleneck, ResNet = _torch_modules(torch)
+  if arch.startswith('vgg'):
+    stages = cnn.VGG_STAGES[int(arch[3:])]
+    net = VGG(stages, SMALL_VGG['widths'], SMALL_VGG['classifier'], 10)
+    return net, cnn.VGG(convs_per_stage=stages, **SMALL_VGG)
+  stages = {
+    'resnet18': (2, 2, 2, 2),
+    'resnet34': (3, 4, 6, 3),
+    'resnet50': (3, 4, 6, 3),
+  }
+  block = Bottleneck if arch == 'resnet50' else BasicBlock
+  net = ResNet(block, stages[arch], 8, 10)
+  flax_block = cnn.Bottleneck if arch == 'resnet50' else cnn.BasicBlock
+  return net, cnn.ResNet(
+    stage_sizes=stages[arch], block=flax_block, num_filters=8, num_classes=10
+  )
+
+
+@pytest.mark.parametrize('arch', weights.ARCHS)
+def test_a_converted_torchvision_network_computes_the_same_logits(tmp_path, arch):
+  torch = pytest.importorskip('torch')
+  torch.manual_seed(0)
+  net, model = _torch_pair(torch, arch)
+  net.eval()
+  pth = tmp_path / f'{arch}.pth'
+  torch.save(net.state_dict(), pth)
+  # The full architecture's names (eval_shape at 1000 classes) are the model's.
+  w = weights.read(str(pth))
+  assert (w.arch, w.preprocess) == (arch, 'torchvision')
+  want_names = jax.tree.structure(weights.model_variables(arch)['params'])
+  assert jax.tree.structure(w.params) == want_names
+  npz = weights.write(str(tmp_path / f'{arch}.npz'), w)
+  w = weights.read(npz)  # the converted file, read without torch
+  assert (w.arch, w.preprocess) == (arch, 'torchvision')
+  x = np.random.default_rng(1).uniform(0, 1, (2, 3, 64, 64)).astype(np.float32)
+  with torch.no_grad():
+    want = net(torch.from_numpy(x)).numpy()
+  variables = {'params': w.params}
+  if w.batch_stats is not None:
+    variables['batch_stats'] = w.batch_stats
+  check = _shapes(model, jnp.zeros((1, 64, 64, 3)), train=False)
+  assert weights.first_mismatch(variables, check) is None
+  got = jax.jit(functools.partial(model.apply, train=False))(
+    variables, jnp.asarray(x.transpose(0, 2, 3, 1))
+  )
+  err = float(np.abs(np.asarray(got) - want).max())
+  print(
+    f'{arch}: max |logit difference| {err:.2e}, logits up to {np.abs(want).max():.2f}'
+  )
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_vgg16_fc6_fc7_load_into_the_detection_head(tmp_path):
+  torch = pytest.importorskip('torch')
+  torch.manual_seed(0)
+  VGG = _torch_modules(torch)[0]
+  # The `vgg_tiny` backbone's layout: five stages of one convolution.
+  net = VGG((1, 1, 1, 1, 1), (4, 4, 8, 8, 8), (16, 12), 5).eval()
+  pth = tmp_path / 'vgg.pth'
+  torch.save(net.state_dict(), pth)
+  model = det.FastRCNN(num_classes=3, backbone='vgg_tiny', fc=(16, 12))
+  images = jnp.zeros((1, 64, 64, 3))
+  state = state_lib.create(
+    model=model, tx=optax.sgd(0.1), rng=jax.random.key(0),
+    inputs=(images, jnp.zeros((1, 2, 4)), jnp.ones((1, 2), bool)),
+  )  # fmt: skip
+  state, preprocess = weights.load_detector_weights(state, str(pth))
+  assert preprocess == 'torchvision'
+  x = np.random.default_rng(1).uniform(0, 1, (1, 3, 64, 64)).astype(np.float32)
+  pooled = np.random.default_rng(2).uniform(0, 1, (3, 8, 7, 7)).astype(np.float32)
+  with torch.no_grad():
+    conv5_3 = net.features[:-1](torch.from_numpy(x)).numpy()  # no fifth pool
+    fc7 = net.classifier[:5](torch.from_numpy(pooled).flatten(1)).numpy()
+  feats = model.apply(
+    {'params': state.params}, jnp.asarray(x.transpose(0, 2, 3, 1)),
+    method=det.FastRCNN.features,
+  )  # fmt: skip
+  np.testing.assert_allclose(feats, conv5_3.transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
+  head = state.params['box_head']
+  h = jnp.asarray(pooled.transpose(0, 2, 3, 1)).reshape(
+    3, -1
+  )  # RoIs as the head flattens
+  for fc in ('fc_0', 'fc_1'):
+    h = jax.nn.relu(h @ head[fc]['kernel'] + head[fc]['bias'])
+  np.testing.assert_allclose(h, fc7, rtol=1e-5, atol=1e-5)
+
+
+def test_a_torchvision_vgg19_gives_the_sr_features_with_its_preprocessing(tmp_path):
+  torch = pytest.importorskip('torch')
+  torch.manual_seed(0)
+  net = _torch_modules(torch)[0](cnn.VGG_STAGES[19], sr.VGG19_WIDTHS, (8,), 4).eval()
+  pth = tmp_path / 'vgg19.pth'
+  torch.save(net.state_dict(), pth)
+  params, preprocess = weights.load_vgg19(str(pth))
+  assert preprocess == 'torchvision'
+  rgb = np.random.default_rng(1).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)
+  normalised = (rgb - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+  with torch.no_grad():  # phi_5,4: through the last ReLU, before the fifth pool
+    want = net.features[:-1](
+      torch.from_numpy(normalised.transpose(0, 3, 1, 2).astype(np.float32))
+    )
+  got = sr.VGG19Features(preprocess=preprocess).apply(
+    {'params': params}, jnp.asarray(rgb)
+  )
+  want = want.numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_torch_errors_are_one_line_naming_the_first_mismatch(tmp_path):
+  torch = pytest.importorskip('torch')
+  net, _ = _torch_pair(torch, 'resnet18')
+  pth = tmp_path / 'resnet18.pth'
+  torch.save(net.state_dict(), pth)
+  # Another architecture's file: the first parameter that differs.
+  with pytest.raises(
+    UserError,
+    match=r'resnet18\.pth: BasicBlock_0/BatchNorm_0/bias has shape \(8,\), the model needs \(64,\)$',
+  ):
+    weights.convert(str(pth), str(tmp_path / 'out.npz'), arch='resnet18')
+  with pytest.raises(
+    UserError,
+    match=r'resnet18\.pth: BasicBlock_0/BatchNorm_0/bias is not a parameter of the model$',
+  ):
+    weights.convert(str(pth), str(tmp_path / 'out.npz'), arch='resnet50')
+  assert not (tmp_path / 'out.npz').exists()
+  sd = {k: v for k, v in net.state_dict().items() if k != 'layer1.0.bn1.running_var'}
+  torch.save(sd, pth)
+  with pytest.raises(
+    UserError, match=r'\.pth: layer1\.0\.bn1\.running_var is missing$'
+  ):
+    weights.read(str(pth))
