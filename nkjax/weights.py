@@ -352,13 +352,9 @@ def keras_vgg_to_weights(h5_path: str, *, flag: str | None = None) -> Weights:
           w = _text(w)
           weights[w.split('/')[-1].split(':')[0]] = np.asarray(group[w], np.float32)
         params[f'{prefix}_{i}'] = {'kernel': weights['kernel'], 'bias': weights['bias']}
-  arch = {13: 'vgg16', 16: 'vgg19'}.get(len(convs))
-  if arch is None:
-    raise UserError(
-      f"{_named(h5_path, flag)} holds {len(convs)} convolutions, not VGG16's 13 "
-      "or VGG19's 16: give Keras' VGG16 or VGG19 weights"
-    )
-  return Weights(params, None, 'caffe', arch)
+  if not convs:
+    raise UserError(f"{_named(h5_path, flag)}: no block*_conv* layers: not Keras' VGG")
+  return Weights(params, None, 'caffe', {13: 'vgg16', 16: 'vgg19'}.get(len(convs)))
 
 
 def keras_vgg19_to_params(h5_path: str, *, flag: str | None = None) -> dict:
@@ -366,19 +362,12 @@ def keras_vgg19_to_params(h5_path: str, *, flag: str | None = None) -> dict:
   params (`keras_vgg_to_weights`, dense layers dropped)."""
   w = keras_vgg_to_weights(h5_path, flag=flag)
   if w.arch != 'vgg19':
-    raise UserError(
-      f"{_named(h5_path, flag)} holds VGG16's 13 convolutions, not VGG19's 16: "
-      "give Keras' VGG19 weights"
-    )
+    raise UserError(f"{_named(h5_path, flag)}: not VGG19's 16 convolutions")
   return {k: v for k, v in w.params.items() if k.startswith('Conv_')}
 
 
 def convert_keras_vgg19(h5_path: str, out_path: str) -> str:
-  """Writes Keras VGG19 weights as nkjax's `.npz` (`convert`). Returns `out_path`.
-
-  >>> convert_keras_vgg19('vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5',
-  ...                     'vgg19.npz')  # doctest: +SKIP
-  """
+  """Writes Keras VGG19 weights as nkjax's `.npz` (`convert`); returns `out_path`."""
   return convert(h5_path, out_path)
 
 
@@ -461,7 +450,10 @@ def convert(src: str, dst: str, *, arch: str | None = None) -> str:
   w = read(src)
   arch = arch or w.arch
   if arch is None:
-    raise UserError(f'{src}: give its architecture, --arch, one of {", ".join(ARCHS)}')
+    raise UserError(
+      f'{src}: its layers are none of {", ".join(ARCHS)}; give the one meant as '
+      '--arch to name the first parameter that differs'
+    )
   check_arch(w, arch, path=src, flag=None)
   return write(dst, w._replace(arch=arch))
 
@@ -481,6 +473,11 @@ def load_vgg19(path: str, *, flag: str = '--config.vgg19_weights') -> tuple[dict
   """
   from nkjax.models.sr import VGG19Features
 
+  if not os.path.isfile(path):
+    raise UserError(
+      f'VGG19 weights file {path!r} not found; give {flag}=PATH (torchvision '
+      "vgg19-dcbb9e9d.pth, Keras' vgg19 .h5 or a converted .npz)"
+    )
   w = read(path, flag=flag)
   params = {k: v for k, v in w.params.items() if not k.startswith('Dense_')}
   want = jax.eval_shape(
@@ -579,12 +576,9 @@ def load_detector_weights(state, path: str, *, flag: str = '--config.backbone_we
 
 def main(argv=None) -> int:
   """`python -m nkjax.weights convert SRC DST [--arch ARCH]`."""
-  parser = argparse.ArgumentParser(
-    prog='python -m nkjax.weights',
-    description='Convert torchvision .pth / Keras .h5 weights to nkjax .npz.',
-  )
+  parser = argparse.ArgumentParser(prog='python -m nkjax.weights')
   sub = parser.add_subparsers(dest='command', required=True)
-  conv = sub.add_parser('convert', help='convert SRC to nkjax .npz DST')
+  conv = sub.add_parser('convert', help='torchvision .pth / Keras .h5 to nkjax .npz')
   conv.add_argument('src')
   conv.add_argument('dst')
   conv.add_argument('--arch', choices=ARCHS, help="default: the file's layers")

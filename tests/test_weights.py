@@ -384,3 +384,140 @@ def test_torch_errors_are_one_line_naming_the_first_mismatch(tmp_path):
     UserError, match=r'\.pth: layer1\.0\.bn1\.running_var is missing$'
   ):
     weights.read(str(pth))
+
+
+# ---------------------------------------------------------------- Keras
+
+
+def _write_keras_vgg(path, stages, widths, dense=(), seed=0, skip=()):
+  """A file laid out as Keras' vgg16/vgg19_weights_tf_dim_ordering_tf_kernels
+  (`_notop` without `dense`): the layers' arrays, in order."""
+  h5py = pytest.importorskip('h5py')
+  rng = np.random.default_rng(seed)
+  layers, arrays, cin = ['input_1'], [], 3
+  for b, n in enumerate(stages, 1):
+    layers += [f'block{b}_conv{i}' for i in range(1, n + 1)] + [f'block{b}_pool']
+  if dense:
+    layers += ['flatten', 'fc1', 'fc2', 'predictions']
+  with h5py.File(path, 'w') as f:
+    f.attrs['layer_names'] = [n.encode() for n in layers if n not in skip]
+    for name in layers:
+      g = f.create_group(name)
+      if '_conv' in name:
+        cout = widths[int(name[5]) - 1]
+        shape = (3, 3, cin, cout)
+      elif name in ('fc1', 'fc2', 'predictions'):
+        cout = dense[('fc1', 'fc2', 'predictions').index(name)]
+        shape = (7 * 7 * cin if name == 'fc1' else cin, cout)
+      else:
+        g.attrs['weight_names'] = []
+        continue
+      kernel = rng.normal(0, np.sqrt(2 / np.prod(shape[:-1])), shape)
+      bias = rng.normal(0, 0.1, cout)
+      g.attrs['weight_names'] = [f'{name}/kernel:0'.encode(), f'{name}/bias:0'.encode()]
+      g.create_dataset(f'{name}/kernel:0', data=kernel.astype(np.float32))
+      g.create_dataset(f'{name}/bias:0', data=bias.astype(np.float32))
+      if name not in skip:
+        arrays.append((kernel, bias))
+      cin = cout
+  return arrays
+
+
+def _keras_vgg_logits(rgb, arrays, n_convs):
+  """Keras' VGG by hand: BGR minus the mean in [0, 255], 3x3 'same'
+  convolutions + ReLU, 2x2 max pools, Flatten (H, W, C), fc1, fc2, logits."""
+  x = rgb[..., ::-1] * 255.0 - np.array([103.939, 116.779, 123.68])
+  stages = {13: cnn.VGG_STAGES[16], 16: cnn.VGG_STAGES[19]}[n_convs]
+  i = 0
+  for n in stages:
+    for _ in range(n):
+      k, b = arrays[i]
+      x = jax.lax.conv_general_dilated(
+        x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        precision='highest',
+      )  # fmt: skip
+      x, i = np.maximum(np.asarray(x) + b, 0), i + 1
+    h, w = x.shape[1] // 2, x.shape[2] // 2
+    x = x.reshape(x.shape[0], h, 2, w, 2, -1).max((2, 4))
+  x = x.reshape(x.shape[0], -1)
+  for k, b in arrays[i:-1]:
+    x = np.maximum(x @ k + b, 0)
+  k, b = arrays[-1]
+  return x @ k + b
+
+
+@pytest.mark.parametrize('depth', [16, 19])
+def test_a_keras_vgg_file_converts_and_computes_keras_logits(tmp_path, depth):
+  stages, widths = cnn.VGG_STAGES[depth], (4, 8, 8, 16, 16)
+  h5 = tmp_path / f'vgg{depth}_weights_tf_dim_ordering_tf_kernels.h5'
+  arrays = _write_keras_vgg(str(h5), stages, widths, dense=(32, 24, 10))
+  w = weights.read(str(h5))
+  assert (w.arch, w.preprocess, w.batch_stats) == (f'vgg{depth}', 'caffe', None)
+  npz = weights.write(str(tmp_path / 'vgg.npz'), w)
+  again = weights.read(npz)
+  assert (again.arch, again.preprocess) == (w.arch, w.preprocess)
+  jax.tree.map(np.testing.assert_array_equal, again.params, w.params)
+  model = cnn.VGG(
+    convs_per_stage=stages, widths=widths, classifier=(32, 24), num_classes=10
+  )
+  rgb = np.random.default_rng(1).uniform(0, 1, (2, 224, 224, 3)).astype(np.float32)
+  x = backbones.preprocess(jnp.asarray(rgb), again.preprocess)
+  got = jax.jit(functools.partial(model.apply, train=False))(
+    {'params': again.params}, x
+  )
+  want = _keras_vgg_logits(rgb.astype(np.float64), arrays, sum(stages))
+  np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_keras_vgg16_notop_converts_and_the_cli_checks_the_architecture(
+  tmp_path, capsys
+):
+  h5 = str(tmp_path / 'vgg16_notop.h5')
+  _write_keras_vgg(h5, cnn.VGG_STAGES[16], (64, 128, 256, 512, 512))
+  out = str(tmp_path / 'vgg16.npz')
+  assert weights.main(['convert', h5, out, '--arch', 'vgg16']) == 0
+  assert 'vgg16' in capsys.readouterr().out
+  w = weights.read(out)
+  assert sorted(w.params) == sorted(f'Conv_{i}' for i in range(13))
+  # Another architecture: one line naming the first parameter that differs.
+  other = str(tmp_path / 'other.npz')
+  assert weights.main(['convert', h5, other, '--arch', 'vgg19']) == 1
+  err = capsys.readouterr().err
+  assert err == f'error: weights file {h5}: Conv_13/bias is missing\n'
+  with pytest.raises(
+    UserError, match=r'^--config\.vgg19_weights=.*: Conv_13/bias is missing$'
+  ):
+    weights.load_vgg19(h5)
+  assert not (tmp_path / 'other.npz').exists()
+
+
+def test_misshapen_or_missing_keras_layers_name_the_first_mismatch(tmp_path):
+  h5 = str(tmp_path / 'vgg19.h5')
+  _write_keras_vgg(h5, cnn.VGG_STAGES[19], (64, 128, 256, 512, 256))
+  with pytest.raises(
+    UserError,
+    match=r'vgg19\.h5: Conv_12/bias has shape \(256,\), the model needs \(512,\)$',
+  ):
+    weights.load_vgg19(h5)
+  _write_keras_vgg(h5, cnn.VGG_STAGES[19], sr.VGG19_WIDTHS, skip=('block3_conv2',))
+  with pytest.raises(UserError, match=r'vgg19\.h5: Conv_15/bias is missing$') as e:
+    weights.load_vgg19(h5)
+  assert '\n' not in str(e.value)
+  with pytest.raises(UserError, match='give the one meant as --arch'):
+    weights.convert(h5, str(tmp_path / 'x.npz'))
+  with pytest.raises(UserError, match=r'x\.txt: weights must be a torchvision \.pth'):
+    (tmp_path / 'x.txt').write_text('')
+    weights.read(str(tmp_path / 'x.txt'))
+
+
+def test_reading_a_pth_without_torch_is_one_line_naming_pip_install_torch(
+  tmp_path, monkeypatch
+):
+  pth = tmp_path / 'vgg16-397923af.pth'
+  pth.write_bytes(b'')
+  monkeypatch.setitem(__import__('sys').modules, 'torch', None)  # import fails
+  with pytest.raises(
+    UserError,
+    match=r'^--config\.backbone_weights=.*: reading a \.pth needs PyTorch: pip install torch',
+  ):
+    weights.read(str(pth), flag='--config.backbone_weights')
