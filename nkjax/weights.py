@@ -384,9 +384,10 @@ def read(path: str, *, flag: str | None = None) -> Weights:
   """
   field = flag or '--config.weights'
   if not os.path.isfile(path):
+    give = f'{flag}=PATH, ' if flag else ''
     raise UserError(
-      f'weights file {path!r} not found; give {field}=PATH '
-      '(torchvision .pth, Keras .h5 or a converted .npz)'
+      f'weights file {path!r} not found; give {give}a torchvision .pth, a Keras '
+      '.h5 or a converted .npz'
     )
   if path.endswith(('.pth', '.pt')):
     return _read_pth(path, flag)
