@@ -321,23 +321,52 @@ def test_vgg16_fc6_fc7_load_into_the_detection_head(tmp_path):
   )  # fmt: skip
   state, preprocess = weights.load_detector_weights(state, str(pth))
   assert preprocess == 'torchvision'
-  x = np.random.default_rng(1).uniform(0, 1, (1, 3, 64, 64)).astype(np.float32)
+  rgb = np.random.default_rng(1).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
+  normalised = (rgb - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+  x = normalised.transpose(0, 3, 1, 2).astype(np.float32)
   pooled = np.random.default_rng(2).uniform(0, 1, (3, 8, 7, 7)).astype(np.float32)
   with torch.no_grad():
     conv5_3 = net.features[:-1](torch.from_numpy(x)).numpy()  # no fifth pool
     fc7 = net.classifier[:5](torch.from_numpy(pooled).flatten(1)).numpy()
-  feats = model.apply(
-    {'params': state.params}, jnp.asarray(x.transpose(0, 2, 3, 1)),
-    method=det.FastRCNN.features,
-  )  # fmt: skip
+  # The detector built with the file's preprocessing takes RGB in [0, 1].
+  feats = det.FastRCNN(
+    num_classes=3, backbone='vgg_tiny', fc=(16, 12), preprocess=preprocess
+  ).apply({'params': state.params}, jnp.asarray(rgb), method=det.FastRCNN.features)
   np.testing.assert_allclose(feats, conv5_3.transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
   head = state.params['box_head']
-  h = jnp.asarray(pooled.transpose(0, 2, 3, 1)).reshape(
-    3, -1
-  )  # RoIs as the head flattens
+  # The head flattens each RoI's [7, 7, C] map.
+  h = jnp.asarray(pooled.transpose(0, 2, 3, 1)).reshape(3, -1)
   for fc in ('fc_0', 'fc_1'):
     h = jax.nn.relu(h @ head[fc]['kernel'] + head[fc]['bias'])
   np.testing.assert_allclose(h, fc7, rtol=1e-5, atol=1e-5)
+
+
+def test_a_resnet_backbone_loads_with_its_batch_norm_statistics(tmp_path):
+  torch = pytest.importorskip('torch')
+  torch.manual_seed(0)
+  _, BasicBlock, _, ResNet = _torch_modules(torch)
+  net = ResNet(BasicBlock, (1, 1, 1), 4, 5).eval()  # `resnet_tiny`'s stages
+  pth = tmp_path / 'resnet.pth'
+  torch.save(net.state_dict(), pth)
+  model = det.FastRCNN(num_classes=3, backbone='resnet_tiny', fc=(8, 8))
+  state = state_lib.create(
+    model=model, tx=optax.sgd(0.1), rng=jax.random.key(0),
+    inputs=(jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 2, 4)), jnp.ones((1, 2), bool)),
+  )  # fmt: skip
+  state, preprocess = weights.load_detector_weights(state, str(pth))
+  rgb = np.random.default_rng(1).uniform(0, 1, (2, 64, 64, 3)).astype(np.float32)
+  x = ((rgb - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).astype(np.float32)
+  with torch.no_grad():
+    y = torch.from_numpy(x.transpose(0, 3, 1, 2))
+    y = net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(y)))))))
+  feats = det.FastRCNN(
+    num_classes=3, backbone='resnet_tiny', fc=(8, 8), preprocess=preprocess
+  ).apply(
+    {'params': state.params, 'batch_stats': state.batch_stats}, jnp.asarray(rgb),
+    method=det.FastRCNN.features,
+  )  # fmt: skip
+  want = y.numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(feats, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 def test_a_torchvision_vgg19_gives_the_sr_features_with_its_preprocessing(tmp_path):

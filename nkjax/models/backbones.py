@@ -63,6 +63,7 @@ class SmallBackbone(nn.Module):
   widths: Sequence[int] = (16, 32, 64, 128)
   convs: Sequence[int] = (1, 1, 1, 2)
   last_pool: bool = True
+  preprocess: str = 'none'
   dtype: Any = jnp.float32
 
   @property
@@ -72,7 +73,7 @@ class SmallBackbone(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     del train
-    x = x.astype(self.dtype)
+    x = preprocess(x, self.preprocess).astype(self.dtype)
     for i, (width, n) in enumerate(zip(self.widths, self.convs, strict=True)):
       for j in range(n):
         # The first convolution is strided: full-resolution maps are the
