@@ -374,18 +374,7 @@ def run_method(config, workdir: str, method: str) -> dict:
   if config.backbone_weights:
     if method == 'rcnn':
       raise UserError('backbone_weights apply to fast_rcnn and faster_rcnn only')
-    params = weights.load_backbone_params(
-      {'backbone': state.params['backbone_net'], 'head': state.params['box_head']},
-      weights.read_npz(config.backbone_weights, flag='--config.backbone_weights'),
-      source=config.backbone_weights,
-    )
-    state = state.replace(
-      params={
-        **state.params,
-        'backbone_net': params['backbone'],
-        'box_head': params['head'],
-      }
-    )
+    state, _ = weights.load_detector_weights(state, config.backbone_weights)
   check_svd(method, state, config.svd_rank)
   proposals = (
     None if method == 'faster_rcnn' else _proposals(config, data.example_shape)

@@ -271,7 +271,7 @@ def train(c, workdir: str) -> dict:
   vgg_params = None
   if c.model == 'srgan':
     if c.vgg19_weights is not None:
-      vgg_params = weights.load_vgg19_params(c.vgg19_weights)  # UserError if bad
+      vgg_params, vgg_input = weights.load_vgg19(c.vgg19_weights)  # UserError if bad
     if c.warm_start and not os.path.isdir(os.path.join(workdir, 'checkpoints')):
       if not os.path.isdir(os.path.join(c.srresnet_workdir, 'checkpoints')):
         raise UserError(
@@ -294,7 +294,7 @@ def train(c, workdir: str) -> dict:
       rng=k_d, inputs=(jnp.zeros((1, hr_side, hr_side, 3)),),
     )  # fmt: skip
     state = gan.GANState(step=jnp.zeros((), jnp.int32), g=g, d=d, ema=None)
-    vgg = sr_models.VGG19Features() if vgg_params is not None else None
+    vgg = sr_models.VGG19Features(preprocess=vgg_input) if vgg_params else None
     frozen = vgg_params
     if vgg is None:
       note = PIXEL_LOSS_NOTE

@@ -12,12 +12,41 @@ from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from nkjax.errors import choose
 from nkjax.models import cnn
 from nkjax.models.layers import Conv, batch_norm
 from nkjax.ops import conv as conv_ops
+
+# The input each source of ImageNet weights was trained on, made from RGB in
+# [0, 1] by `preprocess`: 'torchvision' RGB minus the mean over the std;
+# 'caffe' (Keras' and Caffe's VGG) BGR in [0, 255] minus the mean; 'none' as is
+# (weights nkjax trains). `nkjax.weights` records each file's kind.
+PREPROCESS = ('none', 'torchvision', 'caffe')
+TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCHVISION_STD_RGB = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def preprocess(rgb: jax.Array, kind: str) -> jax.Array:
+  """`[..., 3]` RGB in [0, 1] as the weights of `kind` (one of `PREPROCESS`)
+  expect their input: same shape.
+
+  >>> preprocess(jnp.array(TORCHVISION_MEAN_RGB), 'torchvision').tolist()
+  [0.0, 0.0, 0.0]
+  >>> caffe = preprocess(jnp.array([0.0, 0.0, 1.0]), 'caffe')  # blue: B first
+  >>> bool(jnp.allclose(caffe, jnp.array([255 - 103.939, -116.779, -123.68])))
+  True
+  """
+  choose('preprocess', kind, PREPROCESS)
+  if kind == 'torchvision':
+    mean = jnp.asarray(TORCHVISION_MEAN_RGB, rgb.dtype)
+    return (rgb - mean) / jnp.asarray(TORCHVISION_STD_RGB, rgb.dtype)
+  if kind == 'caffe':
+    return rgb[..., ::-1] * 255.0 - jnp.asarray(CAFFE_MEAN_BGR, rgb.dtype)
+  return rgb
 
 
 class SmallBackbone(nn.Module):
@@ -34,6 +63,7 @@ class SmallBackbone(nn.Module):
   widths: Sequence[int] = (16, 32, 64, 128)
   convs: Sequence[int] = (1, 1, 1, 2)
   last_pool: bool = True
+  preprocess: str = 'none'
   dtype: Any = jnp.float32
 
   @property
@@ -43,7 +73,7 @@ class SmallBackbone(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     del train
-    x = x.astype(self.dtype)
+    x = preprocess(x, self.preprocess).astype(self.dtype)
     for i, (width, n) in enumerate(zip(self.widths, self.convs, strict=True)):
       for j in range(n):
         # The first convolution is strided: full-resolution maps are the
@@ -59,11 +89,13 @@ class VGGBackbone(nn.Module):
   """VGG-16's 13 convolutions (conv1_1 .. conv5_3) and its first four pools:
   stride 16, 512 channels, as the Fast and Faster R-CNN papers use it.
 
-  Parameter names `Conv_0` .. `Conv_12` are those of `cnn.VGG`.
+  Parameter names `Conv_0` .. `Conv_12` are those of `cnn.VGG`; `preprocess`
+  (`PREPROCESS`) maps the RGB [0, 1] input to what the loaded weights expect.
   """
 
   convs_per_stage: Sequence[int] = cnn.VGG_STAGES[16]
   widths: Sequence[int] = (64, 128, 256, 512, 512)
+  preprocess: str = 'none'
   dtype: Any = jnp.float32
 
   stride = 16
@@ -71,7 +103,7 @@ class VGGBackbone(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     del train
-    x = x.astype(self.dtype)
+    x = preprocess(x, self.preprocess).astype(self.dtype)
     last = len(self.widths) - 1
     for i, (n, width) in enumerate(zip(self.convs_per_stage, self.widths, strict=True)):
       for _ in range(n):
@@ -89,12 +121,13 @@ class ResNetBackbone(nn.Module):
 
   Batch norm always uses its running statistics ("frozen" batch norm, as
   detection with two images per batch does); parameter names are those of
-  `cnn.ResNet`.
+  `cnn.ResNet`; `preprocess` as `VGGBackbone`'s.
   """
 
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   block: Any = cnn.BasicBlock
   num_filters: int = 64
+  preprocess: str = 'none'
   dtype: Any = jnp.float32
 
   stride = 16
@@ -102,7 +135,7 @@ class ResNetBackbone(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     del train
-    x = x.astype(self.dtype)
+    x = preprocess(x, self.preprocess).astype(self.dtype)
     x = Conv(
       self.num_filters, (7, 7), (2, 2), padding=3, use_bias=False, dtype=self.dtype
     )(x)

@@ -178,6 +178,8 @@ class FastRCNN(nn.Module):
   Attributes:
     num_classes: K object classes (the head adds background).
     backbone: a name in `BACKBONES`.
+    preprocess: the input convention of the backbone's weights
+      (`backbones.PREPROCESS`; `nkjax.weights.load_detector_weights` gives it).
     fc: widths of the head's fc layers (VGG-16: 4096, 4096).
     roi_op: 'align' (RoIAlign) or 'pool' (RoI max pooling, the papers').
     roi_size: the pooled grid (7x7 for VGG-16).
@@ -190,6 +192,7 @@ class FastRCNN(nn.Module):
 
   num_classes: int
   backbone: str = 'small'
+  preprocess: str = 'none'
   fc: Sequence[int] = (256, 256)
   roi_op: str = 'align'
   roi_size: int = 7
@@ -202,7 +205,9 @@ class FastRCNN(nn.Module):
 
   def setup(self):
     choose('roi_op', self.roi_op, ('align', 'pool'))
-    self.backbone_net = make_backbone(self.backbone, dtype=self.dtype)
+    self.backbone_net = make_backbone(
+      self.backbone, preprocess=self.preprocess, dtype=self.dtype
+    )
     self.box_head = BoxHead(
       num_classes=self.num_classes,
       fc=self.fc,

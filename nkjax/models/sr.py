@@ -17,9 +17,9 @@ Images are NHWC floats in [0, 1] (Y-channel networks: Y / 255, i.e. [16, 235] / 
   filters, stride 2 at every second), leaky ReLU 0.2, BN after all but the
   first, then dense 1024, leaky ReLU, dense 1: a logit.
 * `VGG19Features`: VGG19's 16 convolutions up to phi_5,4 (conv5_4 after its
-  ReLU, before the fifth pool), with Keras' / Caffe's input convention; weights
-  come from a file (`nkjax.weights.load_vgg19_params`), since none can be
-  downloaded here.
+  ReLU, before the fifth pool), with the input convention of its weights
+  (Keras' / Caffe's or torchvision's); weights come from a file
+  (`nkjax.weights.load_vgg19`), since none can be downloaded here.
 """
 
 import functools
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from nkjax.errors import UserError
 from nkjax.losses import VGG_FEATURE_SCALE, vgg_content_loss  # noqa: F401 (moved)
-from nkjax.models import cnn
+from nkjax.models import backbones, cnn
 from nkjax.models.layers import Conv, batch_norm
 from nkjax.ops import conv as conv_ops
 from nkjax.ops import resize
@@ -208,7 +208,7 @@ class SRGANDiscriminator(nn.Module):
 # ---------------------------------------------------------------- VGG19 features
 
 # Keras' VGG19 ('caffe' preprocessing): BGR, minus the ImageNet mean, in [0, 255].
-VGG_MEAN_BGR = (103.939, 116.779, 123.68)
+VGG_MEAN_BGR = backbones.CAFFE_MEAN_BGR
 VGG19_CONVS = cnn.VGG_STAGES[19]  # (2, 2, 4, 4, 4): phi_5,4 is the 16th convolution
 VGG19_WIDTHS = (64, 128, 256, 512, 512)
 
@@ -219,15 +219,19 @@ class VGG19Features(nn.Module):
 
   The convolutions are named `Conv_0` .. `Conv_15` as in `nkjax.models.cnn.VGG`
   (`vgg19`), so a VGG19 trained there loads as is (without its dense layers).
+  `preprocess` (`nkjax.models.backbones.PREPROCESS`) is the input convention of
+  the weights: Keras' 'caffe' by default, 'torchvision' for torchvision's
+  (`nkjax.weights.load_vgg19` gives it with the params).
   """
 
   convs_per_stage: tuple[int, ...] = VGG19_CONVS
   widths: tuple[int, ...] = VGG19_WIDTHS
+  preprocess: str = 'caffe'
 
   @nn.compact
   def __call__(self, rgb, *, train: bool = False):
     del train
-    x = rgb[..., ::-1] * 255.0 - jnp.asarray(VGG_MEAN_BGR, rgb.dtype)
+    x = backbones.preprocess(rgb, self.preprocess)
     last = len(self.widths) - 1
     for stage, (n, width) in enumerate(
       zip(self.convs_per_stage, self.widths, strict=True)
