@@ -9,6 +9,11 @@ kernel) inherit the environment, so a program that several of them compile,
 the same tiny model at the same shapes and flags, is compiled once. The cache
 key covers the program, the flags and the jax/jaxlib versions; a cached
 executable is the same one a compile would give.
+
+Under `-n`, tests go to the workers one at a time (`--dist loadgroup`), except
+that the tests of a file that share a module-scoped fixture (a trained model, a
+prepared dataset) form one group, run on one worker, so the fixture is built
+once; `pytest_collection_modifyitems` below marks them.
 """
 
 import atexit
@@ -40,3 +45,19 @@ def mesh():
   """The data mesh over all 8 fake devices."""
   assert jax.device_count() == 8, 'conftest must run before JAX starts'
   return sharding.data_mesh()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(items):
+  """Groups the tests of a module that share a module-scoped fixture."""
+  for item in items:
+    info = getattr(item, '_fixtureinfo', None)
+    if info is None:
+      continue
+    shared = sorted(
+      name
+      for name in info.names_closure
+      if any(d.scope == 'module' for d in info.name2fixturedefs.get(name, ()))
+    )
+    if shared:
+      item.add_marker(pytest.mark.xdist_group(f'{item.module.__name__}:{shared[0]}'))

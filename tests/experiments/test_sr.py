@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 import sys
 
 import jax
@@ -20,6 +21,8 @@ from nkjax.train import gan  # noqa: E402
 from nkjax.train import state as state_lib  # noqa: E402
 
 from ..figures import assert_readable, record  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
 
 TINY = {
   'crop': 48,
@@ -83,6 +86,31 @@ def test_smoke_preset_scores_bicubic_and_srcnn_and_writes_rescorable_pngs(
     assert y_of_rgb != got['psnr_y']
   for name in ('x2_chelsea.png', 'x3_coffee.png'):
     assert (tmp_path / 'figures' / name).stat().st_size > 10_000
+
+
+def test_smoke_through_the_launcher_writes_the_scores_it_prints(tmp_path):
+  # As a user runs it: flags, the run record, the closing lines.
+  workdir = tmp_path / 'sr-smoke'
+  run = subprocess.run(
+    [sys.executable, 'experiments/sr.py', '--config=experiments/sr.py:smoke',
+     '--config.scales=(2,)', '--config.max_test_images=1', f'--workdir={workdir}'],
+    cwd=ROOT, env={**os.environ, 'PYTHONPATH': ROOT}, capture_output=True,
+    text=True, timeout=600,
+  )  # fmt: skip
+  assert run.returncode == 0, run.stderr[-3000:]
+  summary = json.loads((workdir / 'summary.json').read_text())
+  # The overrides reached the run: one scale, one test photograph.
+  assert summary['config']['scales'] == [2] and set(summary['mean_scores']) == {'x2'}
+  assert summary['test_images'] == ['chelsea'] and summary['steps'] == 4
+  mean = summary['mean_scores']['x2']
+  assert mean['srcnn']['gain_psnr_y'] == pytest.approx(
+    mean['srcnn']['psnr_y'] - mean['bicubic']['psnr_y']
+  )
+  # Bicubic x2 on a real photograph: about 33 dB.
+  assert 25 < mean['bicubic']['psnr_y'] < 45
+  assert f'results in {workdir}: checkpoints/' in run.stdout
+  assert f'{summary["steps"]} steps in ' in run.stdout
+  assert (workdir / 'checkpoints' / '4').is_dir()
 
 
 def test_vdsr_trains_multiscale_then_upscales_a_grey_user_image(tmp_path):

@@ -16,8 +16,18 @@ def _shapes(module, *args, **kwargs):
   return jax.eval_shape(lambda: module.init(jax.random.key(0), *args, **kwargs))
 
 
-@pytest.mark.parametrize('name', ['small', 'small_tiny', 'vgg_tiny', 'resnet_tiny'])
-def test_backbones_have_stride_16(name):
+@pytest.mark.parametrize(
+  'name, stride',
+  [
+    ('small', 16),
+    ('small_s8', 8),
+    ('small_tiny', 16),
+    ('vgg_tiny', 16),
+    ('resnet_tiny', 16),
+  ],
+)
+def test_backbone_output_size_is_the_input_over_its_stride(name, stride):
+  # small_s8 (the faster_rcnn preset's backbone) drops the last pool: stride 8.
   backbone = det.make_backbone(name)
   x = jnp.zeros((2, 64, 96, 3))
   out = jax.eval_shape(
@@ -25,8 +35,8 @@ def test_backbones_have_stride_16(name):
       backbone.init(jax.random.key(0), x, train=False), x, train=False
     )
   )
-  assert out.shape[:3] == (2, 4, 6)
-  assert det.backbone_stride(name) == 16
+  assert out.shape[:3] == (2, 64 // stride, 96 // stride)
+  assert det.backbone_stride(name) == stride
 
 
 def test_vgg16_backbone_is_vgg16s_thirteen_convolutions():
