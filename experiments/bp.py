@@ -52,6 +52,32 @@ CHECKS = {
   'eps': validate.positive_number(),
 }
 
+# What each config field means (the launcher's --help); one line each.
+DESCRIPTIONS = {
+  'task': 'the exercise: ' + ', '.join(PRESETS[1:]),
+  'seed': 'the root random seed: same seed, same run',
+  'x': 'chain_rule: the input, 3 values',
+  'y': 'chain_rule: the targets, 3 values',
+  'w': "chain_rule: the network's weights w1..w12",
+  'loss': 'chain_rule: mse, or bce (binary cross-entropy on the sigmoid outputs)',
+  'eps': 'chain_rule: the central finite-difference step (float64)',
+  'perceptron_lr': "xor: the perceptron's learning rate",
+  'perceptron_epochs': "xor: the perceptron's passes over the four points",
+  'hidden_activation': "xor: the hidden layer's nonlinearity",
+  'learning_rate': 'the learning rate of gradient descent',
+  'num_steps': 'training steps',
+  'activation': "init_symmetry: the hidden layer's nonlinearity",
+  'batch_size': 'training examples per step',
+  'constant': 'init_symmetry: the value every weight starts at in the symmetric network',
+  'hidden': 'width of the hidden layer',
+  'depth': 'sigmoid_saturation: the number of hidden layers',
+  'width': 'sigmoid_saturation: the width of each hidden layer',
+  'batch_sizes': 'gd_variants: full batch, mini-batch and stochastic batch sizes',
+  'num_updates': 'gd_variants: updates of each variant',
+  'depths': 'mlp: hidden-layer counts compared',
+  'widths': 'mlp: hidden-layer widths compared',
+}
+
 
 def resumable(config) -> bool:
   """No task here keeps checkpoints: each reruns in seconds."""

@@ -48,6 +48,20 @@ VARIANTS = {
   'l1': {'l1': 1e-3},
 }
 
+# What each config field means (the launcher's --help); one line each.
+DESCRIPTIONS = {
+  **classify.DESCRIPTIONS,
+  'task': 'train, regularization (the VARIANTS study) or gaussian (a blur picture)',
+  'model': 'the network: lenet5, alexnet, vgg11/13/16/19, resnet20/32/56, resnet18/34/50',
+  'dropout_rate': "dropout probability in lenet5, alexnet, vgg*; None: the model's own",
+  'norm': 'batch norm in lenet5 and vgg* (ResNets always have it)',
+  'dtype': 'compute dtype: float32 or bfloat16 (parameters stay float32)',
+  'augment': f'training augmentation: {", ".join(AUGMENTS)}',
+  'variants': 'regularization: the variants trained, from none, dropout, batch_norm, l2, l1',
+  'kernel_size': "gaussian: the blur kernel's side, pixels",
+  'sigma': "gaussian: the blur's standard deviation, pixels",
+}
+
 
 def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)

@@ -51,6 +51,34 @@ CHECKS = {
   'feature_examples': validate.count,
 }
 
+# What each config field means (the launcher's --help); one line each.
+DESCRIPTIONS = {
+  **optim.DESCRIPTIONS,
+  'variant': f'the GAN: {", ".join(VARIANTS)}',
+  'compare': 'train every variant of variants and compare them',
+  'variants': 'compare: the variants trained',
+  'dataset': 'digits (embedded), or mnist, fashion_mnist, cifar10, celeb_a (TFDS)',
+  'data_dir': 'where TFDS keeps its datasets; None: its default',
+  'image_size': 'resize images to this side (celeb_a: 64); None: native',
+  'attribute': "celeb_a: the attribute that is the cGAN's label; None: Male",
+  'latent_dim': "the noise vector z's size",
+  'm': 'real and noise samples per discriminator update',
+  'k': 'discriminator (critic) updates per generator update',
+  'saturating': 'True: the minimax generator loss log(1 - D(G(z)))',
+  'clip': "wgan: clip the critic's weights to +-clip; None: off",
+  'gp_weight': 'wgan_gp: the gradient-penalty weight lambda',
+  'ema': 'sample from an exponential moving average of the generator',
+  'dtype': 'compute dtype: float32 or bfloat16 (parameters stay float32)',
+  'num_rounds': 'training rounds (k discriminator updates and one generator update)',
+  'log_every': 'rounds between training-metric lines',
+  'eval_every': 'rounds between evaluations (samples, Frechet distance of classifier features)',
+  'eval_samples': 'generated images per evaluation',
+  'feature_steps': "training steps of the evaluation's feature classifier",
+  'feature_examples': 'real images the feature classifier trains on, and real test images',
+  'seed': 'the root random seed: same seed, same run',
+  'divergence_factor': 'stop when d_loss passes this multiple of its first value; 0: never',
+}
+
 
 def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)

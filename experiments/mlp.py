@@ -20,6 +20,14 @@ from nkjax.train import classify, loop, optim, sharding
 PRESETS = ('default', 'smoke')
 CHECKS = {**validate.TRAINING, 'hidden': validate.each(validate.count, min_len=0)}
 
+# What each config field means (the launcher's --help); one line each.
+DESCRIPTIONS = {
+  **classify.DESCRIPTIONS,
+  'hidden': 'widths of the hidden layers; () for a linear classifier',
+  'activation': "the hidden layers' nonlinearity, e.g. relu, tanh, sigmoid",
+  'dropout_rate': 'dropout probability after each hidden layer (not the keep rate)',
+}
+
 
 def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)

@@ -54,6 +54,36 @@ CHECKS = {
   'max_len': validate.count,
 }
 
+# What each config field means (the launcher's --help); one line each.
+DESCRIPTIONS = {
+  **optim.DESCRIPTIONS,
+  'task': 'char_lm, sample, sentiment, seq_digits or vanishing',
+  'seed': 'the root random seed: same seed, same run',
+  'data_dir': 'where TFDS keeps its datasets; None: its default',
+  'cell': 'the recurrent cell: rnn, lstm or gru',
+  'features': "the cell's hidden-state size",
+  'num_layers': 'stacked recurrent layers',
+  'batch_size': 'training sequences per step, over all devices',
+  'eval_batch_size': 'sequences per evaluation batch',
+  'num_steps': 'training steps',
+  'log_every': 'steps between training-metric lines',
+  'eval_every': 'steps between evaluations; 0: only at the end',
+  'checkpoint_every': 'steps between checkpoints; 0: only at the end',
+  'divergence_factor': 'stop when the loss passes this multiple of its first value; 0: never',
+  'corpus': 'the text: pydoc (offline) or tiny_shakespeare (TFDS)',
+  'embed': 'the token embedding size',
+  'seq_len': 'characters (time steps) per training sequence',
+  'prompt': 'the text sampling starts from',
+  'temperature': 'sampling temperature: below 1 sharper, above 1 flatter',
+  'sample_length': 'characters sampled',
+  'checkpoint_dir': 'sample: the char_lm run to sample from; None: --workdir',
+  'vocab_size': 'sentiment: the most frequent words kept, the rest unknown',
+  'max_len': 'sentiment: words per review kept (padded or cut)',
+  'bidirectional': 'sentiment: read the review both ways',
+  'train_subset': 'sentiment: train on the first N reviews only; None: all',
+  'cells': 'seq_digits, vanishing: the cells compared',
+}
+
 
 def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)

@@ -98,6 +98,52 @@ PIXEL_LOSS_NOTE = (
   'pixel MSE + 1e-3 adversarial (no VGG19 weights given: not the paper content loss)'
 )
 
+# What each config field means (the launcher's --help); one line each.
+DESCRIPTIONS = {
+  **optim.DESCRIPTIONS,
+  'task': 'train, compare (the runs of models) or upscale (an image through a run)',
+  'model': f'the network: {", ".join(MODELS)}',
+  'models': 'compare: the models whose runs are compared',
+  'dataset': 'photos (offline), or div2k/bicubic_x2|x3|x4 (TFDS)',
+  'test_dir': 'a folder of test PNGs (Set5, Set14, ...); None: the offline photos',
+  'data_dir': 'where TFDS keeps its datasets; None: its default',
+  'crop': 'centre-crop the photos to this side (tests); None: whole',
+  'max_test_images': 'evaluate on the first N test images only; None: all',
+  'scales': 'upscaling factors trained (SRResNet, SRGAN: one, a power of two)',
+  'patch': 'training patch side: HR for srcnn and vdsr, LR for srresnet and srgan',
+  'batch_size': 'training patches per step, over all devices',
+  'num_steps': 'training steps',
+  'log_every': 'steps between training-metric lines',
+  'checkpoint_every': 'steps between checkpoints; 0: only at the end',
+  'keep_checkpoints': 'how many of the latest checkpoints to keep',
+  'divergence_factor': 'stop when the loss passes this multiple of its first value; 0: never',
+  'round_y': "MATLAB's uint8 path for PSNR-Y: 8-bit output, integer Y",
+  'seed': 'the root random seed: same seed, same run',
+  'figure_crop': 'HR side of the zoomed crop in the figures, pixels',
+  'srcnn_f2': "SRCNN: the middle layer's kernel side (1: 9-1-5, 5: 9-5-5)",
+  'padding': "SRCNN: SAME, or VALID (the paper's)",
+  'depth': 'VDSR: convolution layers',
+  'features': 'VDSR, SRResNet: channels per convolution',
+  'blocks': 'SRResNet: residual blocks',
+  'norm': 'SRResNet: batch norm in the residual blocks',
+  'icnr': 'SRResNet: ICNR-initialised sub-pixel convolutions',
+  'bicubic_skip': "SRResNet: add the bicubic upscaling of the input (not the paper's)",
+  'pixel_loss': 'the pixel loss: mse, or l1 (EDSR)',
+  'dtype': 'compute dtype: float32 or bfloat16 (parameters stay float32)',
+  'vgg19_weights': 'SRGAN: a VGG-19 weights file (.h5, .npz) for the VGG content loss; None: pixel loss',
+  'adversarial_weight': "SRGAN: the adversarial loss's weight beside the content loss",
+  'd_learning_rate': "SRGAN: the discriminator's learning rate",
+  'd_widths': "SRGAN: the discriminator's widths, two convolutions each",
+  'srresnet_workdir': 'SRGAN: the SRResNet run it starts from',
+  'warm_start': 'SRGAN: start the generator from srresnet_workdir',
+  'runs': 'compare: the folder holding the runs (runs/sr-<model>)',
+  'checkpoint': 'upscale: the workdir of the run whose network upscales',
+  'image': 'upscale: the image file to upscale',
+  'scale': 'upscale: the factor',
+  'output': 'upscale: the output file; None: <image>_x<scale>.png in --workdir',
+  'max_pixels': 'upscale: the largest input taken in one piece; larger goes in tiles',
+}
+
 
 def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   choose('preset', preset, PRESETS)

@@ -9,7 +9,8 @@ Flags: `--config` (the experiment file, an optional `:preset`, then overrides
 such as `--config.learning_rate=0.01`), `--workdir` (default
 `runs/<experiment>-<preset>`, `runs/<experiment>` for the preset `default`,
 which is the one a command without `:preset` runs) and `--allow_config_change`. `--help` lists the
-experiment's presets and config fields; `--helpfull` adds every absl flag.
+experiment's presets, its config fields with their descriptions and the workdir a
+run would use; `--helpfull` adds every absl flag.
 
 Before JAX is imported or a file written, the launcher checks the config
 against the experiment's `CHECKS` (`nkjax.validate`), the workdir, and the run
@@ -23,9 +24,10 @@ parsing, checks and `main`), returning its exit code and stderr: for tests.
 What an experiment file may declare besides `PRESETS`, `get_config` and `main`:
 `CHECKS` (field -> `validate.Rule`), `resumable(config) -> bool` (False for a
 task that keeps no checkpoints: a picture, a table of closed forms; the run
-record is then not kept) and `DEFAULT_WORKDIRS` (preset -> default --workdir
+record is then not kept), `DEFAULT_WORKDIRS` (preset -> default --workdir
 where it is not `runs/<experiment>-<preset>`, or for `default` not
-`runs/<experiment>`).
+`runs/<experiment>`) and `DESCRIPTIONS` (field -> the one line `--help` prints
+beside it; every field of every preset has one, tests/test_help.py).
 """
 
 import contextlib
@@ -123,22 +125,36 @@ def _several_processes() -> bool:
   )
 
 
-def _flatten(config, prefix: str = '') -> list[str]:
-  lines = []
+def _flatten(config, prefix: str = '') -> list[tuple[str, object]]:
+  # (dotted field name, value) for every leaf of the config.
+  fields = []
   for key, value in config.items():
     if hasattr(value, 'items'):
-      lines += _flatten(value, f'{prefix}{key}.')
+      fields += _flatten(value, f'{prefix}{key}.')
     else:
-      lines.append(f'--config.{prefix}{key}={value!r}')
-  return lines
+      fields.append((f'{prefix}{key}', value))
+  return fields
+
+
+def description(module, field: str) -> str | None:
+  """The experiment's one-line description of config field `field`.
+
+  From the module's `DESCRIPTIONS` (field -> line); a nested field such as
+  `lr_multipliers.conv3` takes its parent's line. None where there is none.
+  """
+  descriptions = getattr(module, 'DESCRIPTIONS', {})
+  parts = field.split('.')
+  for n in range(len(parts), 0, -1):
+    if '.'.join(parts[:n]) in descriptions:
+      return descriptions['.'.join(parts[:n])]
+  return None
 
 
 def _config_help(module, experiment_file: str) -> str:
-  presets = ', '.join(getattr(module, 'PRESETS', ()))
-  fields = '\n'.join(_flatten(module.get_config()))
+  # The --config flag's own line; --help lists the presets and the fields.
   return (
-    f'experiment file[:preset], e.g. {experiment_file}:smoke; presets: {presets}.\n'
-    f'Override any field of the default config:\n{fields}'
+    f'experiment file[:preset], e.g. {experiment_file}:smoke; '
+    f'without :preset, the preset default (--help lists the presets and fields)'
   )
 
 
@@ -168,22 +184,43 @@ def _unknown_field(module, name: str, config_arg: str | None) -> str:
 _HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
 
 
+_FIELD_COLUMN = 40  # where descriptions start; a longer field puts its own below
+
+
 def _experiment_help(module, experiment_file: str, config_arg: str | None) -> str:
-  """The experiment's own help: its docstring, presets and config fields."""
+  """The experiment's own help: its docstring, presets, config fields with
+  their descriptions, and the launcher's flags with the workdir it would use."""
   preset = (config_arg or '').partition(':')[2]
   presets = getattr(module, 'PRESETS', ())
-  config = module.get_config(preset) if preset in presets else module.get_config()
-  fields = '\n'.join(f'  {line}' for line in _flatten(config))
+  if preset not in presets:
+    preset = 'default'
+  config = module.get_config(preset)
+  lines = []
+  for name, value in _flatten(config):
+    flag = f'  --config.{name}={value!r}'
+    text = description(module, name) or ''
+    if len(flag) + 2 <= _FIELD_COLUMN:
+      lines.append(f'{flag.ljust(_FIELD_COLUMN)}{text}'.rstrip())
+    else:
+      lines += [flag] + ([' ' * _FIELD_COLUMN + text] if text else [])
+  marked = [f'{p} (without :PRESET)' if p == 'default' else p for p in presets]
   return (
     f'{(module.__doc__ or "").strip()}\n\n'
-    f'presets (--config={experiment_file}:PRESET): {", ".join(presets)}\n\n'
-    f'config fields of preset {preset or "(default)"} (override any with --config.FIELD=VALUE):\n'
-    f'{fields}\n\n'
-    'launcher flags:\n'
-    '  --workdir=DIR  where checkpoints, metrics and pictures go; resumes a run there '
-    f'(default: {_default_workdir(module, f"{experiment_file}:{preset}")})\n'
+    f'presets (--config={experiment_file}:PRESET): {", ".join(marked)}\n\n'
+    f'config fields of preset {preset} (override any with --config.FIELD=VALUE):\n'
+    + '\n'.join(lines)
+    + '\n\nlauncher flags:\n'
+    f'  --workdir=DIR  {_workdir_help(module, f"{experiment_file}:{preset}")}\n'
     '  --allow_config_change  resume the run in --workdir with a config that differs '
-    'from the one that started it, recording the change in summary.json\n'
+    'from the one that started it, recording the change in run.json and summary.json\n'
+  )
+
+
+def _workdir_help(module, config_arg: str) -> str:
+  # The default named is the one `_launch` uses for this --config.
+  return (
+    'where checkpoints, metrics and pictures go; resumes a run there '
+    f'(default: {_default_workdir(module, config_arg)})'
   )
 
 
@@ -346,8 +383,7 @@ def _define_flags(module, flag_values, argv: list[str]):
   workdir = flags.DEFINE_string(
     'workdir',
     None,
-    'where checkpoints, metrics and pictures go; resumes if it holds checkpoints '
-    '(default: runs/<experiment>-<preset>; runs/<experiment> without a preset)',
+    _workdir_help(module, _config_arg(argv) or experiment_file),
     flag_values=flag_values,
   )
   allow_change = flags.DEFINE_bool(

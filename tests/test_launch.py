@@ -65,7 +65,7 @@ def test_helpfull_documents_the_flags(tmp_path):
   for text in (
     '--config',
     '--workdir',
-    'default, smoke',
+    'default (without :PRESET), smoke',
     '--config.learning_rate=0.001',
   ):
     assert text in proc.stdout
@@ -120,7 +120,10 @@ def test_help_puts_the_experiment_first(tmp_path):
     out = proc.stdout
     assert proc.returncode == 0
     assert out.startswith('An MLP classifier')
-    assert out.index('presets (--config=experiments/mlp.py:PRESET): default, smoke') < (
+    presets = (
+      'presets (--config=experiments/mlp.py:PRESET): default (without :PRESET), smoke'
+    )
+    assert out.index(presets) < (
       out.index('--config.hidden=(32,)')  # the named preset's fields
     )
     assert '--allow_config_change' in out

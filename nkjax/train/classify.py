@@ -50,6 +50,30 @@ def default_fields(**overrides) -> dict:
   return fields
 
 
+# What each field of `default_fields()` means, for the launcher's --help.
+DESCRIPTIONS = {
+  **optim.DESCRIPTIONS,
+  'dataset': 'the data: digits (embedded), or mnist, fashion_mnist, cifar10, celeb_a (TFDS)',
+  'data_dir': 'where TFDS keeps its datasets; None: its default',
+  'image_size': 'resize images to this side; None: the native size',
+  'train_subset': 'train on the first N training examples only; None: all',
+  'l1': 'L1 penalty on the weights, added to the loss',
+  'l2': 'L2 penalty on the weights, added to the loss',
+  'batch_size': 'training examples per step, over all devices',
+  'eval_batch_size': 'examples per evaluation batch',
+  'num_steps': 'training steps',
+  'log_every': 'steps between training-metric lines',
+  'eval_every': 'steps between evaluations on the test set; 0: only at the end',
+  'checkpoint_every': 'steps between checkpoints; 0: only at the end',
+  'keep_checkpoints': 'how many of the latest checkpoints to keep',
+  'seed': 'the root random seed: same seed, same run',
+  'debug': 'True: run the steps without jit',
+  'steps_per_call': 'training steps per compiled call (same results as single steps)',
+  'data_on_device': 'keep the training set on the device; None: if in memory and small',
+  'divergence_factor': 'stop when the loss passes this multiple of its first value; 0: never',
+}
+
+
 # The largest in-memory training set `fit` keeps on the device unasked: the
 # embedded digits (5 MB at 28x28) are; a TFDS set loaded into memory at
 # ImageNet scale is not.

@@ -450,6 +450,26 @@ def default_fields(**overrides) -> dict:
   return defaults
 
 
+# What each field of `default_fields()` means, for the launcher's --help.
+DESCRIPTIONS = {
+  'optimizer': f'the update rule: {", ".join(OPTIMIZERS)}',
+  'learning_rate': 'the peak learning rate of the schedule',
+  'schedule': f'learning-rate schedule over num_steps: {", ".join(SCHEDULES)}',
+  'warmup_steps': 'steps of linear warm-up from 0 to learning_rate',
+  'decay_boundaries': "'step' schedule: fractions of num_steps where the rate drops",
+  'decay_steps': "'step' schedule: step numbers where the rate drops (wins over fractions)",
+  'decay_factor': "'step' schedule: the factor the rate is multiplied by at each drop",
+  'momentum': 'momentum of momentum and nesterov SGD',
+  'b1': 'Adam: decay rate of the first-moment (mean) estimate',
+  'b2': 'Adam: decay rate of the second-moment estimate',
+  'weight_decay': 'L2 weight decay (decoupled for adamw); 0: none',
+  'grad_clip_norm': 'clip the gradient to this global L2 norm; None: off',
+  'clip_by_lr': 'clip each gradient entry to +-theta/learning rate (VDSR); None: off',
+  'lr_multipliers': 'parameter path prefix -> multiplier of the learning rate',
+  'frozen': 'parameter path prefixes that get no updates',
+}
+
+
 def fields(config) -> dict:
   """The optimizer fields present in an experiment's config, for `build(**...)`."""
   return {k: config[k] for k in _FIELDS if k != 'num_steps' and k in config}
