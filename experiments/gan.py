@@ -151,6 +151,17 @@ def feature_classifier(
   return features_and_classes
 
 
+def sample_images(state, z, labels, *, conditional: bool):
+  """The generator's images for noise `z` `[n, latent_dim]` (and class
+  `labels` `[n]`, used when `conditional`): `[n, h, w, c]` in [-1, 1], from the
+  EMA parameters where the state keeps them. The experiment's predict step."""
+  params = state.ema if state.ema is not None else state.g.params
+  return state.g.apply_fn(
+    steps.model_variables(state.g, params), z, *((labels,) if conditional else ()),
+    train=False,
+  )  # fmt: skip
+
+
 def run_variant(config, workdir, variant: str) -> dict:
   choose('variant', variant, VARIANTS)
   mesh = sharding.data_mesh()
@@ -220,17 +231,11 @@ def run_variant(config, workdir, variant: str) -> dict:
   fixed_z = jax.random.normal(k_grid, (10 * rows, config.latent_dim))
   fixed_labels = jnp.repeat(jnp.arange(rows), 10)
 
-  @jax.jit
-  def generate(state, z, y):
-    params = state.ema if state.ema is not None else state.g.params
-    return state.g.apply_fn(
-      steps.model_variables(state.g, params), z, *((y,) if conditional else ()),
-      train=False,
-    )  # fmt: skip
+  generate = jax.jit(functools.partial(sample_images, conditional=conditional))
 
   def evaluate(state) -> dict:
-    step = int(state.step)
     grid = (np.asarray(generate(state, fixed_z, fixed_labels)) + 1) / 2
+    step = int(state.step)
     if jax.process_index() == 0:
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
       title = (
