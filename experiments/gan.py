@@ -66,6 +66,7 @@ def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
   c.m = 64  # real and noise samples per discriminator update
   c.k = 1  # discriminator updates per generator update
   c.saturating = False  # True: the minimax generator loss log(1 - D(G(z)))
+  c.dtype = 'float32'  # 'bfloat16': bfloat16 compute, float32 parameters and losses
   c.update(optim.default_fields(optimizer='adam', learning_rate=2e-4, b1=0.5))
   c.clip = ml_collections.config_dict.placeholder(float)
   c.gp_weight = 10.0
@@ -103,17 +104,20 @@ def get_config(preset: str = 'cgan') -> ml_collections.ConfigDict:
   return c
 
 
-def _networks(variant: str, image_shape, num_classes: int):
+def _networks(variant: str, image_shape, num_classes: int, dtype: str = 'float32'):
+  dtype = jnp.dtype(dtype)
   if variant in ('gan', 'cgan'):
     return gan_models.MLPGenerator(
-      image_shape=image_shape, num_classes=num_classes
-    ), gan_models.MLPDiscriminator(num_classes=num_classes)
+      image_shape=image_shape, num_classes=num_classes, dtype=dtype
+    ), gan_models.MLPDiscriminator(num_classes=num_classes, dtype=dtype)
   g_widths, d_widths = gan_models.dcgan_widths(image_shape[0])
   # The gradient penalty is per example: no batch norm in that critic.
   norm = variant != 'wgan_gp'
   return gan_models.DCGANGenerator(
-    image_shape=image_shape, widths=g_widths, num_classes=num_classes
-  ), gan_models.DCGANDiscriminator(widths=d_widths, num_classes=num_classes, norm=norm)
+    image_shape=image_shape, widths=g_widths, num_classes=num_classes, dtype=dtype
+  ), gan_models.DCGANDiscriminator(
+    widths=d_widths, num_classes=num_classes, norm=norm, dtype=dtype
+  )
 
 
 def _objective(variant: str) -> str:
@@ -179,7 +183,9 @@ def run_variant(config, workdir, variant: str) -> dict:
     process_count=jax.process_count(),
   )
   conditional = variant == 'cgan'
-  g_model, d_model = _networks(variant, data.example_shape, data.num_classes)
+  g_model, d_model = _networks(
+    variant, data.example_shape, data.num_classes, config.dtype
+  )
 
   def make_tx():
     return optim.build(num_steps=config.num_rounds, **optim.fields(config))
