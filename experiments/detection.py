@@ -232,6 +232,7 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   c.timing_images = 16
   c.num_pictures = 8
   c.seed = 0
+  c.dtype = 'float32'  # 'bfloat16': bfloat16 compute, float32 parameters and losses
   # Faster R-CNN: 'joint' (approximate joint training) or the paper's 4-step
   # 'alternating' training, the steps of each stage in stage_steps (() splits
   # num_steps in four).
@@ -317,6 +318,7 @@ def _load_data(config):
 def build_model(config, method: str, num_classes: int, svd_rank: int | None = None):
   """The network of `method` with the config's attributes; `svd_rank` the
   rank of the box head's fc layers (None: whole)."""
+  dtype = jnp.dtype(config.get('dtype', 'float32'))  # absent from older runs
   if method == 'faster_rcnn':
     return det.FasterRCNN(
       num_classes=num_classes, backbone=config.backbone,
@@ -326,7 +328,7 @@ def build_model(config, method: str, num_classes: int, svd_rank: int | None = No
       post_nms_top_n=config.rpn_post_nms_test, rpn_nms_threshold=config.rpn_nms_threshold,
       score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
       max_detections=config.max_detections, dropout_rate=config.dropout_rate,
-      svd_rank=svd_rank,
+      svd_rank=svd_rank, dtype=dtype,
     )  # fmt: skip
   if method == 'fast_rcnn':
     return det.FastRCNN(
@@ -334,10 +336,13 @@ def build_model(config, method: str, num_classes: int, svd_rank: int | None = No
       roi_op=config.roi_op, roi_size=config.roi_size,
       score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
       max_detections=config.max_detections, dropout_rate=config.dropout_rate,
-      svd_rank=svd_rank,
+      svd_rank=svd_rank, dtype=dtype,
     )  # fmt: skip
   return det.RCNNClassifier(
-    num_classes=num_classes, widths=tuple(config.rcnn_widths), fc=tuple(config.rcnn_fc)
+    num_classes=num_classes,
+    widths=tuple(config.rcnn_widths),
+    fc=tuple(config.rcnn_fc),
+    dtype=dtype,
   )
 
 

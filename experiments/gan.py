@@ -94,6 +94,7 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   c.m = 64  # real and noise samples per discriminator update
   c.k = 1  # discriminator updates per generator update
   c.saturating = False  # True: the minimax generator loss log(1 - D(G(z)))
+  c.dtype = 'float32'  # 'bfloat16': bfloat16 compute, float32 parameters and losses
   c.update(optim.default_fields(optimizer='adam', learning_rate=2e-4, b1=0.5))
   c.clip = ml_collections.config_dict.placeholder(float)
   c.gp_weight = 10.0
@@ -131,17 +132,20 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   return c
 
 
-def _networks(variant: str, image_shape, num_classes: int):
+def _networks(variant: str, image_shape, num_classes: int, dtype: str = 'float32'):
+  dtype = jnp.dtype(dtype)
   if variant in ('gan', 'cgan'):
     return gan_models.MLPGenerator(
-      image_shape=image_shape, num_classes=num_classes
-    ), gan_models.MLPDiscriminator(num_classes=num_classes)
+      image_shape=image_shape, num_classes=num_classes, dtype=dtype
+    ), gan_models.MLPDiscriminator(num_classes=num_classes, dtype=dtype)
   g_widths, d_widths = gan_models.dcgan_widths(image_shape[0])
   # The gradient penalty is per example: no batch norm in that critic.
   norm = variant != 'wgan_gp'
   return gan_models.DCGANGenerator(
-    image_shape=image_shape, widths=g_widths, num_classes=num_classes
-  ), gan_models.DCGANDiscriminator(widths=d_widths, num_classes=num_classes, norm=norm)
+    image_shape=image_shape, widths=g_widths, num_classes=num_classes, dtype=dtype
+  ), gan_models.DCGANDiscriminator(
+    widths=d_widths, num_classes=num_classes, norm=norm, dtype=dtype
+  )
 
 
 def _objective(variant: str) -> str:
@@ -179,6 +183,17 @@ def feature_classifier(
   return features_and_classes
 
 
+def sample_images(state, z, labels, *, conditional: bool):
+  """The generator's images for noise `z` `[n, latent_dim]` (and class
+  `labels` `[n]`, used when `conditional`): `[n, h, w, c]` in [-1, 1], from the
+  EMA parameters where the state keeps them. The experiment's predict step."""
+  params = state.ema if state.ema is not None else state.g.params
+  return state.g.apply_fn(
+    steps.model_variables(state.g, params), z, *((labels,) if conditional else ()),
+    train=False,
+  )  # fmt: skip
+
+
 def run_variant(config, workdir, variant: str) -> dict:
   choose('variant', variant, VARIANTS)
   mesh = sharding.data_mesh()
@@ -196,7 +211,9 @@ def run_variant(config, workdir, variant: str) -> dict:
     process_count=jax.process_count(),
   )
   conditional = variant == 'cgan'
-  g_model, d_model = _networks(variant, data.example_shape, data.num_classes)
+  g_model, d_model = _networks(
+    variant, data.example_shape, data.num_classes, config.dtype
+  )
 
   def make_tx():
     return optim.build(num_steps=config.num_rounds, **optim.fields(config))
@@ -248,17 +265,11 @@ def run_variant(config, workdir, variant: str) -> dict:
   fixed_z = jax.random.normal(k_grid, (10 * rows, config.latent_dim))
   fixed_labels = jnp.repeat(jnp.arange(rows), 10)
 
-  @jax.jit
-  def generate(state, z, y):
-    params = state.ema if state.ema is not None else state.g.params
-    return state.g.apply_fn(
-      steps.model_variables(state.g, params), z, *((y,) if conditional else ()),
-      train=False,
-    )  # fmt: skip
+  generate = jax.jit(functools.partial(sample_images, conditional=conditional))
 
   def evaluate(state) -> dict:
-    step = int(state.step)
     grid = (np.asarray(generate(state, fixed_z, fixed_labels)) + 1) / 2
+    step = int(state.step)
     if jax.process_index() == 0:
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
       title = (

@@ -166,6 +166,7 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   c.divergence_factor = 1000.0  # stop when the loss passes this x its first; 0: never
   c.round_y = True  # MATLAB's uint8 path: 8-bit output, integer Y
   c.seed = 0
+  c.dtype = 'float32'  # 'bfloat16': bfloat16 compute, float32 parameters and losses
   c.figure_crop = 48  # HR side of the zoomed crop in the figures
   # Networks.
   c.srcnn_f2 = 1  # 9-1-5; 5 for 9-5-5
@@ -265,14 +266,15 @@ def build_model(c, scale: int | None = None):
   """The network of config (or run config dict) `c`; `scale` for SRResNet."""
   m = c['model']
   choose('model', m, MODELS)
+  dtype = {'dtype': jnp.dtype(c.get('dtype', 'float32'))}  # absent from older runs
   if m == 'srcnn':
-    return sr_models.SRCNN(f2=c['srcnn_f2'], padding=c['padding'])
+    return sr_models.SRCNN(f2=c['srcnn_f2'], padding=c['padding'], **dtype)
   if m == 'vdsr':
-    return sr_models.VDSR(depth=c['depth'], features=c['features'])
+    return sr_models.VDSR(depth=c['depth'], features=c['features'], **dtype)
   return sr_models.SRResNet(
     blocks=c['blocks'], features=c['features'], scale=scale or c['scales'][0],
     norm=c['norm'], icnr=c.get('icnr', False),  # absent from older runs' configs
-    bicubic_skip=c.get('bicubic_skip', False),
+    bicubic_skip=c.get('bicubic_skip', False), **dtype,
   )  # fmt: skip
 
 

@@ -102,6 +102,48 @@ def use_all_cpu_cores() -> None:
   _add_xla_flags(flags)
 
 
+GPU_DETERMINISTIC = '--xla_gpu_deterministic_ops'
+_GPU_PLATFORMS = ('gpu', 'cuda', 'rocm')
+
+
+def xla_flags_for(platform: str, *, gpu_deterministic: bool = True) -> list[str]:
+  """The XLA flags the launcher adds for a run on JAX platform `platform`.
+
+  On a GPU, `GPU_DETERMINISTIC=true`: XLA's scatter-adds (the gradients of
+  RoIAlign, RoI pooling and embeddings) otherwise add in whatever order the
+  threads finish, so two runs, or a run and its resume after kill -9, differ in
+  the last bits; with it, scatters run as deterministic sorts or segmented
+  sums and autotuning picks the same kernels each time. `gpu_deterministic=False`
+  (`--gpu_deterministic=false`) leaves XLA's faster default. The CPU and TPU
+  backends are deterministic already: nothing is added for them.
+
+  >>> xla_flags_for('cuda'), xla_flags_for('tpu'), xla_flags_for('gpu', gpu_deterministic=False)
+  (['--xla_gpu_deterministic_ops=true'], [], [])
+  """
+  if platform.lower() in _GPU_PLATFORMS and gpu_deterministic:
+    return [f'{GPU_DETERMINISTIC}=true']
+  return []
+
+
+def expected_platform() -> str:
+  """The platform JAX will start on, found without starting it: the first of
+  `JAX_PLATFORMS` if set, else 'gpu' where a CUDA or ROCm plugin is
+  installed, 'tpu' where libtpu is, else 'cpu'."""
+  from importlib import metadata
+
+  chosen = os.environ.get('JAX_PLATFORMS', '').split(',')[0].strip().lower()
+  if chosen:
+    return chosen
+  names = {
+    d.metadata['Name'].lower().replace('_', '-') for d in metadata.distributions()
+  }
+  if any(n.startswith(('jax-cuda', 'jax-rocm')) for n in names):
+    return 'gpu'
+  if any(n.startswith('libtpu') for n in names):
+    return 'tpu'
+  return 'cpu'
+
+
 class _QuietLibraries(std_logging.Filter):
   # orbax logs every save's internals at INFO; keep its warnings and errors.
   def filter(self, record: std_logging.LogRecord) -> bool:
@@ -366,7 +408,8 @@ def _experiment_name(module) -> str:
 
 
 def _define_flags(module, flag_values, argv: list[str]):
-  """Defines `--config`, `--workdir` and `--allow_config_change` in `flag_values`."""
+  """Defines `--config`, `--workdir`, `--allow_config_change` and
+  `--gpu_deterministic` in `flag_values`."""
   experiment_file = os.path.relpath(module.__file__)
   try:
     # ml_collections applies --config.<field> overrides here already.
@@ -393,13 +436,21 @@ def _define_flags(module, flag_values, argv: list[str]):
     'started it; the change is recorded in run.json and summary.json',
     flag_values=flag_values,
   )
-  return config, workdir, allow_change
+  gpu_deterministic = flags.DEFINE_bool(
+    'gpu_deterministic',
+    True,
+    "on a GPU, make XLA's scatter-adds and autotuning deterministic "
+    f'({GPU_DETERMINISTIC}; see docs/accelerators.md for its cost); false: faster, '
+    'not bitwise reproducible',
+    flag_values=flag_values,
+  )
+  return config, workdir, allow_change, gpu_deterministic
 
 
 def _launch(module, main, flag_values, holders, argv: list[str]) -> None:
   """Everything after flag parsing: checks, the run record, `main`, the
   closing lines. Stops with `SystemExit` (1 on bad input)."""
-  config, workdir_flag, allow_change = holders
+  config, workdir_flag, allow_change, gpu_deterministic = holders
   if len(argv) > 1:
     _exit_with(
       f'unexpected arguments: {" ".join(argv[1:])}; flags take the form '
@@ -431,6 +482,10 @@ def _launch(module, main, flag_values, holders, argv: list[str]) -> None:
       f'{os.path.join(workdir, "summary.json")} (raise --config.{steps} to train further).'
     )
     return
+  # Before JAX starts its backends (jax is imported, but starts them lazily).
+  _add_xla_flags(
+    xla_flags_for(expected_platform(), gpu_deterministic=gpu_deterministic.value)
+  )
   import jax
 
   if _several_processes():

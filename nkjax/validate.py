@@ -222,4 +222,6 @@ TRAINING = {
   'dropout_rate': optional(fraction),
   'divergence_factor': non_negative,
   'steps_per_call': count,
+  # The compute dtype; parameters stay float32.
+  'dtype': one_of('float32', 'bfloat16'),
 }

@@ -6,9 +6,14 @@ discriminators return one logit per image (D(x) = sigmoid(logit)); a critic's
 output is used as is. A conditional network reads the label as a one-hot
 vector: concatenated to the noise (G) and to the input (D), as in Mirza &
 Osindero (2014).
+
+`dtype` is the compute dtype (bfloat16 on a TPU or GPU); parameters stay
+float32, batch norm's statistics are kept in float32, and every network
+returns float32, so losses are computed in float32.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -53,17 +58,19 @@ class MLPGenerator(nn.Module):
   image_shape: Sequence[int] = (8, 8, 1)
   hidden: Sequence[int] = (128, 256)
   num_classes: int = 10
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z, labels=None, *, train: bool):
     del train
-    x = _condition(z, labels, self.num_classes)
+    x = _condition(z.astype(self.dtype), labels, self.num_classes)
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width)(x))
+      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
     size = 1
     for d in self.image_shape:
       size *= d
-    return jnp.tanh(nn.Dense(size)(x)).reshape(z.shape[0], *self.image_shape)
+    x = jnp.tanh(nn.Dense(size, dtype=self.dtype)(x).astype(jnp.float32))
+    return x.reshape(z.shape[0], *self.image_shape)
 
 
 class MLPDiscriminator(nn.Module):
@@ -71,14 +78,16 @@ class MLPDiscriminator(nn.Module):
 
   hidden: Sequence[int] = (256, 128)
   num_classes: int = 10
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, labels=None, *, train: bool):
     del train
-    x = _condition(x.reshape(x.shape[0], -1), labels, self.num_classes)
+    x = x.reshape(x.shape[0], -1).astype(self.dtype)
+    x = _condition(x, labels, self.num_classes)
     for width in self.hidden:
-      x = nn.leaky_relu(nn.Dense(width)(x), 0.2)
-    return nn.Dense(1)(x)[:, 0]
+      x = nn.leaky_relu(nn.Dense(width, dtype=self.dtype)(x), 0.2)
+    return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
 
 
 class DCGANGenerator(nn.Module):
@@ -93,20 +102,26 @@ class DCGANGenerator(nn.Module):
   image_shape: Sequence[int] = (8, 8, 1)
   widths: Sequence[int] = (128, 64)
   num_classes: int = 10
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z, labels=None, *, train: bool):
     h, w, c = self.image_shape
     scale = 2 ** len(self.widths)
-    x = _condition(z, labels, self.num_classes)
-    x = nn.Dense((h // scale) * (w // scale) * self.widths[0], use_bias=False)(x)
-    x = nn.relu(batch_norm(train, jnp.float32)(x)).reshape(
+    x = _condition(z.astype(self.dtype), labels, self.num_classes)
+    x = nn.Dense(
+      (h // scale) * (w // scale) * self.widths[0], use_bias=False, dtype=self.dtype
+    )(x)
+    x = nn.relu(batch_norm(train, self.dtype)(x)).reshape(
       z.shape[0], h // scale, w // scale, self.widths[0]
     )
     for width in self.widths[1:]:
-      x = ConvTranspose(width, (4, 4), (2, 2), padding='SAME', use_bias=False)(x)
-      x = nn.relu(batch_norm(train, jnp.float32)(x))
-    return jnp.tanh(ConvTranspose(c, (4, 4), (2, 2), padding='SAME')(x))
+      x = ConvTranspose(
+        width, (4, 4), (2, 2), padding='SAME', use_bias=False, dtype=self.dtype
+      )(x)
+      x = nn.relu(batch_norm(train, self.dtype)(x))
+    x = ConvTranspose(c, (4, 4), (2, 2), padding='SAME', dtype=self.dtype)(x)
+    return jnp.tanh(x.astype(jnp.float32))
 
 
 class DCGANDiscriminator(nn.Module):
@@ -117,13 +132,15 @@ class DCGANDiscriminator(nn.Module):
   widths: Sequence[int] = (64, 128)
   num_classes: int = 10
   norm: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, labels=None, *, train: bool):
-    x = _condition(x, labels, self.num_classes)
+    x = _condition(x.astype(self.dtype), labels, self.num_classes)
     for i, width in enumerate(self.widths):
-      x = Conv(width, (4, 4), (2, 2), padding='SAME')(x)
+      x = Conv(width, (4, 4), (2, 2), padding='SAME', dtype=self.dtype)(x)
       if i > 0 and self.norm:
-        x = batch_norm(train, jnp.float32)(x)
+        x = batch_norm(train, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
-    return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+    x = nn.Dense(1, dtype=self.dtype)(x.reshape(x.shape[0], -1))
+    return x[:, 0].astype(jnp.float32)

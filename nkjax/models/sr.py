@@ -24,6 +24,7 @@ Images are NHWC floats in [0, 1] (Y-channel networks: Y / 255, i.e. [16, 235] / 
 
 import functools
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -87,6 +88,7 @@ class SRCNN(nn.Module):
   padding: str = 'VALID'
   # The paper draws weights from N(0, 0.001^2); None keeps flax's LeCun normal.
   init_std: float | None = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
@@ -96,10 +98,12 @@ class SRCNN(nn.Module):
       if self.init_std
       else nn.initializers.lecun_normal()
     )
-    conv = functools.partial(Conv, padding=self.padding, kernel_init=init)
-    x = nn.relu(conv(self.n1, (self.f1, self.f1), name='conv1')(x))
+    conv = functools.partial(
+      Conv, padding=self.padding, kernel_init=init, dtype=self.dtype
+    )
+    x = nn.relu(conv(self.n1, (self.f1, self.f1), name='conv1')(x.astype(self.dtype)))
     x = nn.relu(conv(self.n2, (self.f2, self.f2), name='conv2')(x))
-    return conv(self.channels, (self.f3, self.f3), name='conv3')(x)
+    return conv(self.channels, (self.f3, self.f3), name='conv3')(x).astype(jnp.float32)
 
 
 class VDSR(nn.Module):
@@ -109,18 +113,21 @@ class VDSR(nn.Module):
   depth: int = 20
   features: int = 64
   channels: int = 1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     del train
     # He et al.'s initialisation, as the paper uses for its deep ReLU stack.
     conv = functools.partial(
-      Conv, kernel_size=(3, 3), padding='SAME', kernel_init=nn.initializers.he_normal()
-    )
-    y = x
+      Conv, kernel_size=(3, 3), padding='SAME', kernel_init=nn.initializers.he_normal(),
+      dtype=self.dtype,
+    )  # fmt: skip
+    y = x.astype(self.dtype)
     for _ in range(self.depth - 1):
       y = nn.relu(conv(self.features)(y))
-    return x + conv(self.channels)(y)
+    # The residual is added to the float32 input: the output keeps its precision.
+    return x + conv(self.channels)(y).astype(jnp.float32)
 
 
 def _prelu():
@@ -131,13 +138,14 @@ def _prelu():
 class ResidualBlock(nn.Module):
   features: int = 64
   norm: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    bn = functools.partial(batch_norm, train, None)
-    y = Conv(self.features, (3, 3), padding='SAME')(x)
+    bn = functools.partial(batch_norm, train, self.dtype)
+    y = Conv(self.features, (3, 3), padding='SAME', dtype=self.dtype)(x)
     y = _prelu()(bn()(y) if self.norm else y)
-    y = Conv(self.features, (3, 3), padding='SAME')(y)
+    y = Conv(self.features, (3, 3), padding='SAME', dtype=self.dtype)(y)
     return x + (bn()(y) if self.norm else y)
 
 
@@ -153,6 +161,8 @@ class SRResNet(nn.Module):
     bicubic_skip: add the MATLAB-bicubic upsampling of the input to the output,
       so the network learns the residual over bicubic as VDSR does (a departure
       from Ledig et al.; with a zero output convolution it outputs bicubic).
+    dtype: the compute dtype (parameters stay float32; the output and the
+      bicubic skip are float32).
   """
 
   blocks: int = 16
@@ -162,6 +172,7 @@ class SRResNet(nn.Module):
   norm: bool = True
   icnr: bool = False
   bicubic_skip: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -169,17 +180,18 @@ class SRResNet(nn.Module):
     stages = int(round(math.log2(self.scale)))
     if 2**stages != self.scale:
       raise UserError(f'SRResNet scales by powers of two, not {self.scale}')
-    x = _prelu()(Conv(self.features, (9, 9), padding='SAME')(x))
+    conv = functools.partial(Conv, padding='SAME', dtype=self.dtype)
+    x = _prelu()(conv(self.features, (9, 9))(x.astype(self.dtype)))
     y = x
     for _ in range(self.blocks):
-      y = ResidualBlock(self.features, self.norm)(y, train=train)
-    y = Conv(self.features, (3, 3), padding='SAME')(y)
-    y = x + (batch_norm(train, None)(y) if self.norm else y)
+      y = ResidualBlock(self.features, self.norm, self.dtype)(y, train=train)
+    y = conv(self.features, (3, 3))(y)
+    y = x + (batch_norm(train, self.dtype)(y) if self.norm else y)
     init = {'kernel_init': icnr(2)} if self.icnr else {}
     for _ in range(stages):
-      y = Conv(4 * self.features, (3, 3), padding='SAME', **init)(y)
+      y = conv(4 * self.features, (3, 3), **init)(y)
       y = _prelu()(pixel_shuffle(y, 2))
-    y = Conv(self.channels, (9, 9), padding='SAME')(y)
+    y = conv(self.channels, (9, 9))(y).astype(jnp.float32)
     return y + resize.imresize(lr, scale=float(self.scale)) if self.bicubic_skip else y
 
 
@@ -191,18 +203,20 @@ class SRGANDiscriminator(nn.Module):
 
   widths: tuple[int, ...] = (64, 128, 256, 512)
   dense: int = 1024
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     act = functools.partial(nn.leaky_relu, negative_slope=0.2)
+    x = x.astype(self.dtype)
     for i, width in enumerate(self.widths):
       for stride in (1, 2):
-        x = Conv(width, (3, 3), (stride, stride), padding='SAME')(x)
+        x = Conv(width, (3, 3), (stride, stride), padding='SAME', dtype=self.dtype)(x)
         if i or stride == 2:  # no batch norm after the first convolution
-          x = batch_norm(train, None)(x)
+          x = batch_norm(train, self.dtype)(x)
         x = act(x)
-    x = act(nn.Dense(self.dense)(x.reshape(x.shape[0], -1)))
-    return nn.Dense(1)(x)[:, 0]
+    x = act(nn.Dense(self.dense, dtype=self.dtype)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
 
 
 # ---------------------------------------------------------------- VGG19 features

@@ -9,8 +9,11 @@ runs fast; on a GPU or TPU, XLA's own op unchanged.
 * `cpu_fusion_boundary`: a barrier that keeps XLA:CPU from recomputing
   batch-norm blocks inside weight-gradient transposes.
 
-The choice is made when the op is traced (`cpu_forms_apply`), so one program
-never mixes the two; each form's speed-up is measured in its docstring.
+The choice is made inside the program (`on_cpu`, `jax.lax.platform_dependent`):
+a program lowered for a GPU or a TPU holds only XLA's ops, one lowered for
+the CPU only the CPU forms, and one exported for several platforms carries
+both and picks at compile time. Each form's speed-up is measured in its
+docstring.
 """
 
 import functools
@@ -22,28 +25,28 @@ from nkjax.ops.conv import _same_pads, _windows, conv2d
 from nkjax.ops.sizes import output_size
 
 
-def cpu_forms_apply() -> bool:
-  """Whether the CPU-only forms of this module (the sum of shifted matmuls for
-  tiny convolution outputs, the sub-pixel transposed convolution) are taken.
+def on_cpu(cpu_form, xla_form, *args):
+  """`cpu_form(*args)` in the program compiled for a CPU, `xla_form(*args)` in
+  one compiled for any other platform.
 
-  Only when JAX computes on the host CPU: both work around XLA:CPU's kernels
-  and would only add ops on a GPU or a TPU, whose convolution emitters handle
-  these shapes at full rate. The backend is asked when the op is traced
-  (`jax.default_backend()`, the backend that `jax.jit` compiles for unless
-  told otherwise), so one program never mixes the two.
+  The choice is made for the platform the program is lowered for, not the
+  backend of the process that traces it (`jax.lax.platform_dependent`): a
+  program exported on a CPU for a TPU or a GPU holds XLA's own op only. Both
+  forms must return the same shapes and dtypes.
   """
-  return jax.default_backend() == 'cpu'
+  return jax.lax.platform_dependent(*args, cpu=cpu_form, default=xla_form)
 
 
 def fusion_boundaries_apply() -> bool:
-  """Whether `cpu_fusion_boundary` adds its barrier: on a CPU with jax 0.12+.
+  """Whether `cpu_fusion_boundary` adds its barrier to CPU programs: with jax 0.12+.
 
   Measured A/B on the idle 2-core machine, ResNet-20 at batch 128, 3
   alternating pairs, ms a step without -> with the boundaries: jax 0.12
   543 -> 435, 467 -> 354, 459 -> 335 (23% less); jax 0.10.2 465 -> 496,
-  517 -> 572, 498 -> 485 (no gain), so older XLAs go without.
+  517 -> 572, 498 -> 485 (no gain), so older XLAs go without. Programs for
+  other platforms never have them.
   """
-  return cpu_forms_apply() and _jax_version() >= (0, 12)
+  return _jax_version() >= (0, 12)
 
 
 def _jax_version() -> tuple[int, int]:
@@ -52,8 +55,9 @@ def _jax_version() -> tuple[int, int]:
 
 
 def cpu_fusion_boundary(x: jax.Array) -> jax.Array:
-  """`x` itself, computed once: where `fusion_boundaries_apply()`, an
-  `optimization_barrier` that XLA does not fuse across; elsewhere nothing.
+  """`x` itself, computed once: in a CPU program where
+  `fusion_boundaries_apply()`, an `optimization_barrier` that XLA does not
+  fuse across; elsewhere nothing.
 
   XLA:CPU fused the batch-norm, ReLU and residual additions of several ResNet
   blocks into each transpose that feeds a weight-gradient convolution, so every
@@ -63,7 +67,9 @@ def cpu_fusion_boundary(x: jax.Array) -> jax.Array:
   each block's output and after its first ReLU keeps each computed once. GPU
   and TPU fusion gains from the same freedom.
   """
-  return jax.lax.optimization_barrier(x) if fusion_boundaries_apply() else x
+  if not fusion_boundaries_apply():
+    return x
+  return on_cpu(jax.lax.optimization_barrier, lambda y: y, x)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -159,25 +165,36 @@ def conv_general_dilated(
     and feature_group_count == 1
     and all(d == 1 for d in (lhs_dilation or (1, 1)))
   )
-  if not cpu_forms_apply() or not plain:
+
+  def xla(lhs, rhs):
     return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
+
+  pads = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
+  if not plain:
+    return xla(lhs, rhs)
   if lhs.shape[-1] == 1 and out.shape[1] * out.shape[2] > 4 and precision is None:
-    pads = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
-    y = _one_channel_conv(
-      lhs, rhs, tuple(window_strides), pads, tuple(rhs_dilation or (1, 1))
+
+    def cpu(lhs, rhs):
+      y = _one_channel_conv(
+        lhs, rhs, tuple(window_strides), pads, tuple(rhs_dilation or (1, 1))
+      )
+      return y.astype(out.dtype)
+
+    return on_cpu(cpu, xla, lhs, rhs)
+  if out.shape[1] * out.shape[2] > 4:
+    return xla(lhs, rhs)
+
+  def cpu(lhs, rhs):
+    y = conv2d(
+      lhs,
+      rhs,
+      stride=tuple(window_strides),
+      padding=pads,
+      dilation=tuple(rhs_dilation or (1, 1)),
     )
     return y.astype(out.dtype)
-  if out.shape[1] * out.shape[2] > 4:
-    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
-  pads = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
-  y = conv2d(
-    lhs,
-    rhs,
-    stride=tuple(window_strides),
-    padding=pads,
-    dilation=tuple(rhs_dilation or (1, 1)),
-  )
-  return y.astype(out.dtype)
+
+  return on_cpu(cpu, xla, lhs, rhs)
 
 
 def _transpose_pads(k: int, s: int, padding: str) -> tuple[int, int]:
@@ -215,14 +232,27 @@ def conv_transpose(
   convolution's. Measured on XLA:CPU, batch 128, 4x4 kernels, stride 2, forward
   and backward: 4x4x256 -> 128 channels 538 -> 48 ms, 8x8x128 -> 64 975 -> 109 ms,
   32x32x128 -> 64 37.8 s -> 2.7 s. With fewer than 8 output channels XLA's own op
-  is faster (16x16x64 -> 3: 50 vs 122 ms), so it is kept there, and on other
-  backends.
+  is faster (16x16x64 -> 3: 50 vs 122 ms), so it is kept there, and in programs
+  for other platforms (`on_cpu`).
   """
-  kh, kw, _, cout = w.shape
-  if not cpu_forms_apply() or cout < 8:
+
+  def xla(x, w):
     return jax.lax.conv_transpose(
       x, w, strides, padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
     )
+
+  if w.shape[-1] < 8:
+    return xla(x, w)
+  return on_cpu(
+    functools.partial(_sub_pixel_conv_transpose, strides=strides, padding=padding),
+    xla,
+    x,
+    w,
+  )
+
+
+def _sub_pixel_conv_transpose(x, w, *, strides, padding):
+  kh, kw, _, cout = w.shape
   pads = (
     [_transpose_pads(k, s, padding) for k, s in zip((kh, kw), strides, strict=True)]
     if isinstance(padding, str)

@@ -76,17 +76,29 @@ def jit_train_steps(train_step: StepFn, mesh: Mesh, *, frozen: bool = False) -> 
   ...]` (n steps of a batch each, split along axis 1); `metrics` come back
   stacked, `[n, ...]` per leaf. Shardings and donation as `jit_train_step`'s.
 
-  The scan is unrolled: XLA:CPU compiles the body of a loop with other kernels
-  than a lone step (LeNet-5's parameters came out up to 3e-7 apart after 12
-  steps), and unrolled, the n steps are the single step's program n times
-  over, bitwise equal to it. Compilation grows with n, so keep n small (4-32):
-  this is for models whose step is short."""
+  In the program for a CPU the scan is unrolled: XLA:CPU compiles the body of
+  a loop with other kernels than a lone step (LeNet-5's parameters came out up
+  to 3e-7 apart after 12 steps), and unrolled, the n steps are the single
+  step's program n times over, bitwise equal to it. Compilation grows with n,
+  so keep n small (4-32): this is for models whose step is short. The program
+  for a GPU or TPU keeps the loop (`jax.lax.platform_dependent`, resolved when
+  the program is lowered for its platform): its body compiles once, and
+  results are those of that loop, the same on every run and resume but not
+  bitwise those of n single steps."""
   repl = sharding.replicated(mesh)
   stacked = sharding.stacked_batch_sharded(mesh)
 
   def run(state, batches, rng, *extra):
-    return jax.lax.scan(
-      lambda s, b: train_step(s, b, rng, *extra), state, batches, unroll=True
+    def scan(unroll):
+      def loop(state, batches, rng, *extra):
+        return jax.lax.scan(
+          lambda s, b: train_step(s, b, rng, *extra), state, batches, unroll=unroll
+        )
+
+      return loop
+
+    return jax.lax.platform_dependent(
+      state, batches, rng, *extra, cpu=scan(True), default=scan(1)
     )
 
   return jax.jit(

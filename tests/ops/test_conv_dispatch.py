@@ -1,7 +1,10 @@
-"""The CPU-only forms of nkjax.ops.cpu_dispatch are taken on a CPU and never on a GPU or TPU.
+"""The CPU-only forms of nkjax.ops.cpu_dispatch are in the program for a CPU
+and never in the program for a GPU or TPU.
 
-The backend query (`jax.default_backend`) is patched, and the traced program is
-read: what would be compiled for that backend, without needing the device.
+The forms are chosen inside the program (`jax.lax.platform_dependent`), so
+the traced jaxpr holds both; each platform's program is read off it by
+following, at each platform-dependent choice, the branch that lowering keeps
+for that platform. tests/test_export.py checks the lowered programs themselves.
 """
 
 import functools
@@ -14,16 +17,31 @@ import pytest
 from nkjax.models import cnn, gan
 from nkjax.ops import cpu_dispatch
 
-ACCELERATORS = ('gpu', 'tpu')
+ACCELERATORS = ('cuda', 'tpu')
+_PLATFORM = {'name': 'cpu'}  # the platform whose branches `_primitives` follows
+
+
+def _branch_for(eqn, platform):
+  """The branch of a `platform_dependent` cond that `platform` runs."""
+  for branch, platforms in zip(
+    eqn.params['branches'], eqn.params['branches_platforms'], strict=True
+  ):
+    if platforms is None or platform in platforms:
+      return branch
+  raise AssertionError(f'no branch for {platform}')
 
 
 def _primitives(closed_jaxpr) -> list:
-  """Every equation of a jaxpr and of the jaxprs nested in it (jit, scan, cond...)."""
+  """Every equation of a jaxpr and of the jaxprs nested in it (jit, scan,
+  cond...), in the program for `_PLATFORM['name']`."""
   found = []
 
   def visit(value):
     if hasattr(value, 'eqns'):
       for eqn in value.eqns:
+        if eqn.params.get('branches_platforms') is not None:
+          visit(_branch_for(eqn, _PLATFORM['name']))
+          continue
         found.append(eqn)
         for param in eqn.params.values():
           visit(param)
@@ -46,8 +64,7 @@ def _convs(fn, *args):
 
 @pytest.fixture(params=('cpu', *ACCELERATORS))
 def backend(request, monkeypatch):
-  monkeypatch.setattr(jax, 'default_backend', lambda: request.param)
-  assert cpu_dispatch.cpu_forms_apply() == (request.param == 'cpu')
+  monkeypatch.setitem(_PLATFORM, 'name', request.param)
   return request.param
 
 
@@ -146,7 +163,8 @@ def test_resnet_blocks_have_fusion_boundaries_only_where_they_apply(backend):
     jax.make_jaxpr(jax.grad(loss))(variables['params'], variables['batch_stats'])
   )
   barriers = [e for e in eqns if e.primitive.name == 'optimization_barrier']
-  assert len(barriers) == (2 * 9 * 2 if cpu_dispatch.fusion_boundaries_apply() else 0)
+  on = backend == 'cpu' and cpu_dispatch.fusion_boundaries_apply()
+  assert len(barriers) == (2 * 9 * 2 if on else 0)
 
 
 def test_fusion_boundaries_change_no_gradient(monkeypatch):
