@@ -90,7 +90,8 @@ def _discriminator_update(
 
 
 def _repeat(d_update, d, k, images, labels):
-  """`lax.scan(d_update, d, (arange(k), images, labels))`, as a Python loop on a CPU.
+  """`lax.scan(d_update, d, (arange(k), images, labels))`, as a Python loop in a
+  program compiled for a CPU (`cpu_dispatch.on_cpu`).
 
   XLA:CPU (jaxlib 0.10.2) left the discriminator's gradient convolutions (4x4,
   stride 2) in a loop body (a `while`, which `lax.scan` emits even with
@@ -104,13 +105,18 @@ def _repeat(d_update, d, k, images, labels):
   loop (`python -m nkjax.bench dcgan` prints the round beside its parts).
   Elsewhere the scan keeps one D update in the program whatever k is.
   """
-  if not cpu_dispatch.cpu_forms_apply():
+
+  def scan(d, images, labels):
     return jax.lax.scan(d_update, d, (jnp.arange(k), images, labels))
-  outs = []
-  for i in range(k):
-    d, out = d_update(d, (jnp.asarray(i), images[i], labels[i]))
-    outs.append(out)
-  return d, tuple(jnp.stack(v) for v in zip(*outs, strict=True))
+
+  def loop(d, images, labels):
+    outs = []
+    for i in range(k):
+      d, out = d_update(d, (jnp.asarray(i), images[i], labels[i]))
+      outs.append(out)
+    return d, tuple(jnp.stack(v) for v in zip(*outs, strict=True))
+
+  return cpu_dispatch.on_cpu(loop, scan, d, images, labels)
 
 
 def gan_round(
