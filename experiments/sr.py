@@ -352,6 +352,13 @@ def train(c, workdir: str) -> dict:
     }
     if c.model == 'srgan':
       out['content_loss'] = note
+    # The test PSNR-Y beside the training patches' PSNR in curves.png.
+    test = writers.MetricWriter(workdir, console=lambda line: None,
+                                resume_step=int(state.step))  # fmt: skip
+    test.write(int(state.step), {
+      f'test/psnr_y_{scale}': row[label]['psnr_y'] for scale, row in result['mean'].items()
+    })  # fmt: skip
+    test.close()
     return out
 
   result = loop.fit(
@@ -361,9 +368,17 @@ def train(c, workdir: str) -> dict:
     checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints,
     loss_key='g_loss' if c.model == 'srgan' else 'loss', config=c.to_dict(),
     frozen=frozen, warm_start=warm, summarize=summarize,
-    divergence_factor=c.divergence_factor,
+    divergence_factor=c.divergence_factor, loss_unit=_loss_unit(c),
   )  # fmt: skip
   return result.summary
+
+
+def _loss_unit(c) -> str:
+  if c.model == 'srgan':
+    return 'generator: content + 1e-3 adversarial'
+  return {'mse': 'squared intensity, MSE on [0, 1]', 'l1': 'intensity, L1 on [0, 1]'}[
+    c.pixel_loss
+  ]
 
 
 def _no_frozen(step_fn, state, batch, rng):

@@ -43,10 +43,11 @@ def save_figure(fig, path: str, *, dpi: int = 100) -> str:
   return path
 
 
-# Metric names with a unit worth stating on the y-axis.
+# Metric names with a unit worth stating on the y-axis; the loss's unit follows
+# the loss the run minimises (`loss_unit`), so it is not among them.
 _UNITS = {
   'accuracy': 'accuracy (fraction correct)',
-  'loss': 'loss (nats for cross-entropy)',
+  'psnr': 'PSNR (dB)',
   'frechet': 'Frechet distance (feature units^2)',
   'd_output': 'mean discriminator output',
 }
@@ -57,10 +58,14 @@ def _panel(metric: str) -> str:
   # the discriminator's mean outputs on real and generated images.
   if metric.endswith('loss'):
     return 'loss'
+  if metric.startswith('psnr'):
+    return 'psnr'
   return 'd_output' if metric in ('d_real', 'd_fake') else metric
 
 
-def _ylabel(name: str) -> str:
+def _ylabel(name: str, loss_unit: str | None) -> str:
+  if name == 'loss':
+    return f'loss ({loss_unit})' if loss_unit else 'loss'
   if name in _UNITS:
     return _UNITS[name]
   if name.endswith(('accuracy', 'share', 'share_max')):
@@ -68,17 +73,22 @@ def _ylabel(name: str) -> str:
   return name
 
 
-def curves_figure(rows: list[dict], *, title: str = ''):
+def curves_figure(rows: list[dict], *, title: str = '', loss_unit: str | None = None):
   """The training curves of one run as a matplotlib figure.
 
-  One panel per metric, train and eval of a metric overlaid, every `*loss`
-  metric on one 'loss' panel; series with a single point (an evaluation made
-  only at the end) are left out. Panels are laid out three to a row.
+  One panel per metric, train and eval (or test) of a metric overlaid, every
+  `*loss` metric on one 'loss' panel and every `psnr*` one on a 'psnr' panel.
+  A series with a single point (an evaluation made only at the end) is drawn
+  as a marker on a panel that has a curve, and left out otherwise; a panel
+  whose every series is constant (a count fixed by the configuration) is left
+  out. Panels are laid out three to a row.
 
   Args:
     rows: dicts with a 'step' and scalars named 'split/metric' (the rows of
       `metrics.jsonl`).
     title: the run's name (its workdir's), shown in the figure's title.
+    loss_unit: the unit of the loss the run minimises (e.g. 'nats,
+      cross-entropy'), shown on the loss axis; None shows no unit.
   """
   plt = _pyplot()
   series = collections.defaultdict(lambda: collections.defaultdict(list))
@@ -90,8 +100,13 @@ def curves_figure(rows: list[dict], *, title: str = ''):
       series[(split, metric)]['points'].append((row['step'], value))
   panels = collections.defaultdict(list)
   for (split, metric), s in sorted(series.items()):
-    if len(s['points']) > 1:
-      panels[_panel(metric)].append((split, metric, s['points']))
+    panels[_panel(metric)].append((split, metric, s['points']))
+  panels = {
+    name: entries
+    for name, entries in panels.items()
+    if any(len(p) > 1 for _, _, p in entries)
+    and any(len({v for _, v in p}) > 1 for _, _, p in entries)
+  }
   names = sorted(panels, key=lambda n: (n != 'loss', n))
   cols = min(3, max(len(names), 1))
   rows_n = max(1, -(-len(names) // cols))
@@ -105,10 +120,13 @@ def curves_figure(rows: list[dict], *, title: str = ''):
     for split, metric, points in panels[name]:
       steps, values = zip(*points, strict=True)
       label = split if len(metrics) == 1 else f'{split} {metric}'
-      ax.plot(steps, values, marker='.' if len(steps) < 30 else None, label=label)
+      if len(steps) == 1:
+        ax.plot(steps, values, marker='o', linestyle='none', label=label)
+      else:
+        ax.plot(steps, values, marker='.' if len(steps) < 30 else None, label=label)
     ax.set_title(name if len(metrics) == 1 else ', '.join(sorted(metrics)))
     ax.set_xlabel('training step')
-    ax.set_ylabel(_ylabel(name))
+    ax.set_ylabel(_ylabel(name, loss_unit))
     ax.legend()
     ax.grid(alpha=0.3)
   if not names:
@@ -117,9 +135,12 @@ def curves_figure(rows: list[dict], *, title: str = ''):
   return fig
 
 
-def plot_curves(rows: list[dict], path: str, *, title: str = '') -> str:
-  """`curves_figure(rows, title=title)` -> PNG at `path`; returns `path`."""
-  return save_figure(curves_figure(rows, title=title), path)
+def plot_curves(
+  rows: list[dict], path: str, *, title: str = '', loss_unit: str | None = None
+) -> str:
+  """`curves_figure(rows, title=title, loss_unit=loss_unit)` -> PNG at `path`;
+  returns `path`."""
+  return save_figure(curves_figure(rows, title=title, loss_unit=loss_unit), path)
 
 
 def _normalise(image: np.ndarray) -> np.ndarray:

@@ -89,6 +89,7 @@ def test_a_run_ends_with_a_summary_stays_finished_and_records_an_accepted_change
   closing = first.stdout.strip().splitlines()
   assert closing[0].startswith(f'results in {tmp_path}: checkpoints/, curves.png,')
   assert any(line.startswith('eval: accuracy ') for line in closing), closing
+  assert 'run.json' in closing[0].split(': ', 1)[1].split(', '), closing[0]
   assert closing[-1].startswith('5 steps in ')
 
   before = _files(tmp_path)
