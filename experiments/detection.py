@@ -466,7 +466,9 @@ def detect(config, workdir: str) -> dict:
   )  # fmt: skip
   print(
     f'{len(result["detections"])} detections (score >= 0.5) -> {result["picture"]}, '
-    f'by the checkpoint at step {int(state.step)} of {config.run}'
+    f'by the checkpoint at step {int(state.step)} of {config.run}, trained on '
+    f'{run_config.get("dataset", "?")}; the classes it knows: '
+    f'{", ".join(run_config.class_names)}'
   )
   return result
 

@@ -13,6 +13,7 @@ that stops on bad input, or never draws, should not pay.
 import collections
 import functools
 import os
+import textwrap
 
 import numpy as np
 
@@ -291,6 +292,7 @@ def detection_figure(
   title: str,
   score_threshold: float = 0.5,
   cols: int = 4,
+  panel_inches: float = 2.6,
 ):
   """A grid of images with boxes drawn on them, as a matplotlib figure.
 
@@ -304,17 +306,22 @@ def detection_figure(
       `'difficult'` `[g]`; drawn dashed with the class name (difficult ones
       dotted and grey).
     class_names: a name per class id.
-    title: the figure's title.
+    title: the figure's title, wrapped to the figure's width.
     cols: images per row.
+    panel_inches: the longer side of each image's panel (the shorter follows
+      the images' aspect); the box labels' font grows with it.
   """
   plt = _pyplot()
   images = np.asarray(images, np.float32)
   n, h, w = images.shape[:3]
   cols = max(1, min(cols, n))
   rows = max(1, int(np.ceil(n / cols)))
+  pw, ph = panel_inches * w / max(h, w), panel_inches * h / max(h, w)
   fig, axes = plt.subplots(
-    rows, cols, figsize=(2.6 * cols, 2.6 * rows + 0.3), squeeze=False
-  )
+    rows, cols, figsize=(pw * cols, ph * rows + 0.4), squeeze=False,
+    layout='constrained',
+  )  # fmt: skip
+  label_size = 6 if panel_inches < 4 else 9
   palette = plt.get_cmap('tab10').colors
   for ax in axes.flat:
     ax.axis('off')
@@ -340,7 +347,7 @@ def detection_figure(
           )
         )  # fmt: skip
         ax.text(
-          x1, y2, class_names[int(label)], color='white', fontsize=6, va='top',
+          x1, y2, class_names[int(label)], color='white', fontsize=label_size, va='top',
           bbox={'facecolor': colour, 'alpha': 0.6, 'pad': 0.5, 'linewidth': 0},
         )  # fmt: skip
     det = (detections or [None] * n)[i]
@@ -361,10 +368,12 @@ def detection_figure(
         )  # fmt: skip
         ax.text(
           x1, y1, f'{class_names[int(label)]} {float(score):.2f}', color='white',
-          fontsize=6, va='bottom',
+          fontsize=label_size, va='bottom',
           bbox={'facecolor': colour, 'alpha': 0.8, 'pad': 0.5, 'linewidth': 0},
         )  # fmt: skip
-  fig.suptitle(title, fontsize=10)
+  # About 0.55 em per character: wrap rather than run off the figure's edges.
+  chars = max(20, int(pw * cols * 72 / (0.55 * 10)))
+  fig.suptitle(textwrap.fill(title, chars), fontsize=10)
   return fig
 
 
@@ -378,6 +387,7 @@ def save_detections(
   title: str,
   score_threshold: float = 0.5,
   cols: int = 4,
+  panel_inches: float = 2.6,
   dpi: int = 100,
 ) -> str:
   """Boxes on a grid of images -> PNG: ground truth dashed, detections solid.
@@ -387,6 +397,7 @@ def save_detections(
   fig = detection_figure(
     images, detections=detections, ground_truths=ground_truths,
     class_names=class_names, title=title, score_threshold=score_threshold, cols=cols,
+    panel_inches=panel_inches,
   )  # fmt: skip
   return save_figure(fig, path, dpi=dpi)
 
