@@ -430,29 +430,34 @@ def sr_figure(
   lr: np.ndarray,
   bicubic: np.ndarray,
   sr: np.ndarray,
-  hr: np.ndarray,
+  hr: np.ndarray | None,
   titles,
   crop: int,
   suptitle: str,
 ):
   """Super-resolution side by side, as a matplotlib figure: LR (each pixel
   repeated `scale` times), bicubic, the model's output and HR in a row, and
-  below each the same zoomed crop (the `crop` x `crop` HR window of highest
-  variance, outlined in yellow above).
+  below each the same zoomed crop (the `crop` x `crop` window of highest
+  variance in HR, or in bicubic without HR, outlined in yellow
+  above).
 
   Args:
     lr: `[h / scale, w / scale, 3]` in [0, 1].
-    bicubic, sr, hr: `[h, w, 3]` in [0, 1].
-    titles: four panel titles (LR, bicubic, model, HR).
-    crop: the zoomed window's side in HR pixels.
+    bicubic, sr, hr: `[h, w, 3]` in [0, 1]; hr None (an image upscaled
+      beyond its file) leaves its panel out.
+    titles: a title per panel (LR, bicubic, model and HR unless it is None).
+    crop: the zoomed window's side in output pixels.
     suptitle: the figure's title.
   """
   plt = _pyplot()
-  h, w = hr.shape[:2]
-  *pos, side = zoom_window(hr, crop)
-  s = hr.shape[0] // lr.shape[0]
-  panels = [np.repeat(np.repeat(lr, s, 0), s, 1)[:h, :w], bicubic, sr, hr]
-  fig, axes = plt.subplots(2, 4, figsize=(13, 6.8))
+  h, w = sr.shape[:2]
+  *pos, side = zoom_window(bicubic if hr is None else hr, crop)
+  s = h // lr.shape[0]
+  panels = [np.repeat(np.repeat(lr, s, 0), s, 1)[:h, :w], bicubic, sr]
+  panels += [] if hr is None else [hr]
+  fig, axes = plt.subplots(
+    2, len(panels), figsize=(3.25 * len(panels), 6.8), squeeze=False
+  )
   for j, (img, title) in enumerate(zip(panels, titles, strict=True)):
     img = np.clip(img, 0, 1)
     axes[0, j].imshow(img)
