@@ -403,7 +403,7 @@ def run_method(config, workdir: str, method: str) -> dict:
     examples_per_step=config.batch_size, log_every=config.log_every,
     checkpoint_every=config.checkpoint_every,
     divergence_factor=config.divergence_factor,
-    loss_unit='cross-entropy nats + smooth L1 of box offsets',
+    loss_unit='nats + smooth L1 of boxes',
   )  # fmt: skip
   run_config = {
     **config.to_dict(), 'method': method, 'num_classes': data.num_classes,
