@@ -63,6 +63,9 @@ def test_detect_draws_on_a_colour_or_grey_image(compare_run, tmp_path):
     out = detection.main(config, str(tmp_path / mode))
     assert (tmp_path / mode / 'detections.png').stat().st_size > 1000
     assert isinstance(out['detections'], list)
+    assert out['image_size'] == [90, 120]  # boxes in the file's pixels
+    with Image.open(tmp_path / mode / 'detections.png') as png:
+      assert min(png.size) >= 90 and max(png.size) >= 640  # drawn at a readable size
 
 
 def test_detect_bad_inputs_are_one_line_errors(compare_run, tmp_path):
