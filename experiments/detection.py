@@ -467,6 +467,7 @@ def run_method(config, workdir: str, method: str) -> dict:
     examples_per_step=config.batch_size, log_every=config.log_every,
     checkpoint_every=config.checkpoint_every,
     divergence_factor=config.divergence_factor,
+    loss_unit='nats + smooth L1 of boxes',
   )  # fmt: skip
   run_config = {
     **config.to_dict(), 'method': method, 'num_classes': data.num_classes,
@@ -529,7 +530,9 @@ def detect(config, workdir: str) -> dict:
   )  # fmt: skip
   print(
     f'{len(result["detections"])} detections (score >= 0.5) -> {result["picture"]}, '
-    f'by the checkpoint at step {int(state.step)} of {config.run}'
+    f'by the checkpoint at step {int(state.step)} of {config.run}, trained on '
+    f'{run_config.get("dataset", "?")}; the classes it knows: '
+    f'{", ".join(run_config.class_names)}'
   )
   return result
 

@@ -252,6 +252,7 @@ def run_char_lm(config, workdir):
     checkpoint_every=config.checkpoint_every,
     best_metric='loss',
     best_mode='min',
+    loss_unit='nats per character',
     config=config.to_dict(),
     divergence_factor=config.divergence_factor,
     summarize=lambda state: _lm_summary(

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nkjax import launch, validate, weights
+from nkjax import launch, validate, viz, weights
 from nkjax.data import sr as sr_data
 from nkjax.errors import UserError, choose
 from nkjax.losses import PIXEL_LOSSES
@@ -400,6 +400,13 @@ def train(c, workdir: str) -> dict:
     }
     if c.model == 'srgan':
       out['content_loss'] = note
+    # The test PSNR-Y beside the training patches' PSNR in curves.png.
+    test = writers.MetricWriter(workdir, console=lambda line: None,
+                                resume_step=int(state.step))  # fmt: skip
+    test.write(int(state.step), {
+      f'test/psnr_y_{scale}': row[label]['psnr_y'] for scale, row in result['mean'].items()
+    })  # fmt: skip
+    test.close()
     return out
 
   result = loop.fit(
@@ -409,9 +416,17 @@ def train(c, workdir: str) -> dict:
     checkpoint_every=c.checkpoint_every, keep_checkpoints=c.keep_checkpoints,
     loss_key='g_loss' if c.model == 'srgan' else 'loss', config=c.to_dict(),
     frozen=frozen, warm_start=warm, summarize=summarize,
-    divergence_factor=c.divergence_factor,
+    divergence_factor=c.divergence_factor, loss_unit=_loss_unit(c),
   )  # fmt: skip
   return result.summary
+
+
+def _loss_unit(c) -> str:
+  if c.model == 'srgan':
+    return 'generator: content + 1e-3 adversarial'
+  return {'mse': 'squared intensity, MSE on [0, 1]', 'l1': 'intensity, L1 on [0, 1]'}[
+    c.pixel_loss
+  ]
 
 
 def _no_frozen(step_fn, state, batch, rng):
@@ -481,7 +496,9 @@ def compare(c, workdir: str) -> dict:
 
 
 def upscale(c, workdir: str) -> dict:
-  """Super-resolves `c.image` with the run in `c.checkpoint`; writes one PNG."""
+  """Super-resolves `c.image` with the run in `c.checkpoint`; writes the output
+  PNG and, beside it, `<output>_vs_bicubic.png`: the image, bicubic and the
+  model side by side, with a zoomed crop."""
   if c.checkpoint is None or c.image is None:
     raise UserError('upscale needs --config.checkpoint=RUN_DIR and --config.image=FILE')
   image = sr_data.read_image(c.image)  # UserError: unreadable, RGBA
@@ -520,18 +537,29 @@ def upscale(c, workdir: str) -> dict:
   def network(x):
     return predict(state, [{key: x[None], 'mask': np.ones(1, np.float32)}])['sr'][0]
 
-  x = sr_data.make_bicubic(image, c.scale) if y_channel else image
+  bicubic = sr_data.make_bicubic(image, c.scale)
   sr, tiles = sr_data.apply_in_tiles(
-    network, x, tile=tile, halo=halo, scale=1 if y_channel else c.scale
-  )
+    network, bicubic if y_channel else image, tile=tile, halo=halo,
+    scale=1 if y_channel else c.scale,
+  )  # fmt: skip
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   sr_data.write_png(out, sr)
+  side_by_side = f'{os.path.splitext(out)[0]}_vs_bicubic.png'
+  name = os.path.basename(c.image)
+  viz.save_sr_figure(
+    side_by_side, lr=image, bicubic=bicubic, sr=sr, hr=None,
+    titles=(f'{name} (x{c.scale} nearest)', f'bicubic x{c.scale}', rc['model']),
+    crop=c.figure_crop,
+    suptitle=f'{viz.run_name(workdir)}: {name} x{c.scale}, {rc["model"]} beside '
+    'bicubic (no ground truth: no PSNR)',
+  )  # fmt: skip
   print(
     f'wrote {out}: {sr.shape[0]}x{sr.shape[1]} from {image.shape[0]}x{image.shape[1]}'
     + (f' ({tiles} overlapping tiles of at most {tile}x{tile})' if tiles > 1 else '')
-    + f', by the checkpoint at step {int(state.step)} of {c.checkpoint}'
+    + f', by the checkpoint at step {int(state.step)} of {c.checkpoint}; '
+    f'beside bicubic: {side_by_side}'
   )
-  return {'output': out, 'shape': list(sr.shape)}
+  return {'output': out, 'side_by_side': side_by_side, 'shape': list(sr.shape)}
 
 
 def resumable(config) -> bool:

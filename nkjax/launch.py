@@ -369,7 +369,6 @@ def closing_lines(workdir: str) -> list[str]:
   """Where the results of the run in `workdir` are, and its headline figures."""
   names = sorted(os.listdir(workdir)) if os.path.isdir(workdir) else []
   shown = [n + ('/' if os.path.isdir(os.path.join(workdir, n)) else '') for n in names]
-  shown = [n for n in shown if n != run_record.FILENAME]
   lines = [f'results in {workdir}: {", ".join(shown)}']
   if 'tensorboard' in names:
     lines.append(f'curves: tensorboard --logdir {workdir}')
@@ -385,6 +384,19 @@ def closing_lines(workdir: str) -> list[str]:
     for name, row in summary['results'].items():
       if isinstance(row, dict) and _numbers(row):
         lines.append(f'{name}: {_numbers(row)}')
+  # The headline: a super-resolution run's gain over bicubic, a detector's mAP.
+  for scale, row in (summary.get('mean_scores') or {}).items():
+    for m, v in row.items() if isinstance(row, dict) else ():
+      if isinstance(v, dict) and 'gain_psnr_y' in v:
+        lines.append(
+          f'{m} {scale}: test PSNR-Y {v["psnr_y"]:.2f} dB, '
+          f'{v["gain_psnr_y"]:+.2f} dB over bicubic'
+        )
+  if isinstance(summary.get('map_07'), float):
+    lines.append(
+      f'mAP@0.5 {summary["map_07"]:.3f} (VOC07 11-point), '
+      f'{summary.get("map_all", float("nan")):.3f} (all-point)'
+    )
   if len(lines) == 1 + ('tensorboard' in names):
     top = {k: v for k, v in summary.items() if k not in ('config', 'seed')}
     if _numbers(top):

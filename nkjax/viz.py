@@ -13,6 +13,7 @@ that stops on bad input, or never draws, should not pay.
 import collections
 import functools
 import os
+import textwrap
 
 import numpy as np
 
@@ -43,10 +44,11 @@ def save_figure(fig, path: str, *, dpi: int = 100) -> str:
   return path
 
 
-# Metric names with a unit worth stating on the y-axis.
+# Metric names with a unit worth stating on the y-axis; the loss's unit follows
+# the loss the run minimises (`loss_unit`), so it is not among them.
 _UNITS = {
   'accuracy': 'accuracy (fraction correct)',
-  'loss': 'loss (nats for cross-entropy)',
+  'psnr': 'PSNR (dB)',
   'frechet': 'Frechet distance (feature units^2)',
   'd_output': 'mean discriminator output',
 }
@@ -57,10 +59,14 @@ def _panel(metric: str) -> str:
   # the discriminator's mean outputs on real and generated images.
   if metric.endswith('loss'):
     return 'loss'
+  if metric.startswith('psnr'):
+    return 'psnr'
   return 'd_output' if metric in ('d_real', 'd_fake') else metric
 
 
-def _ylabel(name: str) -> str:
+def _ylabel(name: str, loss_unit: str | None) -> str:
+  if name == 'loss':
+    return f'loss ({loss_unit})' if loss_unit else 'loss'
   if name in _UNITS:
     return _UNITS[name]
   if name.endswith(('accuracy', 'share', 'share_max')):
@@ -68,17 +74,22 @@ def _ylabel(name: str) -> str:
   return name
 
 
-def curves_figure(rows: list[dict], *, title: str = ''):
+def curves_figure(rows: list[dict], *, title: str = '', loss_unit: str | None = None):
   """The training curves of one run as a matplotlib figure.
 
-  One panel per metric, train and eval of a metric overlaid, every `*loss`
-  metric on one 'loss' panel; series with a single point (an evaluation made
-  only at the end) are left out. Panels are laid out three to a row.
+  One panel per metric, train and eval (or test) of a metric overlaid, every
+  `*loss` metric on one 'loss' panel and every `psnr*` one on a 'psnr' panel.
+  A series with a single point (an evaluation made only at the end) is drawn
+  as a marker on a panel that has a curve, and left out otherwise; a panel
+  whose every series is constant (a count fixed by the configuration) is left
+  out. Panels are laid out three to a row.
 
   Args:
     rows: dicts with a 'step' and scalars named 'split/metric' (the rows of
       `metrics.jsonl`).
     title: the run's name (its workdir's), shown in the figure's title.
+    loss_unit: the unit of the loss the run minimises (e.g. 'nats,
+      cross-entropy'), shown on the loss axis; None shows no unit.
   """
   plt = _pyplot()
   series = collections.defaultdict(lambda: collections.defaultdict(list))
@@ -90,8 +101,13 @@ def curves_figure(rows: list[dict], *, title: str = ''):
       series[(split, metric)]['points'].append((row['step'], value))
   panels = collections.defaultdict(list)
   for (split, metric), s in sorted(series.items()):
-    if len(s['points']) > 1:
-      panels[_panel(metric)].append((split, metric, s['points']))
+    panels[_panel(metric)].append((split, metric, s['points']))
+  panels = {
+    name: entries
+    for name, entries in panels.items()
+    if any(len(p) > 1 for _, _, p in entries)
+    and any(len({v for _, v in p}) > 1 for _, _, p in entries)
+  }
   names = sorted(panels, key=lambda n: (n != 'loss', n))
   cols = min(3, max(len(names), 1))
   rows_n = max(1, -(-len(names) // cols))
@@ -105,10 +121,13 @@ def curves_figure(rows: list[dict], *, title: str = ''):
     for split, metric, points in panels[name]:
       steps, values = zip(*points, strict=True)
       label = split if len(metrics) == 1 else f'{split} {metric}'
-      ax.plot(steps, values, marker='.' if len(steps) < 30 else None, label=label)
+      if len(steps) == 1:
+        ax.plot(steps, values, marker='o', linestyle='none', label=label)
+      else:
+        ax.plot(steps, values, marker='.' if len(steps) < 30 else None, label=label)
     ax.set_title(name if len(metrics) == 1 else ', '.join(sorted(metrics)))
     ax.set_xlabel('training step')
-    ax.set_ylabel(_ylabel(name))
+    ax.set_ylabel(_ylabel(name, loss_unit))
     ax.legend()
     ax.grid(alpha=0.3)
   if not names:
@@ -117,9 +136,12 @@ def curves_figure(rows: list[dict], *, title: str = ''):
   return fig
 
 
-def plot_curves(rows: list[dict], path: str, *, title: str = '') -> str:
-  """`curves_figure(rows, title=title)` -> PNG at `path`; returns `path`."""
-  return save_figure(curves_figure(rows, title=title), path)
+def plot_curves(
+  rows: list[dict], path: str, *, title: str = '', loss_unit: str | None = None
+) -> str:
+  """`curves_figure(rows, title=title, loss_unit=loss_unit)` -> PNG at `path`;
+  returns `path`."""
+  return save_figure(curves_figure(rows, title=title, loss_unit=loss_unit), path)
 
 
 def _normalise(image: np.ndarray) -> np.ndarray:
@@ -270,6 +292,7 @@ def detection_figure(
   title: str,
   score_threshold: float = 0.5,
   cols: int = 4,
+  panel_inches: float = 2.6,
 ):
   """A grid of images with boxes drawn on them, as a matplotlib figure.
 
@@ -283,17 +306,22 @@ def detection_figure(
       `'difficult'` `[g]`; drawn dashed with the class name (difficult ones
       dotted and grey).
     class_names: a name per class id.
-    title: the figure's title.
+    title: the figure's title, wrapped to the figure's width.
     cols: images per row.
+    panel_inches: the longer side of each image's panel (the shorter follows
+      the images' aspect); the box labels' font grows with it.
   """
   plt = _pyplot()
   images = np.asarray(images, np.float32)
   n, h, w = images.shape[:3]
   cols = max(1, min(cols, n))
   rows = max(1, int(np.ceil(n / cols)))
+  pw, ph = panel_inches * w / max(h, w), panel_inches * h / max(h, w)
   fig, axes = plt.subplots(
-    rows, cols, figsize=(2.6 * cols, 2.6 * rows + 0.3), squeeze=False
-  )
+    rows, cols, figsize=(pw * cols, ph * rows + 0.4), squeeze=False,
+    layout='constrained',
+  )  # fmt: skip
+  label_size = 6 if panel_inches < 4 else 9
   palette = plt.get_cmap('tab10').colors
   for ax in axes.flat:
     ax.axis('off')
@@ -319,7 +347,7 @@ def detection_figure(
           )
         )  # fmt: skip
         ax.text(
-          x1, y2, class_names[int(label)], color='white', fontsize=6, va='top',
+          x1, y2, class_names[int(label)], color='white', fontsize=label_size, va='top',
           bbox={'facecolor': colour, 'alpha': 0.6, 'pad': 0.5, 'linewidth': 0},
         )  # fmt: skip
     det = (detections or [None] * n)[i]
@@ -340,10 +368,12 @@ def detection_figure(
         )  # fmt: skip
         ax.text(
           x1, y1, f'{class_names[int(label)]} {float(score):.2f}', color='white',
-          fontsize=6, va='bottom',
+          fontsize=label_size, va='bottom',
           bbox={'facecolor': colour, 'alpha': 0.8, 'pad': 0.5, 'linewidth': 0},
         )  # fmt: skip
-  fig.suptitle(title, fontsize=10)
+  # About 0.55 em per character: wrap rather than run off the figure's edges.
+  chars = max(20, int(pw * cols * 72 / (0.55 * 10)))
+  fig.suptitle(textwrap.fill(title, chars), fontsize=10)
   return fig
 
 
@@ -357,6 +387,7 @@ def save_detections(
   title: str,
   score_threshold: float = 0.5,
   cols: int = 4,
+  panel_inches: float = 2.6,
   dpi: int = 100,
 ) -> str:
   """Boxes on a grid of images -> PNG: ground truth dashed, detections solid.
@@ -366,6 +397,7 @@ def save_detections(
   fig = detection_figure(
     images, detections=detections, ground_truths=ground_truths,
     class_names=class_names, title=title, score_threshold=score_threshold, cols=cols,
+    panel_inches=panel_inches,
   )  # fmt: skip
   return save_figure(fig, path, dpi=dpi)
 
@@ -398,29 +430,34 @@ def sr_figure(
   lr: np.ndarray,
   bicubic: np.ndarray,
   sr: np.ndarray,
-  hr: np.ndarray,
+  hr: np.ndarray | None,
   titles,
   crop: int,
   suptitle: str,
 ):
   """Super-resolution side by side, as a matplotlib figure: LR (each pixel
   repeated `scale` times), bicubic, the model's output and HR in a row, and
-  below each the same zoomed crop (the `crop` x `crop` HR window of highest
-  variance, outlined in yellow above).
+  below each the same zoomed crop (the `crop` x `crop` window of highest
+  variance in HR, or in bicubic without HR, outlined in yellow
+  above).
 
   Args:
     lr: `[h / scale, w / scale, 3]` in [0, 1].
-    bicubic, sr, hr: `[h, w, 3]` in [0, 1].
-    titles: four panel titles (LR, bicubic, model, HR).
-    crop: the zoomed window's side in HR pixels.
+    bicubic, sr, hr: `[h, w, 3]` in [0, 1]; hr None (an image upscaled
+      beyond its file) leaves its panel out.
+    titles: a title per panel (LR, bicubic, model and HR unless it is None).
+    crop: the zoomed window's side in output pixels.
     suptitle: the figure's title.
   """
   plt = _pyplot()
-  h, w = hr.shape[:2]
-  *pos, side = zoom_window(hr, crop)
-  s = hr.shape[0] // lr.shape[0]
-  panels = [np.repeat(np.repeat(lr, s, 0), s, 1)[:h, :w], bicubic, sr, hr]
-  fig, axes = plt.subplots(2, 4, figsize=(13, 6.8))
+  h, w = sr.shape[:2]
+  *pos, side = zoom_window(bicubic if hr is None else hr, crop)
+  s = h // lr.shape[0]
+  panels = [np.repeat(np.repeat(lr, s, 0), s, 1)[:h, :w], bicubic, sr]
+  panels += [] if hr is None else [hr]
+  fig, axes = plt.subplots(
+    2, len(panels), figsize=(3.25 * len(panels), 6.8), squeeze=False
+  )
   for j, (img, title) in enumerate(zip(panels, titles, strict=True)):
     img = np.clip(img, 0, 1)
     axes[0, j].imshow(img)

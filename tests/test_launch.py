@@ -89,6 +89,7 @@ def test_a_run_ends_with_a_summary_stays_finished_and_records_an_accepted_change
   closing = first.stdout.strip().splitlines()
   assert closing[0].startswith(f'results in {tmp_path}: checkpoints/, curves.png,')
   assert any(line.startswith('eval: accuracy ') for line in closing), closing
+  assert 'run.json' in closing[0].split(': ', 1)[1].split(', '), closing[0]
   assert closing[-1].startswith('5 steps in ')
 
   before = _files(tmp_path)
@@ -175,3 +176,25 @@ def test_call_runs_a_command_line_in_process_and_leaves_the_global_flags_alone(
   assert launch.call('experiments/mlp.py', ['--config.batch_size=0'])[0] == 1
   assert 'config' not in flags.FLAGS and os.environ.get('XLA_FLAGS') == xla
   assert launch.call('experiments/mlp.py', ['--help']) == (0, '')
+
+
+def test_closing_lines_name_every_file_and_the_headline_gain_or_map(tmp_path):
+  import json
+
+  (tmp_path / 'run.json').write_text('{}')
+  sr_summary = {
+    'mean_scores': {
+      'x2': {
+        'bicubic': {'psnr_y': 28.25},
+        'edsr': {'psnr_y': 28.91, 'gain_psnr_y': 28.91 - 28.25},
+      }
+    }
+  }
+  (tmp_path / 'summary.json').write_text(json.dumps(sr_summary))
+  lines = launch.closing_lines(str(tmp_path))
+  assert lines[0] == f'results in {tmp_path}: run.json, summary.json'
+  assert 'edsr x2: test PSNR-Y 28.91 dB, +0.66 dB over bicubic' in lines
+  (tmp_path / 'summary.json').write_text(json.dumps({'map_07': 0.5, 'map_all': 0.25}))
+  assert 'mAP@0.5 0.500 (VOC07 11-point), 0.250 (all-point)' in (
+    launch.closing_lines(str(tmp_path))
+  )

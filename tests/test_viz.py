@@ -47,6 +47,25 @@ def test_gan_curves_grid_d_and_g_on_one_panel_and_no_single_points():
   assert all(a['ylabel'] for a in drawn)
 
 
+def test_loss_axis_names_the_runs_unit_and_sr_test_psnr_is_a_point_on_the_psnr_panel():
+  rows = [
+    {'step': s, 'train/loss': 1 / s, 'train/psnr': 30 + s, 'train/proposals': 64.0}
+    for s in (1, 2, 3)
+  ] + [{'step': 3, 'test/psnr_y_x2': 28.9}]
+  fig = viz.curves_figure(rows, loss_unit='intensity, L1 on [0, 1]')
+  d = describe(fig)
+  plt.close(fig)
+  drawn = [a for a in d['axes'] if a['plots']]
+  loss, psnr = drawn  # the constant proposal count has no panel
+  assert (
+    loss['ylabel'] == 'loss (intensity, L1 on [0, 1])' and 'nats' not in loss['ylabel']
+  )
+  assert psnr['legend'] == ['test psnr_y_x2', 'train psnr'] and 'dB' in psnr['ylabel']
+  fig = viz.curves_figure(rows[:3])
+  assert fig.axes[0].get_ylabel() == 'loss'  # no unit given: none claimed
+  plt.close(fig)
+
+
 def test_kernels_share_one_symmetric_colour_scale_with_a_colour_bar():
   kernels = np.stack([np.full((5, 5, 1), v, np.float32) for v in (-0.3, 0.1, 0.2)])
   fig = viz.images_figure(

@@ -146,6 +146,7 @@ def fit(
     train_batches = lambda start: ({'index': i} for i in data.train_indices(start))  # noqa: E731
   return loop.fit(
     state=state,
+    loss_unit='nats, cross-entropy',
     train_step=train_step,
     frozen=frozen,
     steps_per_call=steps_per_call,

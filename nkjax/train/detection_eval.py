@@ -349,33 +349,43 @@ def detect_image(
     record: fields written first into `detections.json` (what was run).
 
   Returns:
-    `detections.json`'s contents: `record`, `picture` (the PNG's path) and
-    `detections`, each `{'box': [x0, y0, x1, y1] in the resized image's
-    pixels, 'score', 'class'}`.
+    `detections.json`'s contents: `record`, `picture` (the PNG's path),
+    `image_size` (`[h, w]` of the file), `network_size` (`[h, w]` the
+    detector saw), `scale` (`[sy, sx]`, file pixels per network pixel) and
+    `detections`, each `{'box': [x0, y0, x1, y1] in the file's pixels,
+    'score', 'class'}`. The picture shows the file at its resolution (its
+    longer side at least 640 pixels, at most 1600).
   """
-  h, w = image.shape[:2]
+  original = np.asarray(image, np.float32)
+  h, w = original.shape[:2]
   s = image_size / min(h, w)
   new = (max(1, round(h * s)), max(1, round(w * s)))
-  image = np.asarray(jax.image.resize(jnp.asarray(image), (*new, 3), 'linear'))
+  image = np.asarray(jax.image.resize(jnp.asarray(original), (*new, 3), 'linear'))
   batch = {'image': image[None]}
   if proposals is not None:
     batch = proposals(image.shape).add(batch)
   dets = det_steps.detections(jax.device_get(jax.jit(predict)(state, batch)))
+  scale = (h / new[0], w / new[1])
+  boxes = np.asarray(dets[0]['boxes'], np.float64) * np.array([scale[1], scale[0]] * 2)
+  dets = [{**dets[0], 'boxes': boxes}]
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, 'detections.png')
+  # A panel of the file's longer side in pixels at 100 dpi, the axes taking
+  # about 85% of it.
   viz.save_detections(
-    path, image[None], detections=dets, ground_truths=None,
+    path, original[None], detections=dets, ground_truths=None,
     class_names=tuple(class_names), title=title, score_threshold=score_threshold,
-    cols=1,
+    cols=1, panel_inches=min(max(max(h, w), 640), 1600) / 85, dpi=100,
   )  # fmt: skip
   found = [
     {'box': [float(v) for v in b], 'score': float(sc), 'class': class_names[int(lb)]}
-    for b, sc, lb in zip(
-      dets[0]['boxes'], dets[0]['scores'], dets[0]['labels'], strict=True
-    )
+    for b, sc, lb in zip(boxes, dets[0]['scores'], dets[0]['labels'], strict=True)
     if sc >= score_threshold
   ]
-  result = {**(record or {}), 'picture': path, 'detections': found}
+  result = {
+    **(record or {}), 'picture': path, 'image_size': [h, w], 'network_size': list(new),
+    'scale': list(scale), 'detections': found,
+  }  # fmt: skip
   with open(os.path.join(workdir, 'detections.json'), 'w') as f:
     json.dump(result, f, indent=1)
   return result

@@ -278,6 +278,7 @@ def fit(
   frozen: Any = None,
   warm_start: Callable[[Any], Any] | None = None,
   summarize: Callable[[Any], Mapping] | None = None,
+  loss_unit: str | None = None,
 ) -> FitResult:
   """Trains `state` to `num_steps`, resuming from `workdir` if it holds checkpoints.
 
@@ -301,6 +302,8 @@ def fit(
       checkpoint is kept beside the latest ones; needs checkpoints at eval steps.
     loss_key: the metric checked for divergence after every step; every
       metric whose name contains `loss` is checked for non-finite values.
+    loss_unit: the unit of the loss, on curves.png's loss axis (e.g. 'nats,
+      cross-entropy'); None names none.
     divergence_factor: stop when `loss_key` exceeds this multiple of its first
       value (`guard.LossGuard`); 0 or None: never.
     sync_every: the host waits for the device at least this often. Dispatching
@@ -513,6 +516,7 @@ def fit(
     rows = writers.read_metrics(workdir)
     if rows:
       viz.plot_curves(
-        rows, os.path.join(workdir, 'curves.png'), title=os.path.basename(workdir)
-      )
+        rows, os.path.join(workdir, 'curves.png'), title=os.path.basename(workdir),
+        loss_unit=loss_unit,
+      )  # fmt: skip
   return FitResult(state=state, summary=summary)

@@ -77,10 +77,14 @@ def test_detect_draws_a_grey_image_as_its_rgb_copy(compare_run, tmp_path):
     assert json.loads((tmp_path / mode / 'detections.json').read_text()) == out
     assert out['picture'] == str(tmp_path / mode / 'detections.png')
     assert (tmp_path / mode / 'detections.png').stat().st_size > 1000
-    # The image is resized to the run's 128-px shorter side: 171 wide, 128 high.
+    # Boxes are in the file's pixels (120 wide, 90 high).
+    assert out['image_size'] == [90, 120]
     for d in out['detections']:
       x1, y1, x2, y2 = d['box']
-      assert 0 <= x1 <= x2 <= 171 and 0 <= y1 <= y2 <= 128 and d['score'] >= 0.5
+      assert 0 <= x1 <= x2 <= 120 + 1e-9 and 0 <= y1 <= y2 <= 90 + 1e-9
+      assert d['score'] >= 0.5
+    with Image.open(tmp_path / mode / 'detections.png') as png:
+      assert min(png.size) >= 90 and max(png.size) >= 640  # drawn at a readable size
     found[mode] = out['detections']
   # One channel read as three equal ones: the detector sees the same picture.
   assert found['L'] == found['RGB']

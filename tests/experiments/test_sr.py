@@ -118,12 +118,22 @@ def test_vdsr_trains_multiscale_then_upscales_a_grey_user_image(tmp_path):
   c = _config('vdsr', depth=3, features=8, patch=16, scales=(2, 3))
   summary = sr.main(c, str(run))
   assert set(summary['mean_scores']) == {'x2', 'x3'}
+  # The test PSNR-Y of the summary is in metrics.jsonl, for curves.png.
+  rows = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
+  assert rows[-1] == {
+    'step': summary['steps'],
+    **{f'test/psnr_y_{s}': summary['mean_scores'][s]['vdsr']['psnr_y'] for s in ('x2', 'x3')},
+  }  # fmt: skip
   grey = np.random.default_rng(0).integers(0, 256, (20, 17), dtype=np.uint8)
   Image.fromarray(grey).save(tmp_path / 'mine.png')
   up = sr.get_config('upscale')
   up.update({'checkpoint': str(run), 'image': str(tmp_path / 'mine.png'), 'scale': 3})
   out = sr.main(up, str(tmp_path / 'up'))
   assert np.asarray(Image.open(out['output'])).shape == (60, 51, 3)
+  # Beside the output, the image, bicubic and the model side by side.
+  assert out['side_by_side'] == str(tmp_path / 'up' / 'mine_x3_vs_bicubic.png')
+  with Image.open(out['side_by_side']) as side_by_side:
+    assert side_by_side.format == 'PNG' and min(side_by_side.size) > 300
   # In overlapping tiles of at most 24x24 network inputs: the same picture.
   up.update({'max_pixels': 24 * 24, 'output': str(tmp_path / 'tiled.png')})
   tiled = sr.main(up, str(tmp_path / 'up'))
