@@ -244,8 +244,13 @@ def test_bad_stage_steps_are_one_line(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
-def test_smoke_through_the_launcher_then_a_rerun_finds_it_finished(tmp_path):
-  # As a user runs it: flags, the run record, the closing lines.
+def test_smoke_through_the_launcher_then_a_rerun_finds_it_finished(
+  compare_run, tmp_path
+):
+  # As a user runs it: flags, the run record, the closing lines. After
+  # `compare_run` (same worker, see conftest): its Faster R-CNN is this run at
+  # the same shapes, so the subprocess loads those programs from the run's
+  # compilation cache instead of compiling them again.
   workdir = tmp_path / 'detection-smoke'
   args = [
     sys.executable, 'experiments/detection.py',
@@ -265,6 +270,8 @@ def test_smoke_through_the_launcher_then_a_rerun_finds_it_finished(tmp_path):
   # Four steps find some objects (0.017 measured): an evaluation that matched no
   # box, or boxes in the wrong coordinates, would score 0.
   assert summary['map_07'] > 0.005
+  # The same run as `compare_run`'s Faster R-CNN (same config, same seed).
+  assert summary['map_07'] == compare_run[1]['results']['faster_rcnn']['map_07']
   assert f'results in {workdir}: checkpoints/' in run.stdout
   assert (workdir / 'checkpoints' / '4').is_dir()
   # The same command again: the launcher reads the run record, trains nothing.

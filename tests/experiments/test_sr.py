@@ -39,11 +39,20 @@ def _config(preset, **overrides):
   return c
 
 
-def test_smoke_preset_scores_bicubic_and_srcnn_and_writes_rescorable_pngs(
-  tmp_path, monkeypatch
-):
-  pictures = record(monkeypatch)
-  summary = sr.main(sr.get_config('smoke'), str(tmp_path))
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+  """The smoke preset, run once: its test reads it and the launcher test runs
+  after it (same worker, see conftest), loading the same SRCNN programs from
+  the run's compilation cache instead of compiling them again."""
+  tmp_path = tmp_path_factory.mktemp('smoke')
+  with pytest.MonkeyPatch.context() as mp:
+    pictures = record(mp)
+    summary = sr.main(sr.get_config('smoke'), str(tmp_path))
+  return tmp_path, summary, pictures
+
+
+def test_smoke_preset_scores_bicubic_and_srcnn_and_writes_rescorable_pngs(smoke_run):
+  tmp_path, summary, pictures = smoke_run
   assert pictures
   for d in pictures.values():
     assert_readable(d, run=tmp_path.name)
@@ -88,7 +97,7 @@ def test_smoke_preset_scores_bicubic_and_srcnn_and_writes_rescorable_pngs(
     assert (tmp_path / 'figures' / name).stat().st_size > 10_000
 
 
-def test_smoke_through_the_launcher_writes_the_scores_it_prints(tmp_path):
+def test_smoke_through_the_launcher_writes_the_scores_it_prints(smoke_run, tmp_path):
   # As a user runs it: flags, the run record, the closing lines.
   workdir = tmp_path / 'sr-smoke'
   run = subprocess.run(
