@@ -1,10 +1,8 @@
 """Object detection: R-CNN, Fast R-CNN and Faster R-CNN, trained and compared.
 
   python experiments/detection.py                                   # Faster R-CNN on shapes
-  python experiments/detection.py --config=experiments/detection.py:fast_rcnn
-  python experiments/detection.py --config=experiments/detection.py:rcnn
+  python experiments/detection.py --config=experiments/detection.py:fast_rcnn   # or :rcnn
   python experiments/detection.py --config=experiments/detection.py:compare   # one table
-  python experiments/detection.py --config.dataset=digits_canvas
   python experiments/detection.py --config=experiments/detection.py:voc07 \\
       --config.backbone_weights=vgg16.npz --config.data_dir=DIR     # the paper's recipe
   python experiments/detection.py --config=experiments/detection.py:detect \\
@@ -13,15 +11,10 @@
       --config.run=runs/detection "--config.svd_ranks=(16,64)"      # truncated SVD sweep
   python experiments/detection.py --config.training=alternating     # the 4-step training
 
-A run reports per-class AP (VOC07 11-point and all-point), mAP, COCO
-AP@[.5:.95] and AP50 and the test time per image (console table and
-summary.json), and writes `detections.png`: fixed test images with the
-detections (solid, with scores) over the ground truth (dashed).
-
-Proposals of Fast R-CNN and R-CNN (`--config.proposals`): `selective_search`
-(OpenCV contrib, the `[rcnn]` extra), or `sliding_windows`, the fallback that
-needs nothing: the same dense windows for every image. `auto` (the default)
-takes selective search when it is installed.
+A run reports per-class AP (VOC07 11-point and all-point), mAP, COCO AP and
+AP50 and the test time per image (console and summary.json), and draws fixed
+test images' detections (solid) over the ground truth (dashed). Fast R-CNN and
+R-CNN take their proposals from `nkjax.data.proposals` (`--config.proposals`).
 """
 
 import functools
@@ -118,7 +111,7 @@ DESCRIPTIONS = {
   'num_train': 'generated sets: training images',
   'num_test': 'generated sets: test images',
   'backbone': 'the convolutional backbone: small*, vgg16, resnet18/34/50',
-  'backbone_weights': 'ImageNet weights for the backbone (.npz); None: from scratch',
+  'backbone_weights': 'ImageNet weights: torchvision .pth, Keras .h5 or nkjax .npz; None: none',
   'anchor_scales': "the anchors' sides, pixels",
   'anchor_ratios': "the anchors' aspect ratios",
   'rpn_width': "the RPN's 3x3 convolution channels",

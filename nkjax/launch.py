@@ -6,11 +6,10 @@ Every experiment file is `get_config(preset)`, `main(config, workdir)` and
       launch.run(main)
 
 Flags: `--config` (the experiment file, an optional `:preset`, then overrides
-such as `--config.learning_rate=0.01`), `--workdir` (default
-`runs/<experiment>-<preset>`, `runs/<experiment>` for the preset `default`,
-which is the one a command without `:preset` runs) and `--allow_config_change`. `--help` lists the
-experiment's presets, its config fields with their descriptions and the workdir a
-run would use; `--helpfull` adds every absl flag.
+such as `--config.learning_rate=0.01`), `--workdir` (default `runs/<experiment>`
+for `default`, the preset without `:preset`, else `runs/<experiment>-<preset>`)
+and `--allow_config_change`. `--help` lists the presets, the config fields with
+their descriptions and the run's workdir; `--helpfull` adds every absl flag.
 
 Before JAX is imported or a file written, the launcher checks the config
 against the experiment's `CHECKS` (`nkjax.validate`), the workdir, and the run
@@ -19,7 +18,7 @@ stops, a finished run says so and exits 0. At the end it prints where the
 results are and the headline figures.
 
 `call(experiment_file, args)` runs a command line in-process (the same
-parsing, checks and `main`), returning its exit code and stderr: for tests.
+parsing, checks and `main`) and returns its exit code and stderr.
 
 What an experiment file may declare besides `PRESETS`, `get_config` and `main`:
 `CHECKS` (field -> `validate.Rule`), `resumable(config) -> bool` (False for a
@@ -580,7 +579,9 @@ def call(experiment_file: str, args: list[str]) -> tuple[int, str]:
   """
   path = os.path.abspath(experiment_file)
   if path not in _MODULES:
-    spec = importlib.util.spec_from_file_location(_experiment_name_of(path), path)
+    spec = importlib.util.spec_from_file_location(
+      f'nkjax_experiment_{os.path.splitext(os.path.basename(path))[0]}', path
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     _MODULES[path] = module
@@ -597,7 +598,3 @@ def call(experiment_file: str, args: list[str]) -> tuple[int, str]:
     except SystemExit as e:
       code = e.code if isinstance(e.code, int) else 1
   return code, err.getvalue()
-
-
-def _experiment_name_of(path: str) -> str:
-  return f'nkjax_experiment_{os.path.splitext(os.path.basename(path))[0]}'
