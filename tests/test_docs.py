@@ -40,6 +40,7 @@ LAUNCHER_FLAGS = (
   '--config',
   '--workdir',
   '--allow_config_change',
+  '--gpu_deterministic',
   '--help',
   '--helpfull',
 )
