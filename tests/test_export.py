@@ -214,25 +214,11 @@ def test_transposed_convolutions_are_sub_pixel_only_in_the_cpu_program(
 
 
 def test_fusion_boundaries_only_in_the_cpu_program():
-  import jax.numpy as jnp
-
-  from nkjax.models import cnn
   from nkjax.ops import cpu_dispatch
 
-  model = cnn.create('resnet20', num_classes=10)
-  images = jnp.ones((2, 8, 8, 3))
-  variables = jax.eval_shape(
-    functools.partial(model.init, train=False), jax.random.key(0), images
-  )
+  from .ops.test_conv_dispatch import resnet20_squared_logits
 
-  def loss(params, stats):
-    logits, _ = model.apply(
-      {'params': params, 'batch_stats': stats}, images, train=True,
-      mutable=['batch_stats'],
-    )  # fmt: skip
-    return jnp.sum(logits**2)
-
-  args = (variables['params'], variables['batch_stats'])
+  loss, args = resnet20_squared_logits()
   counts = {p: _counts(lower(jax.grad(loss), args, p)) for p in ('cpu', *PLATFORMS)}
   for p in PLATFORMS:
     assert counts[p]['barrier'] == 0, p

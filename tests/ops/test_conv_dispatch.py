@@ -143,9 +143,10 @@ def test_one_channel_convolution_is_elementwise_only_on_a_cpu(backend):
   assert len(grad_convs) == (2 if backend == 'cpu' else 3)
 
 
-def test_resnet_blocks_have_fusion_boundaries_only_where_they_apply(backend):
-  # Two per BasicBlock (after its first ReLU and at its output), forward and
-  # in the gradient; none on an accelerator.
+def resnet20_squared_logits():
+  """`(loss, (params, batch_stats))`: ResNet-20's sum of squared logits on two
+  8x8 images in training mode and its abstract variables, whose gradient's
+  program the fusion-boundary tests count ops in."""
   model = cnn.create('resnet20', num_classes=10)
   images = jnp.ones((2, 8, 8, 3))
   variables = jax.eval_shape(
@@ -159,9 +160,14 @@ def test_resnet_blocks_have_fusion_boundaries_only_where_they_apply(backend):
     )  # fmt: skip
     return jnp.sum(logits**2)
 
-  eqns = _primitives(
-    jax.make_jaxpr(jax.grad(loss))(variables['params'], variables['batch_stats'])
-  )
+  return loss, (variables['params'], variables['batch_stats'])
+
+
+def test_resnet_blocks_have_fusion_boundaries_only_where_they_apply(backend):
+  # Two per BasicBlock (after its first ReLU and at its output), forward and
+  # in the gradient; none on an accelerator.
+  loss, args = resnet20_squared_logits()
+  eqns = _primitives(jax.make_jaxpr(jax.grad(loss))(*args))
   barriers = [e for e in eqns if e.primitive.name == 'optimization_barrier']
   on = backend == 'cpu' and cpu_dispatch.fusion_boundaries_apply()
   assert len(barriers) == (2 * 9 * 2 if on else 0)
