@@ -8,8 +8,8 @@ A checkpoint damaged after the fact (a truncated or zeroed array file, a deleted
 metadata file, manifest or commit marker, an emptied step folder) is named in
 one line on restore, moved aside to `<directory>-damaged/<step>`, and the run
 falls back to the newest readable checkpoint. A reader of another run's
-checkpoints (`read_only=True`: detect, upscale, compare) skips a damaged
-step the same way but never moves or writes anything.
+checkpoints (detect, upscale, compare) goes through `nkjax.train.restore`,
+which skips a damaged step without moving or writing anything.
 """
 
 import os
@@ -81,8 +81,6 @@ class Checkpointer:
     best_metric: a key of the metrics passed to `save`; when set, the best
       checkpoint by it is kept too, however old.
     best_mode: 'max' or 'min': which end of `best_metric` is best.
-    read_only: another run's checkpoints, to read: a damaged step is named
-      and skipped but left where it is, and nothing can be saved.
   """
 
   def __init__(
@@ -92,7 +90,6 @@ class Checkpointer:
     keep: int = 3,
     best_metric: str | None = None,
     best_mode: str = 'max',
-    read_only: bool = False,
   ):
     if keep < 1:
       raise UserError(f'keep_checkpoints must be >= 1, got {keep}')
@@ -100,7 +97,6 @@ class Checkpointer:
       raise UserError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
     self.directory = os.path.abspath(directory)
     self.best_metric = best_metric
-    self.read_only = read_only
     policies = [pp.LatestN(n=keep)]
     if best_metric is not None:
       policies.append(
@@ -117,7 +113,7 @@ class Checkpointer:
       item_handlers=ocp.StandardCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(
         preservation_policy=pp.AnyPreservationPolicy(policies),
-        enable_async_checkpointing=not read_only,
+        enable_async_checkpointing=True,
         create=False,
       ),
     )
@@ -130,8 +126,6 @@ class Checkpointer:
 
   def save(self, step: int, state, metrics: dict[str, float] | None = None) -> None:
     """Starts an asynchronous save of `state` as checkpoint `step`."""
-    if self.read_only:
-      raise ValueError(f'{self.directory} was opened to read (read_only=True)')
     if self.best_metric is not None and metrics is not None:
       metrics = {k: float(v) for k, v in metrics.items()}
       if self.best_metric not in metrics:
@@ -165,8 +159,8 @@ class Checkpointer:
     is none.
 
     Without `step`, a damaged checkpoint is named in one warning line, moved
-    to `<directory>-damaged/<step>` (by process 0; left in place when
-    `read_only`) and the next newest is tried. The step restored is the
+    to `<directory>-damaged/<step>` (by process 0) and the next newest is
+    tried. The step restored is the
     returned state's.
 
     Raises:
@@ -189,13 +183,6 @@ class Checkpointer:
         '--workdir, or move the damaged step folders away to start again'
       )
     for bad, why in damaged:
-      if self.read_only:
-        logging.warning(
-          'Checkpoint step %d in %s is damaged (%s); reading step %d instead '
-          '(the run is left as it is).',
-          bad, self.directory, why, s,
-        )  # fmt: skip
-        continue
       aside = os.path.join(f'{self.directory}-damaged', str(bad))
       logging.warning(
         'Checkpoint step %d in %s is damaged (%s); moved to %s, falling back to step %d.',
@@ -205,7 +192,7 @@ class Checkpointer:
         os.makedirs(os.path.dirname(aside), exist_ok=True)
         shutil.rmtree(aside, ignore_errors=True)
         os.replace(os.path.join(self.directory, str(bad)), aside)
-    if damaged and not self.read_only:
+    if damaged:
       self._manager.reload()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     try:

@@ -187,27 +187,6 @@ def test_a_checkpoint_of_another_model_still_does_not_fit(tmp_path, saved):
   assert _tree_bytes(tmp_path) == before  # not mistaken for damage: nothing moved
 
 
-def test_a_reader_skips_a_damaged_checkpoint_names_the_step_and_changes_nothing(
-  tmp_path, caplog, saved
-):
-  states = _two_checkpoints(saved, tmp_path / 'ckpt')
-  _truncate(tmp_path / 'ckpt' / '2')
-  before = _tree_bytes(tmp_path)
-  reader = checkpoint.Checkpointer(str(tmp_path / 'ckpt'), read_only=True)
-  with caplog.at_level('WARNING'):
-    restored = reader.restore(_state(4))
-  reader.close()
-  assert int(restored.step) == 1
-  for a, b in zip(jax.tree.leaves(states[1]), jax.tree.leaves(restored), strict=True):
-    np.testing.assert_array_equal(a, b)
-  assert any(
-    re.search(r'step 2 .* is damaged .*reading step 1 instead', r.getMessage())
-    for r in caplog.records
-  )
-  assert _tree_bytes(tmp_path) == before  # nothing moved aside, nothing written
-  assert not (tmp_path / 'ckpt-damaged').exists()
-
-
 def test_a_damaged_checkpoint_is_one_line_without_asyncio_tracebacks(tmp_path):
   # In a fresh interpreter, as a person meets it: the reads that the failed
   # restore abandons (a state of many arrays, as a network's) complete after
