@@ -5,24 +5,37 @@ and `nkjax.models` pulls in flax but never TensorFlow, matplotlib or orbax):
 
 * `nkjax.models`: flax.linen networks by name: MLP, LeNet5, AlexNet, VGG11-19,
   ResNet18-56, the RNN/LSTM/GRU cells and layers, the GAN generators and
-  discriminators.
+  discriminators, SRCNN, VDSR, SRResNet and the SRGAN discriminator
+  (`models.sr`), R-CNN, Fast R-CNN and Faster R-CNN with their backbones and
+  heads (`models.detection`, `backbones`, `detection_heads`).
 * `nkjax.ops`: the course's ops from their definitions: `conv2d`, `pool2d`,
-  layer sizes, image filters.
+  layer sizes, image filters, MATLAB's bicubic resize, the LSTM layer; boxes,
+  anchors, matching and RoI pooling for detection; `cpu_dispatch`, the CPU's
+  fast forms.
 * `nkjax.metrics`: `(sum, count)` metrics merged on the host, the Frechet
-  distance; `nkjax.metrics.detection` for VOC and COCO AP.
-* `nkjax.losses`: per-example losses and L1/L2 penalties.
+  distance; `metrics.image` for PSNR and SSIM, `metrics.detection` for VOC
+  and COCO AP.
+* `nkjax.losses`: per-example losses (classification, GAN, SR pixel and VGG
+  content, detection) and L1/L2 penalties.
 * `nkjax.backprop`: forward and backward passes by hand, as the chain rule
   states them.
 * `nkjax.train`: train state, optimizers (`optim.build`), the one training
-  loop (`loop.fit`, `loop.make_predictor`), orbax checkpoints, sharding.
-* `nkjax.data`: the embedded digits, TFDS loaders, batching, detection sets.
-* `nkjax.viz`: curves, image grids and boxes -> PNG (matplotlib, Agg).
-* `nkjax.launch`: the one absl launcher that every experiment runs through.
+  loop (`loop.fit`, `loop.make_predictor`), orbax checkpoints, reading a
+  finished run (`restore`), sharding, the GAN round, the SR and detection
+  steps and their evaluation, alternating Faster R-CNN training.
+* `nkjax.data`: the embedded digits, TFDS loaders, batching, SR photographs and
+  patches, detection sets and proposals.
+* `nkjax.weights`: torchvision, Keras and nkjax weight files -> parameter trees.
+* `nkjax.viz`: curves, SR side-by-sides and boxes -> PNG (matplotlib, Agg).
+* `nkjax.launch`, `nkjax.validate`: the one absl launcher that every experiment
+  runs through, and its config checks.
 * `nkjax.errors`: `UserError`, bad input reported as one line.
+* `nkjax.bench`, `nkjax.bench_torch`, `nkjax.profile`: step timings against
+  PyTorch, and op-by-op profiles.
 
 The library never reads flags or configs: experiments in `experiments/` do, and
-pass explicit keyword arguments to the functions here. README.md ("Using nkjax
-in your own code") shows three tested examples.
+pass explicit keyword arguments to the functions here. docs/library.md shows
+three tested examples.
 
 >>> import nkjax
 >>> nkjax.models.LeNet5(num_classes=10).num_classes

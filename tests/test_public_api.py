@@ -105,6 +105,14 @@ def test_every_module_of_a_lazy_package_resolves_by_attribute():
   ]
 
 
+def test_help_of_nkjax_names_every_top_level_module():
+  # help(nkjax) is a reader's map: each module of the package is in it.
+  import nkjax
+
+  missing = [m for m in _modules(nkjax) if f'`nkjax.{m}`' not in nkjax.__doc__]
+  assert not missing, f"nkjax's docstring omits {missing}"
+
+
 @pytest.mark.parametrize('name', ['nkjax.models', 'nkjax.ops'])
 def test_eager_packages_export_every_module(name):
   package = importlib.import_module(name)
