@@ -108,6 +108,7 @@ DESCRIPTIONS = {
   'data_dir': 'where TFDS keeps its datasets; None: its default',
   'image_size': "generated sets: the images' side; TFDS: the shorter side",
   'max_boxes': "boxes kept per image; None: the dataset's",
+  'augment': 'flip and scale-jitter each training batch with its boxes',
   'num_train': 'generated sets: training images',
   'num_test': 'generated sets: test images',
   'backbone': 'the convolutional backbone: small*, vgg16, resnet18/34/50',
@@ -162,14 +163,13 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   c.compare = preset == 'compare'
   c.methods = METHODS
   c.task = preset if preset in ('detect', 'svd') else 'train'
-  # detect: the image file and the workdir of the run whose checkpoint draws it
-  # (svd: the run whose checkpoint is evaluated at each rank of svd_ranks).
   c.image = ml_collections.config_dict.placeholder(str)
   c.run = 'runs/detection'
   c.dataset = 'shapes'  # or digits_canvas; voc/2007, coco/2017 through TFDS
   c.data_dir = ml_collections.config_dict.placeholder(str)
   c.image_size = 128  # generated sets: the side; TFDS: the shorter side
   c.max_boxes = ml_collections.config_dict.placeholder(int)  # None: the dataset's
+  c.augment = False  # horizontal flips and scale jitter of the training batches
   c.num_train = 2048
   c.num_test = 256
   # Networks.
@@ -205,10 +205,7 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   c.score_threshold = 0.05
   c.nms_threshold = 0.3
   c.max_detections = 100
-  # Truncated SVD of the box head's fc layers at test time (Fast R-CNN 3.1):
-  # None (off) or the rank t kept in every fc layer, for a run's evaluation
-  # and for detect; the svd task evaluates a trained run at each of svd_ranks.
-  c.svd_rank = ml_collections.config_dict.placeholder(int)
+  c.svd_rank = ml_collections.config_dict.placeholder(int)  # Fast R-CNN 3.1
   c.svd_ranks = (8, 16, 32, 64, 128)
   # Optimisation.
   c.update(
@@ -300,6 +297,7 @@ def _load_data(config):
     seed=config.seed,
     image_size=config.image_size,
     max_boxes=config.max_boxes,
+    augment=config.augment,
     num_train=config.num_train,
     num_test=config.num_test,
     data_dir=config.data_dir,
