@@ -35,7 +35,7 @@ from nkjax.train import state as state_lib
 # experiment's has: how a run's recorded config says which experiment wrote it
 # (tests/train/test_restore.py checks this against every preset).
 SIGNATURES = {
-  'cnn': ('augment',),
+  'cnn': ('augment', 'model'),
   'detection': ('method', 'anchor_scales'),
   'gan': ('latent_dim',),
   'rnn': ('cell', 'num_layers'),
