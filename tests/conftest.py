@@ -1,4 +1,9 @@
-"""Test set-up: 8 fake CPU devices, so the sharded code paths run in CI.
+"""Test set-up: 2 fake CPU devices, so the sharded code paths run in CI.
+
+Two, as the launcher gives the project's 2-core machine (one device a core):
+the batch is split and the gradients summed across devices as in a user's
+run. More fake devices than cores cost time (docs/testing.md) and prove no
+more.
 
 Set before JAX starts its backends. TensorFlow is imported only by the TFDS
 tests, through `nkjax.data.tfds_loader.import_tf`, which hides its GPUs.
@@ -21,9 +26,10 @@ import os
 import shutil
 import tempfile
 
+DEVICES = 2
 os.environ['JAX_PLATFORMS'] = 'cpu'
 os.environ['XLA_FLAGS'] = (
-  os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
+  os.environ.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={DEVICES}'
 ).strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
@@ -42,8 +48,8 @@ from nkjax.train import sharding  # noqa: E402
 
 @pytest.fixture(scope='session')
 def mesh():
-  """The data mesh over all 8 fake devices."""
-  assert jax.device_count() == 8, 'conftest must run before JAX starts'
+  """The data mesh over all the fake devices."""
+  assert jax.device_count() == DEVICES, 'conftest must run before JAX starts'
   return sharding.data_mesh()
 
 

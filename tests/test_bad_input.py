@@ -268,7 +268,7 @@ def _run(row, experiment, args):
   """`(exit code, stderr)` of the command line, in this process or not."""
   if row not in SUBPROCESS:
     return launch.call(f'experiments/{experiment}.py', args)
-  # The launcher picks the device count; the test's fake 8 devices stay out.
+  # The launcher picks the device count; the test's fake devices stay out.
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   proc = subprocess.run(
     [sys.executable, f'experiments/{experiment}.py', *args],

@@ -1,7 +1,7 @@
 """The Colab notebook runs top to bottom on a CPU, from this checkout, without TensorFlow.
 
 nbclient executes it in a fresh kernel of this interpreter that inherits this
-process's environment (8 fake CPU devices, see conftest), with the notebook's
+process's environment (the fake CPU devices of conftest), with the notebook's
 smoke parameter: a few steps of every chapter. `NKJAX_CHECKOUT` makes the
 install cell import nkjax from the checkout in place (nothing is built); the
 environment already has the dependencies the cell's `pip install` would bring,
@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import pytest
 
 import nkjax
@@ -125,7 +126,7 @@ def test_notebook_runs_every_chapter_on_a_cpu_without_tensorflow(tmp_path, monke
   # The checkout's nkjax, in place.
   installed = re.search(r'nkjax \S+ from (\S+)', text).group(1)
   assert installed == os.path.join(ROOT, 'nkjax')
-  assert '8 devices in the data mesh; compute dtype float32' in text
+  assert f'{jax.device_count()} devices in the data mesh; compute dtype float32' in text
   # Every chapter's picture is shown inline, and the sample continues its prompt.
   pictures = [o for o in outputs if 'image/png' in o.get('data', {})]
   # The confusion matrix, the cGAN grid, the SR side-by-side and the detections.

@@ -19,7 +19,7 @@ def test_every_dense_layer_has_matrix_products_in_both_passes(mesh):
     passes = {o.direction for o in ops if o.layer == layer and o.family == 'matmul'}
     # The first layer needs no input gradient, but every layer has a weight one.
     assert passes == {'forward', 'backward'}, (layer, passes)
-  # 8 devices: the gradients are summed across them.
+  # Several devices: the gradients are summed across them.
   assert any(o.family == 'all-reduce (devices)' for o in ops)
 
 

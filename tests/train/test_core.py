@@ -164,7 +164,7 @@ def test_predictor_returns_every_real_example_in_order(mesh, split_batch):
   arrays = batching.collect(test.eval_batches())
   n = 37  # not a multiple of the batch: the last batch is padded
   arrays = {k: v[:n] for k, v in arrays.items()}
-  size = 8 if split_batch else 3  # 3 does not split over 8 devices
+  size = 8 if split_batch else 3  # 3 does not split over 2 (or 8) devices
   predict = loop.make_predictor(_predict_step, mesh=mesh, split_batch=split_batch)
   out = predict(state, batching.eval_batches(arrays, batch_size=size))
   assert set(out) == {'image', 'label', 'logits'} and len(out['logits']) == n

@@ -47,7 +47,7 @@ def test_run_writes_metrics_summary_curves_and_keeps_checkpoints(mesh, tmp_path)
     best_metric='accuracy',
   )
   summary = json.loads((tmp_path / 'summary.json').read_text())
-  assert summary['steps'] == 30 and summary['devices'] == 8
+  assert summary['steps'] == 30 and summary['devices'] == mesh.devices.size
   assert summary['eval']['accuracy'] == pytest.approx(
     result.summary['eval']['accuracy']
   )

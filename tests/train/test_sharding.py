@@ -39,15 +39,18 @@ def test_sharded_step_equals_single_device_step(mesh):
 
 
 def test_sharded_batch_lives_on_every_device(mesh):
+  n = mesh.devices.size
   x = sharding.shard_batch({'x': np.arange(16.0).reshape(16, 1)}, mesh)['x']
-  assert len(x.addressable_shards) == 8
-  assert [s.data.shape for s in x.addressable_shards] == [(2, 1)] * 8
+  assert len(x.addressable_shards) == n
+  assert [s.data.shape for s in x.addressable_shards] == [(16 // n, 1)] * n
   np.testing.assert_array_equal(np.asarray(x), np.arange(16.0).reshape(16, 1))
 
 
 def test_indivisible_batch_size_is_a_clear_error(mesh):
+  n = mesh.devices.size
   with pytest.raises(
-    ValueError, match='batch size 12 is not divisible by the 8 devices.*multiple of 8'
+    ValueError,
+    match=f'batch size {n + 1} is not divisible by the {n} devices.*multiple of {n}',
   ):
-    sharding.check_batch_size(12, mesh)
-  sharding.check_batch_size(16, mesh)
+    sharding.check_batch_size(n + 1, mesh)
+  sharding.check_batch_size(2 * n, mesh)
