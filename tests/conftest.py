@@ -5,6 +5,9 @@ the batch is split and the gradients summed across devices as in a user's
 run. More fake devices than cores cost time (docs/testing.md) and prove no
 more.
 
+XLA's CPU back end compiles at its lowest optimisation level (see
+`tests/processes.py`): the suite's time is mostly compilation.
+
 Set before JAX starts its backends. TensorFlow is imported only by the TFDS
 tests, through `nkjax.data.tfds_loader.import_tf`, which hides its GPUs.
 
@@ -26,11 +29,15 @@ import os
 import shutil
 import tempfile
 
+from tests.processes import FAST_COMPILE
+
 DEVICES = 2
 os.environ['JAX_PLATFORMS'] = 'cpu'
-os.environ['XLA_FLAGS'] = (
-  os.environ.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={DEVICES}'
-).strip()
+_flags = os.environ.get('XLA_FLAGS', '').split()
+for _flag in (f'--xla_force_host_platform_device_count={DEVICES}', FAST_COMPILE):
+  if _flag not in _flags:  # xdist's workers inherit the controller's
+    _flags.append(_flag)
+os.environ['XLA_FLAGS'] = ' '.join(_flags)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   # Made by the first process (xdist's controller, or a plain pytest); the

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.processes import FAST_COMPILE
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [
   'experiments/mlp.py',
@@ -20,7 +22,8 @@ def _env(devices, **extra):
   env = {k: v for k, v in os.environ.items() if not k.startswith(('JAX_', 'XLA_'))}
   return {
     **env, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
-    'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}', **extra,
+    'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices} {FAST_COMPILE}',
+    **extra,
   }  # fmt: skip
 
 
@@ -31,14 +34,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_of_four_devices_equal_one_of_eight(tmp_path):
+def test_two_processes_of_two_devices_equal_one_of_four(tmp_path):
   port = _free_port()
   procs = [
     subprocess.Popen(
       [sys.executable, *ARGS, f'--workdir={tmp_path / "two"}'],
       cwd=ROOT,
       env=_env(
-        4,
+        2,
         JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}',
         JAX_NUM_PROCESSES='2',
         JAX_PROCESS_ID=str(i),
@@ -51,17 +54,17 @@ def test_two_processes_of_four_devices_equal_one_of_eight(tmp_path):
   ]
   outs = [p.communicate(timeout=300)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
-  assert 'process 1 of 2' in outs[1] and '8 global devices' in outs[1]
+  assert 'process 1 of 2' in outs[1] and '4 global devices' in outs[1]
   one = subprocess.run(
     [sys.executable, *ARGS, f'--workdir={tmp_path / "one"}'],
-    cwd=ROOT, env=_env(8), capture_output=True, text=True, timeout=300,
+    cwd=ROOT, env=_env(4), capture_output=True, text=True, timeout=300,
   )  # fmt: skip
   assert one.returncode == 0, one.stderr[-3000:]
 
   two_s, one_s = (
     json.loads((tmp_path / d / 'summary.json').read_text()) for d in ('two', 'one')
   )
-  assert two_s['devices'] == one_s['devices'] == 8
+  assert two_s['devices'] == one_s['devices'] == 4
   # The same global batches: evaluation agrees exactly; the training loss to
   # float32 rounding (an all-reduce across processes adds in another order).
   assert two_s['eval'] == one_s['eval']
