@@ -247,11 +247,15 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
     c.timing_images, c.num_pictures = 2, 4
   if preset == 'voc07':
     # Ren et al. 2015 / Girshick 2015: VGG-16 from ImageNet, images with the
-    # shorter side 600 (longer <= 1000), 2 images of 128 RoIs (64 each), SGD
-    # 0.001 for 50k iterations then 0.0001 for 20k (Faster R-CNN VOC07 trainval,
-    # 70k in the paper's joint training), momentum 0.9, weight decay 5e-4;
-    # anchors 128/256/512 x 0.5/1/2; RPN 12000/2000 proposals in training,
-    # 6000/300 at test; RoI pooling 7x7, fc 4096-4096 with dropout.
+    # shorter side 600 (longer <= 1000), 64 RoIs per image, SGD momentum 0.9,
+    # weight decay 5e-4; anchors 128/256/512 x 0.5/1/2; RPN 12000/2000
+    # proposals in training, 6000/300 at test; RoI pooling 7x7, fc 4096-4096
+    # with dropout. py-faster-rcnn's VOC07 joint training takes 1 image per
+    # step: 0.001 for 50k steps, then 0.0001 for 20k. Here 2 images per step,
+    # so by the linear scaling rule (Goyal et al. 2017: rate in proportion to
+    # the images per step, steps in inverse proportion; the same images seen
+    # at each rate) 0.002 for 25k, then 0.0002 for 10k. Fixed for this batch:
+    # an override of batch_size alone keeps them (scale all four with it).
     c.dataset = 'voc/2007'
     c.image_size = 600
     c.backbone = 'vgg16'
@@ -267,15 +271,15 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
     c.max_proposals = 2000
     c.warp_size, c.context = 227, 16
     c.optimizer = 'momentum'
-    c.learning_rate = 1e-3
+    c.batch_size = 2
+    c.learning_rate = 1e-3 * c.batch_size
     c.schedule = 'step'
-    c.decay_boundaries, c.decay_steps = (), (50_000,)
+    c.decay_boundaries, c.decay_steps = (), (50_000 // c.batch_size,)
     c.warmup_steps = 0
     c.weight_decay = 5e-4
-    c.batch_size = 2
     c.eval_batch_size = 1
-    c.num_steps = 70_000
-    c.checkpoint_every = 10_000
+    c.num_steps = 70_000 // c.batch_size
+    c.checkpoint_every = 5_000
   return c
 
 
@@ -291,50 +295,41 @@ def _mesh(batch_size: int, eval_batch_size: int):
 
 def _load_data(config):
   return det_data.load(
-    config.dataset,
-    batch_size=config.batch_size,
-    eval_batch_size=config.eval_batch_size,
-    seed=config.seed,
-    image_size=config.image_size,
-    max_boxes=config.max_boxes,
-    augment=config.augment,
-    num_train=config.num_train,
-    num_test=config.num_test,
-    data_dir=config.data_dir,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
+    config.dataset, batch_size=config.batch_size,
+    eval_batch_size=config.eval_batch_size, seed=config.seed,
+    image_size=config.image_size, max_boxes=config.max_boxes, augment=config.augment,
+    num_train=config.num_train, num_test=config.num_test, data_dir=config.data_dir,
+    process_index=jax.process_index(), process_count=jax.process_count(),
+  )  # fmt: skip
 
 
 def build_model(config, method: str, num_classes: int, svd_rank: int | None = None):
   """The network of `method` with the config's attributes; `svd_rank` the
-  rank of the box head's fc layers (None: whole)."""
+  rank of the box head's fc layers (None: whole). A run's recorded config
+  names the input its backbone weights expect (`preprocess`, from the file:
+  `backbones.PREPROCESS`); the experiment's config has no such field: 'none'."""
   dtype = jnp.dtype(config.get('dtype', 'float32'))  # absent from older runs
+  common = dict(
+    num_classes=num_classes, backbone=config.backbone,
+    preprocess=config.get('preprocess', 'none'), fc=tuple(config.fc),
+    roi_op=config.roi_op, roi_size=config.roi_size,
+    score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
+    max_detections=config.max_detections, dropout_rate=config.dropout_rate,
+    svd_rank=svd_rank, dtype=dtype,
+  )  # fmt: skip
   if method == 'faster_rcnn':
     return det.FasterRCNN(
-      num_classes=num_classes, backbone=config.backbone,
       anchor_scales=tuple(config.anchor_scales), anchor_ratios=tuple(config.anchor_ratios),
-      rpn_width=config.rpn_width, fc=tuple(config.fc), roi_op=config.roi_op,
-      roi_size=config.roi_size, pre_nms_top_n=config.rpn_pre_nms_test,
+      rpn_width=config.rpn_width, pre_nms_top_n=config.rpn_pre_nms_test,
       post_nms_top_n=config.rpn_post_nms_test, rpn_nms_threshold=config.rpn_nms_threshold,
-      score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
-      max_detections=config.max_detections, dropout_rate=config.dropout_rate,
-      svd_rank=svd_rank, dtype=dtype,
+      **common,
     )  # fmt: skip
   if method == 'fast_rcnn':
-    return det.FastRCNN(
-      num_classes=num_classes, backbone=config.backbone, fc=tuple(config.fc),
-      roi_op=config.roi_op, roi_size=config.roi_size,
-      score_threshold=config.score_threshold, nms_threshold=config.nms_threshold,
-      max_detections=config.max_detections, dropout_rate=config.dropout_rate,
-      svd_rank=svd_rank, dtype=dtype,
-    )  # fmt: skip
+    return det.FastRCNN(**common)
   return det.RCNNClassifier(
-    num_classes=num_classes,
-    widths=tuple(config.rcnn_widths),
-    fc=tuple(config.rcnn_fc),
+    num_classes=num_classes, widths=tuple(config.rcnn_widths), fc=tuple(config.rcnn_fc),
     dtype=dtype,
-  )
+  )  # fmt: skip
 
 
 def check_svd(method: str, state, rank: int | None) -> None:
@@ -426,10 +421,19 @@ def run_method(config, workdir: str, method: str) -> dict:
     model=model, tx=make_tx(config), rng=k_init,
     inputs=_init_inputs(config, method, data.example_shape),
   )  # fmt: skip
+  preprocess = 'none'  # the input the weights file expects (nkjax's own: as is)
   if config.backbone_weights:
     if method == 'rcnn':
       raise UserError('backbone_weights apply to fast_rcnn and faster_rcnn only')
-    state, _ = weights.load_detector_weights(state, config.backbone_weights)
+    state, preprocess = weights.load_detector_weights(state, config.backbone_weights)
+  # The run records it, so that resume, detect and svd build the same network.
+  run_config = {
+    **config.to_dict(), 'method': method, 'num_classes': data.num_classes,
+    'class_names': list(data.class_names), 'preprocess': preprocess,
+  }  # fmt: skip
+  built = ml_collections.ConfigDict(run_config)
+  model = build_model(built, method, data.num_classes)
+  state = state.replace(apply_fn=model.apply)
   check_svd(method, state, config.svd_rank)
   proposals = (
     None if method == 'faster_rcnn' else _proposals(config, data.example_shape)
@@ -441,7 +445,7 @@ def run_method(config, workdir: str, method: str) -> dict:
 
   def summarize(state):
     t = time.perf_counter()
-    state = with_svd(config, method, data.num_classes, state, config.svd_rank)
+    state = with_svd(built, method, data.num_classes, state, config.svd_rank)
     result = det_eval.evaluate(
       state, data, method=method, predict=_predict_step(config, method), mesh=mesh,
       proposals=proposals, workdir=workdir, dataset=config.dataset,
@@ -460,10 +464,6 @@ def run_method(config, workdir: str, method: str) -> dict:
     divergence_factor=config.divergence_factor,
     loss_unit='nats + smooth L1 of boxes',
   )  # fmt: skip
-  run_config = {
-    **config.to_dict(), 'method': method, 'num_classes': data.num_classes,
-    'class_names': list(data.class_names),
-  }  # fmt: skip
   if method == 'faster_rcnn' and config.training == 'alternating':
     summary = alternating.fit_alternating(
       state=state, workdir=workdir, fit=fit, config=run_config, summarize=summarize,

@@ -16,14 +16,26 @@ import detection  # noqa: E402
 import sr  # noqa: E402
 
 
-def test_voc07_rate_is_1e_3_for_50k_updates_then_1e_4_for_20k():
-  # Girshick 2015 / Ren et al. 2015 (VOC07): "0.001 for 50k mini-batch
-  # iterations, and 0.0001 for the next 20k" (counting updates from 0).
+def test_voc07_rate_is_the_papers_per_image_schedule_scaled_to_its_batch():
+  # py-faster-rcnn (VOC07, 1 image per step): "0.001 for 50k mini-batch
+  # iterations, and 0.0001 for the next 20k" (counting updates from 0). The
+  # preset takes 2 images per step: by the linear scaling rule 0.002 for 25k
+  # steps, then 0.0002 for 10k (fixed for its batch; the preset says so).
   config = detection.get_config('voc07')
-  assert config.num_steps == 50_000 + 20_000
+  assert config.batch_size == 2
+  assert config.num_steps == (50_000 + 20_000) // 2
+  assert config.decay_steps == (25_000,)
   lr = optim.build_schedule(num_steps=config.num_steps, **optim.fields(config))
-  expected = {0: 1e-3, 49_999: 1e-3, 50_000: 1e-4, 69_999: 1e-4}
+  expected = {0: 2e-3, 24_999: 2e-3, 25_000: 2e-4, 34_999: 2e-4}
   assert {s: float(lr(s)) for s in expected} == pytest.approx(expected, rel=1e-6)
+  # Per image seen, the rate and the images at each rate are the paper's.
+  paper = [(1e-3, 50_000), (1e-4, 20_000)]  # (rate, steps) at 1 image per step
+  b = config.batch_size
+  ours = [(float(lr(0)), 25_000), (float(lr(25_000)), config.num_steps - 25_000)]
+  for (rate, steps), (paper_rate, paper_steps) in zip(ours, paper, strict=True):
+    assert (rate / b, steps * b) == pytest.approx((paper_rate, paper_steps), rel=1e-6)
+  # The decay is a factor of 10, as the paper's.
+  assert config.decay_factor == pytest.approx(0.1)
 
 
 def _param_shapes(model, inputs):
@@ -64,9 +76,9 @@ def test_every_detection_preset_optimizer_initialises_on_its_model(preset):
       continue
     # The alternating stages freeze parts that exist (a typo would not).
     for *_, frozen, _ in alternating.STAGES:
-      if c.decay_steps:  # voc07: 50k is past a stage of 70k / 4
+      if c.decay_steps:  # voc07: 25k is past a stage of 35k / 4
         with pytest.raises(
-          UserError, match='decay_steps=.*the 17500 steps of one stage'
+          UserError, match='decay_steps=.*the 8750 steps of one stage'
         ):
           detection.make_tx(c, c.num_steps // 4, frozen)
       else:
