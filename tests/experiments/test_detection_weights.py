@@ -92,14 +92,14 @@ def test_voc07_starts_from_a_torchvision_vgg16_file_with_one_flag(tmp_path):
   config = detection.get_config('voc07')
   config.backbone_weights = str(pth)  # the one flag
   # Tiny sizes on generated data (the preset's recipe otherwise); batches of
-  # 8 for the 8 devices the tests fake.
+  # 2, one image for each of the 2 devices the tests fake.
   config.dataset, config.image_size, config.num_train, config.num_test = (
     'shapes',
     64,
-    8,
-    8,
+    2,
+    2,
   )
-  config.batch_size = config.eval_batch_size = 8
+  config.batch_size = config.eval_batch_size = 2
   config.fc, config.anchor_scales = (16, 16), (16.0, 32.0, 64.0)
   config.num_steps, config.decay_steps, config.log_every = 2, (1,), 1
   config.checkpoint_every, config.num_pictures, config.timing_images = 2, 0, 1
