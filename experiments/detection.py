@@ -277,7 +277,9 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
     c.decay_boundaries, c.decay_steps = (), (50_000 // c.batch_size,)
     c.warmup_steps = 0
     c.weight_decay = 5e-4
-    c.eval_batch_size = 1
+    c.eval_batch_size = (
+      c.batch_size
+    )  # splits over the devices as the training batch does
     c.num_steps = 70_000 // c.batch_size
     c.checkpoint_every = 5_000
   return c
