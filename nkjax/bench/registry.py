@@ -13,7 +13,9 @@ class Benchmark:
     model: `() -> flax module` (imported lazily, after the launcher sets devices).
     input_shape: one example's `[h, w, c]` (images) or `[seq_len]` (tokens).
     batch_size: the default global batch size.
-    torch_model: `() -> torch.nn.Module`, the eager PyTorch equivalent, if any.
+    torch_step: the eager PyTorch equivalent, if any: `(host batch) -> step()`,
+      which builds the model and optimizer (`nkjax.bench_torch.STEPS`) and
+      returns a function running one train step on that batch.
     one_cpu_device: on a CPU, run on one of the launcher's per-core devices
       (XLA's matrix products use every core's thread from one device): for a
       model of matrix products only, which the split over devices slows (the
@@ -25,7 +27,7 @@ class Benchmark:
   input_shape: tuple[int, ...]
   num_classes: int
   batch_size: int
-  torch_model: Callable | None = None
+  torch_step: Callable | None = None
   # > 0: a language model on [batch, seq_len + 1] tokens of num_classes.
   seq_len: int = 0
   # batch_size -> (state, train_step, host batch), for steps other than a classifier's.
@@ -52,10 +54,10 @@ def _mlp():
 
 
 def _torch(name):
-  def build():
+  def build(batch):
     from nkjax import bench_torch
 
-    return bench_torch.MODELS[name]()
+    return bench_torch.STEPS[name](batch)
 
   return build
 
@@ -202,12 +204,17 @@ def _sr(name: str, *, infer: bool = False):
       'srcnn': sr_models.SRCNN(),
       'vdsr': sr_models.VDSR(),
       'srresnet': sr_models.SRResNet(),
+      # experiments/sr.py's srresnet preset (for CPUs): 4 blocks of 32, no batch
+      # norm, ICNR, the bicubic skip; 12x12 LR patches, the L1 loss.
+      'srresnet_cpu': sr_models.SRResNet(
+        blocks=4, features=32, norm=False, icnr=True, bicubic_skip=True
+      ),
     }[name]
-    y = name != 'srresnet'
+    y = not name.startswith('srresnet')
     if infer:
       hr, lr = 512, 128
     else:
-      hr = {'srcnn': 33, 'vdsr': 41, 'srresnet': 96}[name]
+      hr = {'srcnn': 33, 'vdsr': 41, 'srresnet': 96, 'srresnet_cpu': 48}[name]
       lr = hr // 4
     side = hr if y else lr
     state = state_lib.create(
@@ -223,7 +230,10 @@ def _sr(name: str, *, infer: bool = False):
       'hr': rng.uniform(0, 1, (batch_size, hr, hr, 3)).astype(np.float32),
     }
     if not infer:
-      step = functools.partial(sr_steps.pixel_train_step, model=model, y_channel=y)
+      step = functools.partial(
+        sr_steps.pixel_train_step, model=model, y_channel=y,
+        loss='l1' if name == 'srresnet_cpu' else 'mse',
+      )  # fmt: skip
       return state, step, batch
 
     def infer_step(state, batch, rng):
@@ -258,7 +268,9 @@ BENCHMARKS: dict[str, Benchmark] = {
   'lstm_lm': Benchmark(_lstm_lm, (128,), 100, 64, _torch('lstm_lm'), seq_len=128),
   # A DCGAN round (k = 1) on 32x32x3 images; examples/s counts real images.
   # Its row also times the round's parts alone (`parts_ms`, `round_over_parts`).
-  'dcgan': Benchmark(None, (32, 32, 3), 0, 128, setup=_dcgan_round, parts=_dcgan_parts),
+  'dcgan': Benchmark(
+    None, (32, 32, 3), 0, 128, _torch('dcgan'), setup=_dcgan_round, parts=_dcgan_parts
+  ),
   # Faster R-CNN train steps: the offline preset (small backbone, 128x128, batch
   # 4) and the VOC07 recipe (VGG-16, 600x1000, batch 2, 2000 training proposals).
   # The presets' sizes restate experiments/detection.py's `get_config`, which a
@@ -285,11 +297,15 @@ BENCHMARKS: dict[str, Benchmark] = {
     rpn_width=512,
     post_nms_train=2000,
   ),
-  # Super-resolution train steps at the papers' patch and batch sizes, and a
-  # full 512x512 x4 image through VDSR and SRResNet (examples/s: images/s).
+  # Super-resolution train steps at the papers' patch and batch sizes (and
+  # srresnet_cpu: the CPU preset's), and a full 512x512 x4 image through VDSR
+  # and SRResNet (examples/s: images/s).
   'srcnn': Benchmark(None, (33, 33, 1), 0, 128, setup=_sr('srcnn')),
-  'vdsr': Benchmark(None, (41, 41, 1), 0, 64, setup=_sr('vdsr')),
+  'vdsr': Benchmark(None, (41, 41, 1), 0, 64, _torch('vdsr'), setup=_sr('vdsr')),
   'srresnet': Benchmark(None, (24, 24, 3), 0, 16, setup=_sr('srresnet')),
+  'srresnet_cpu': Benchmark(
+    None, (12, 12, 3), 0, 16, _torch('srresnet_cpu'), setup=_sr('srresnet_cpu')
+  ),
   'vdsr_x4_512': Benchmark(None, (512, 512, 1), 0, 8, setup=_sr('vdsr', infer=True)),
   'srresnet_x4_512': Benchmark(
     None, (128, 128, 3), 0, 8, setup=_sr('srresnet', infer=True)
