@@ -4,6 +4,8 @@
 import dataclasses
 from collections.abc import Callable
 
+from nkjax.train import detection_presets
+
 
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
@@ -129,11 +131,10 @@ def _dcgan_parts(state, batch):
   }
 
 
-def _faster_rcnn_step(
-  *, backbone, size, anchor_scales, fc, roi_op, roi_size, rpn_width, post_nms_train
-):
-  """A Faster R-CNN train step (approximate joint training) on random images of
-  `size` with three random boxes each; see experiments/detection.py."""
+def _faster_rcnn_step(preset: dict, size: tuple[int, int]):
+  """A Faster R-CNN train step (approximate joint training) of a recipe of
+  `nkjax.train.detection_presets` on random images of `size` with three random
+  boxes each; see experiments/detection.py."""
 
   def setup(batch_size: int):
     import functools
@@ -148,9 +149,9 @@ def _faster_rcnn_step(
     from nkjax.train import state as state_lib
 
     model = det.FasterRCNN(
-      num_classes=20, backbone=backbone, anchor_scales=anchor_scales, fc=fc,
-      roi_op=roi_op, roi_size=roi_size, rpn_width=rpn_width,
-    )  # fmt: skip
+      num_classes=20,
+      **{k: preset[k] for k in FASTER_RCNN_MODEL_FIELDS},
+    )
     h, w = size
     state = state_lib.create(
       model=model, tx=optim.make_optimizer(name='momentum', learning_rate=1e-3),
@@ -168,18 +169,29 @@ def _faster_rcnn_step(
       'box_mask': np.ones((batch_size, 3), bool),
     }
     step = functools.partial(
-      det_steps.faster_rcnn_train_step, model=model, post_nms_top_n=post_nms_train
+      det_steps.faster_rcnn_train_step,
+      model=model,
+      pre_nms_top_n=preset['rpn_pre_nms_train'],
+      post_nms_top_n=preset['rpn_post_nms_train'],
     )
     return state, step, batch
 
   return setup
 
 
-def _faster_rcnn(size: tuple[int, int], batch_size: int, **kwargs) -> Benchmark:
-  """The Faster R-CNN benchmark of images of `size` (h, w): its input shape and
-  its step's set-up both from that one size."""
+# The fields of a detection preset that are `FasterRCNN`'s attributes.
+FASTER_RCNN_MODEL_FIELDS = (
+  'backbone', 'anchor_scales', 'fc', 'roi_op', 'roi_size', 'rpn_width',
+)  # fmt: skip
+
+
+def _faster_rcnn(preset: dict, size: tuple[int, int] | None = None) -> Benchmark:
+  """The Faster R-CNN benchmark of a detection preset, on square images of its
+  `image_size` or of `size` (h, w): its input shape and its step's set-up both
+  from that one size."""
+  size = size or (preset['image_size'],) * 2
   return Benchmark(
-    None, (*size, 3), 0, batch_size, setup=_faster_rcnn_step(size=size, **kwargs)
+    None, (*size, 3), 0, preset['batch_size'], setup=_faster_rcnn_step(preset, size)
   )
 
 
@@ -271,32 +283,11 @@ BENCHMARKS: dict[str, Benchmark] = {
   'dcgan': Benchmark(
     None, (32, 32, 3), 0, 128, _torch('dcgan'), setup=_dcgan_round, parts=_dcgan_parts
   ),
-  # Faster R-CNN train steps: the offline preset (small backbone, 128x128, batch
-  # 4) and the VOC07 recipe (VGG-16, 600x1000, batch 2, 2000 training proposals).
-  # The presets' sizes restate experiments/detection.py's `get_config`, which a
-  # library module does not import; each is stated once here.
-  'faster_rcnn': _faster_rcnn(
-    (128, 128),
-    4,
-    backbone='small',
-    anchor_scales=(16.0, 32.0, 64.0),
-    fc=(256, 256),
-    roi_op='align',
-    roi_size=5,
-    rpn_width=128,
-    post_nms_train=128,
-  ),
-  'faster_rcnn_voc': _faster_rcnn(
-    (600, 1000),
-    2,
-    backbone='vgg16',
-    anchor_scales=(128.0, 256.0, 512.0),
-    fc=(4096, 4096),
-    roi_op='pool',
-    roi_size=7,
-    rpn_width=512,
-    post_nms_train=2000,
-  ),
+  # Faster R-CNN train steps: the offline recipe (small stride-8 backbone,
+  # 128x128, batch 4) and the VOC07 one (VGG-16, batch 2, 2000 training
+  # proposals) on 600x1000 images, VOC's usual landscape shape at its scale.
+  'faster_rcnn': _faster_rcnn(detection_presets.OFFLINE),
+  'faster_rcnn_voc': _faster_rcnn(detection_presets.VOC07, (600, 1000)),
   # Super-resolution train steps at the papers' patch and batch sizes (and
   # srresnet_cpu: the CPU preset's), and a full 512x512 x4 image through VDSR
   # and SRResNet (examples/s: images/s).
