@@ -14,6 +14,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nkjax import bench_torch_detection
+from nkjax.train import detection_presets
+
 
 def mlp() -> nn.Module:
   return nn.Sequential(
@@ -279,6 +282,9 @@ MODELS = {
   'dcgan_d': dcgan_discriminator,
   'srresnet_cpu': SRResNet,
   'vdsr': vdsr,
+  'faster_rcnn': functools.partial(
+    bench_torch_detection.FasterRCNN, detection_presets.OFFLINE
+  ),
 }
 
 STEPS = {
@@ -292,4 +298,7 @@ STEPS = {
     sr_step, model_fn=SRResNet, y_channel=False, loss='l1'
   ),
   'vdsr': functools.partial(sr_step, model_fn=vdsr, y_channel=True, loss='mse'),
+  'faster_rcnn': functools.partial(
+    bench_torch_detection.faster_rcnn_step, preset=detection_presets.OFFLINE
+  ),
 }

@@ -185,14 +185,17 @@ FASTER_RCNN_MODEL_FIELDS = (
 )  # fmt: skip
 
 
-def _faster_rcnn(preset: dict, size: tuple[int, int] | None = None) -> Benchmark:
+def _faster_rcnn(
+  preset: dict, size: tuple[int, int] | None = None, torch_step=None
+) -> Benchmark:
   """The Faster R-CNN benchmark of a detection preset, on square images of its
   `image_size` or of `size` (h, w): its input shape and its step's set-up both
   from that one size."""
   size = size or (preset['image_size'],) * 2
   return Benchmark(
-    None, (*size, 3), 0, preset['batch_size'], setup=_faster_rcnn_step(preset, size)
-  )
+    None, (*size, 3), 0, preset['batch_size'], torch_step,
+    setup=_faster_rcnn_step(preset, size),
+  )  # fmt: skip
 
 
 def _sr(name: str, *, infer: bool = False):
@@ -286,7 +289,9 @@ BENCHMARKS: dict[str, Benchmark] = {
   # Faster R-CNN train steps: the offline recipe (small stride-8 backbone,
   # 128x128, batch 4) and the VOC07 one (VGG-16, batch 2, 2000 training
   # proposals) on 600x1000 images, VOC's usual landscape shape at its scale.
-  'faster_rcnn': _faster_rcnn(detection_presets.OFFLINE),
+  'faster_rcnn': _faster_rcnn(
+    detection_presets.OFFLINE, torch_step=_torch('faster_rcnn')
+  ),
   'faster_rcnn_voc': _faster_rcnn(detection_presets.VOC07, (600, 1000)),
   # Super-resolution train steps at the papers' patch and batch sizes (and
   # srresnet_cpu: the CPU preset's), and a full 512x512 x4 image through VDSR
