@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         f'\n{r["framework"]} ({r["devices"]} x {r["device_kind"]}) against '
         f'{r["torch_framework"]} ({r["torch_threads"]} threads), interleaved, '
         f'{r["timing"]}\n{format_compare(compared)}\n'
-        '# load average after (1, 5, 15 min): ' + ' '.join(map(str, load_average())),
+        '# loadavg after (1, 5, 15 min): ' + ' '.join(map(str, load_average())),
         flush=True,
       )
   except UserError as e:

@@ -112,8 +112,7 @@ def header_lines(env: dict) -> list[str]:
     f'# cpu: {env["cpu"]}, {env["cores"]} cores ({env["cores_used"]} used)',
     '# ' + ', '.join(f'{p} {v}' for p, v in env['versions'].items()),
     f'# date: {env["date"]}, commit {env["commit"]}',
-    '# load average before (1, 5, 15 min): '
-    + ' '.join(str(x) for x in env['load_before']),
+    '# loadavg before (1, 5, 15 min): ' + ' '.join(str(x) for x in env['load_before']),
   ]
 
 
