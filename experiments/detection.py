@@ -31,7 +31,15 @@ from nkjax.data import images as image_files
 from nkjax.data import proposals as prop
 from nkjax.errors import UserError, choose
 from nkjax.models import detection as det
-from nkjax.train import alternating, loop, optim, restore, sharding, writers
+from nkjax.train import (
+  alternating,
+  detection_presets,
+  loop,
+  optim,
+  restore,
+  sharding,
+  writers,
+)
 from nkjax.train import detection as det_steps
 from nkjax.train import detection_eval as det_eval
 from nkjax.train import state as state_lib
@@ -229,12 +237,8 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
   c.training = 'joint'
   c.stage_steps = ()
   if preset in ('default', 'faster_rcnn'):
-    # Stride 8 gives small shapes (12 px) several anchors; 7x7 RoIs and the
-    # fewer pre-NMS proposals in training took mAP@0.5 from 0.79 to 0.90.
-    c.backbone = 'small_s8'
+    c.update(detection_presets.OFFLINE)  # the sizes nkjax.bench's faster_rcnn times
     c.num_steps = 3000
-    c.roi_size = 7
-    c.rpn_pre_nms_train = 1000
   if preset == 'smoke':
     c.backbone = 'small_tiny'
     c.num_train, c.num_test = 16, 8
@@ -257,15 +261,8 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
     # at each rate) 0.002 for 25k, then 0.0002 for 10k. Fixed for this batch:
     # an override of batch_size alone keeps them (scale all four with it).
     c.dataset = 'voc/2007'
-    c.image_size = 600
-    c.backbone = 'vgg16'
-    c.anchor_scales = (128.0, 256.0, 512.0)
-    c.rpn_width = 512
-    c.fc = (4096, 4096)
+    c.update(detection_presets.VOC07)  # the sizes nkjax.bench's faster_rcnn_voc times
     c.dropout_rate = 0.5
-    c.roi_op = 'pool'
-    c.roi_size = 7
-    c.rpn_pre_nms_train, c.rpn_post_nms_train = 12000, 2000
     c.rpn_pre_nms_test, c.rpn_post_nms_test = 6000, 300
     c.proposals = 'selective_search'
     c.max_proposals = 2000
@@ -277,9 +274,7 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
     c.decay_boundaries, c.decay_steps = (), (50_000 // c.batch_size,)
     c.warmup_steps = 0
     c.weight_decay = 5e-4
-    c.eval_batch_size = (
-      c.batch_size
-    )  # splits over the devices as the training batch does
+    c.eval_batch_size = c.batch_size  # split over the devices like the training batch
     c.num_steps = 70_000 // c.batch_size
     c.checkpoint_every = 5_000
   return c

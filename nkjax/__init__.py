@@ -30,8 +30,9 @@ and `nkjax.models` pulls in flax but never TensorFlow, matplotlib or orbax):
 * `nkjax.launch`, `nkjax.validate`: the one absl launcher that every experiment
   runs through, and its config checks.
 * `nkjax.errors`: `UserError`, bad input reported as one line.
-* `nkjax.bench`, `nkjax.bench_torch`, `nkjax.profile`: step timings against
-  PyTorch, and op-by-op profiles.
+* `nkjax.bench`, `nkjax.bench_torch`, `nkjax.bench_torch_detection`,
+  `nkjax.profile`: step timings against PyTorch (Faster R-CNN's equivalent in
+  its own module), and op-by-op profiles.
 
 The library never reads flags or configs: experiments in `experiments/` do, and
 pass explicit keyword arguments to the functions here. docs/library.md shows
@@ -66,6 +67,7 @@ _SUBMODULES = (
   'backprop',
   'bench',
   'bench_torch',
+  'bench_torch_detection',
   'data',
   'errors',
   'launch',
@@ -81,7 +83,7 @@ _SUBMODULES = (
 )
 
 # Importable only with PyTorch installed: lazy like the others, not in `__all__`.
-_OPTIONAL = ('bench_torch',)
+_OPTIONAL = ('bench_torch', 'bench_torch_detection')
 
 __all__ = [
   '__version__',

@@ -9,17 +9,18 @@ from nkjax import bench
 
 @pytest.fixture
 def timed_runs(monkeypatch):
-  """The seconds of every timed run `bench.run` measures, one list per `_time` call."""
+  """The seconds of every timed run `bench.run` measures, one list per run timed."""
   from nkjax.bench import measure
 
   calls = []
 
   def record(*args, **kwargs):
-    calls.append(time_runs(*args, **kwargs))
-    return calls[-1]
+    times = time_runs(*args, **kwargs)
+    calls.extend(times)
+    return times
 
-  time_runs = measure._time
-  monkeypatch.setattr(measure, '_time', record)
+  time_runs = measure.time_runs
+  monkeypatch.setattr(measure, 'time_runs', record)
   return calls
 
 

@@ -14,6 +14,7 @@ import pytest
 MODULES = (
   'nkjax',
   'nkjax.backprop',
+  'nkjax.bench.measure',
   'nkjax.data.proposals',
   'nkjax.losses',
   'nkjax.metrics',

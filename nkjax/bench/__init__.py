@@ -3,6 +3,7 @@
   python -m nkjax.bench mlp
   python -m nkjax.bench mlp --batch-size 1024 --repeats 10
   python -m nkjax.bench --suite accelerator     # every model, sized for the device
+  python -m nkjax.bench lenet5 dcgan --torch    # JAX and PyTorch interleaved, a header
 
 FLOPs per step are XLA's cost analysis of the compiled step (its count of the
 multiply-adds and elementwise ops, 2 per multiply-add), over every device; MFU
@@ -16,8 +17,9 @@ bytes in use; on a CPU it is the process's peak resident memory, which includes
 the Python runtime.
 
 The package, one idea a module: `registry` (the benchmarks), `measure` (timing
-a step, its FLOPs, memory, MFU), `pytorch` (the eager equivalents), `profiling`
-(per-op tables), `suites` and `cli` (`python -m nkjax.bench`).
+a step, its FLOPs, memory, MFU), `pytorch` (JAX against the eager PyTorch
+equivalents, timed interleaved), `profiling` (per-op tables), `suites` and
+`cli` (`python -m nkjax.bench`).
 """
 
 from nkjax.bench.cli import main
@@ -31,9 +33,16 @@ from nkjax.bench.measure import (
   several_steps,
   step_flops,
   time_parts,
+  time_runs,
 )
 from nkjax.bench.profiling import format_profile, profile
-from nkjax.bench.pytorch import run_torch
+from nkjax.bench.pytorch import (
+  compare,
+  environment,
+  format_compare,
+  header_lines,
+  torch_steps,
+)
 from nkjax.bench.registry import BENCHMARKS, Benchmark
 from nkjax.bench.suites import (
   ACCELERATOR_SUITE,
@@ -54,16 +63,21 @@ __all__ = [
   'SuiteEntry',
   '_prepare',
   '_setup',
+  'compare',
   'compiled_flops',
+  'environment',
+  'format_compare',
   'format_profile',
+  'header_lines',
   'format_table',
   'main',
   'peak_flops',
   'profile',
   'run',
-  'run_torch',
   'several_steps',
   'step_flops',
   'suite_entries',
   'time_parts',
+  'time_runs',
+  'torch_steps',
 ]

@@ -8,7 +8,13 @@ import time
 from nkjax import launch
 from nkjax.bench.measure import run
 from nkjax.bench.profiling import format_profile, profile
-from nkjax.bench.pytorch import run_torch
+from nkjax.bench.pytorch import (
+  compare,
+  environment,
+  format_compare,
+  header_lines,
+  load_average,
+)
 from nkjax.bench.registry import BENCHMARKS
 from nkjax.bench.suites import format_table, suite_entries
 
@@ -63,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument(
     '--torch',
     action='store_true',
-    help='also time the eager PyTorch equivalent (needs torch)',
+    help='time the eager PyTorch equivalent interleaved with the JAX step, '
+    'after a header of the machine, versions, commit and load (needs torch)',
   )
   args = parser.parse_args(argv)
   launch.use_all_cpu_cores()
@@ -118,22 +125,33 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(format_profile(r['name'], batch_size, result), flush=True)
       return
-    rows = []
+    if args.torch:
+      with_torch = [n for n, b in BENCHMARKS.items() if b.torch_step is not None]
+      for r in runs if args.suite is None else ():
+        choose('benchmark with a PyTorch equivalent', r['name'], with_torch)
+      print('\n'.join(header_lines(environment())), flush=True)
+    rows, compared = [], []
     for r in runs:
-      rows.append(run(**r, **timing, peak_tflops=args.peak_tflops))
+      if args.torch and BENCHMARKS[r['name']].torch_step is not None:
+        rows.append(compare(**r, **timing, peak_tflops=args.peak_tflops))
+        compared.append(rows[-1])
+      else:
+        rows.append(run(**r, **timing, peak_tflops=args.peak_tflops))
       print(json.dumps(rows[-1]), flush=True)
-      if args.torch and (
-        args.suite is None or BENCHMARKS[r['name']].torch_model is not None
-      ):
-        print(
-          json.dumps(run_torch(r['name'], batch_size=r['batch_size'], **timing)),
-          flush=True,
-        )
     if args.suite is not None:
       r = rows[0]
       print(
         f'\n{r["framework"]} on {r["devices"]} x {r["device_kind"]} ({r["platform"]}), '
         f'{time.strftime("%Y-%m-%d")}\n{format_table(rows)}',
+        flush=True,
+      )
+    if compared:
+      r = compared[0]
+      print(
+        f'\n{r["framework"]} ({r["devices"]} x {r["device_kind"]}) against '
+        f'{r["torch_framework"]} ({r["torch_threads"]} threads), interleaved, '
+        f'{r["timing"]}\n{format_compare(compared)}\n'
+        '# loadavg after (1, 5, 15 min): ' + ' '.join(map(str, load_average())),
         flush=True,
       )
   except UserError as e:

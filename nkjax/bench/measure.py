@@ -86,19 +86,37 @@ def compiled_flops(compiled) -> float | None:
   return float(analysis['flops'])
 
 
-def _time(
-  run_steps: Callable[[int], None], *, steps: int, repeats: int, warmup: int
-) -> list[float]:
-  """Seconds of each of `repeats` timed calls of `run_steps(steps)`, after a warm-up.
+def time_runs(
+  *runs: Callable[[int], None],
+  steps: int,
+  repeats: int,
+  warmup: int,
+  clock: Callable[[], float] = time.perf_counter,
+) -> list[list[float]]:
+  """Seconds of each timed call of each of `runs`, the runs interleaved.
 
-  `run_steps` must block until its steps are done.
+  Each `run_steps(n)` runs n steps and blocks until they are done. Each is
+  warmed up once with `warmup` steps (in order); then every repeat calls each
+  run once with `steps` steps, in order (A B A B ... for two), so that a change
+  of the machine's speed during the measurement falls on all of them alike.
+
+  Returns:
+    One list of `repeats` durations (seconds, by `clock`) per run, in order.
+
+  >>> calls = []
+  >>> runs = [lambda n, k=k: calls.append((k, n)) for k in 'ab']
+  >>> _ = time_runs(*runs, steps=5, repeats=2, warmup=1)
+  >>> calls
+  [('a', 1), ('b', 1), ('a', 5), ('b', 5), ('a', 5), ('b', 5)]
   """
-  run_steps(warmup)
-  times = []
+  for run_steps in runs:
+    run_steps(warmup)
+  times = [[] for _ in runs]
   for _ in range(repeats):
-    t0 = time.perf_counter()
-    run_steps(steps)
-    times.append(time.perf_counter() - t0)
+    for run_steps, seconds in zip(runs, times, strict=True):
+      t0 = clock()
+      run_steps(steps)
+      seconds.append(clock() - t0)
   return times
 
 
@@ -320,9 +338,8 @@ def time_parts(
         out = compiled(*args)
       jax.block_until_ready(out)
 
-    seconds = statistics.median(
-      _time(run_steps, steps=steps, repeats=repeats, warmup=warmup)
-    )
+    (runs,) = time_runs(run_steps, steps=steps, repeats=repeats, warmup=warmup)
+    seconds = statistics.median(runs)
     times[part] = round(1e3 * seconds / steps, 3)
     total_ms += count * times[part]
     counted = compiled_flops(compiled)
@@ -345,6 +362,7 @@ def run(
   steps_per_call: int = 1,
   image_size: int | None = None,
   peak_tflops: float | None = None,
+  beside: Callable[[int], None] | None = None,
 ) -> dict:
   """Measures one benchmark's jitted, data-parallel train step (Adam); returns its figures.
 
@@ -356,6 +374,10 @@ def run(
     steps_per_call: train steps per compiled call (`several_steps`).
     image_size: square images of this size instead of the benchmark's.
     peak_tflops: one device's peak in TFLOP/s, for a device `PEAKS` lacks.
+    beside: another `run_steps(n)` (n train steps, blocking; the PyTorch
+      equivalent), timed interleaved with this step (`time_runs`): then the
+      figures add `run_seconds` and `beside_run_seconds`, each timed run's
+      seconds, and leave out the parts.
 
   Returns:
     A dict of JSON-ready figures: `examples_per_second` (and `tokens_per_second`
@@ -402,10 +424,21 @@ def run(
     )
   )
 
-  times = _time(run_steps, steps=steps, repeats=repeats, warmup=warmup)
+  if beside is None:
+    (times,) = time_runs(run_steps, steps=steps, repeats=repeats, warmup=warmup)
+  else:
+    times, beside_times = time_runs(
+      run_steps,
+      lambda n: beside(n * steps_per_call),
+      steps=steps,
+      repeats=repeats,
+      warmup=warmup,
+    )
   memory, memory_kind = _peak_memory_bytes(mesh.devices.flat)
   figures = _throughput(times, steps * steps_per_call, batch_size, bench.seq_len)
-  if bench.parts is not None:
+  if beside is not None:
+    figures.update(run_seconds=times, beside_run_seconds=beside_times)
+  elif bench.parts is not None:
     parts = time_parts(
       name, batch_size=batch_size, mesh=mesh, steps=steps, repeats=repeats,
       warmup=warmup,

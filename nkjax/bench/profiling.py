@@ -2,8 +2,8 @@
 
 import statistics
 
-from nkjax.bench.measure import _mesh, _prepare, _time
-from nkjax.bench.pytorch import _torch_steps
+from nkjax.bench.measure import _mesh, _prepare, time_runs
+from nkjax.bench.pytorch import torch_steps
 from nkjax.bench.registry import BENCHMARKS
 
 
@@ -36,7 +36,13 @@ def profile(
   sharding.check_batch_size(batch_size, mesh)
   compiled, _, run_steps = _prepare(name, batch_size=batch_size, mesh=mesh)
   timing = dict(steps=steps, repeats=repeats, warmup=warmup)
-  step_ms = 1e3 * statistics.median(_time(run_steps, **timing)) / steps
+  # With PyTorch, the untraced step times are taken interleaved, as `--torch`'s.
+  runs = (run_steps,)
+  if with_torch:
+    run_torch_steps = torch_steps(name, batch_size)
+    runs += (run_torch_steps,)
+  seconds = time_runs(*runs, **timing)
+  step_ms = 1e3 * statistics.median(seconds[0]) / steps
   result = {
     'jax': {
       'framework': f'jax {jax.__version__}, {mesh.devices.size} device(s)',
@@ -49,8 +55,7 @@ def profile(
   if with_torch:
     import torch
 
-    run_torch_steps = _torch_steps(name, batch_size)
-    torch_ms = 1e3 * statistics.median(_time(run_torch_steps, **timing)) / steps
+    torch_ms = 1e3 * statistics.median(seconds[1]) / steps
     times = profile_lib.torch_op_times(lambda: run_torch_steps(steps))
     result['torch'] = {
       'framework': f'torch {torch.__version__} eager, {torch.get_num_threads()} thread(s)',

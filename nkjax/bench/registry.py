@@ -4,6 +4,8 @@
 import dataclasses
 from collections.abc import Callable
 
+from nkjax.train import detection_presets
+
 
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
@@ -13,7 +15,9 @@ class Benchmark:
     model: `() -> flax module` (imported lazily, after the launcher sets devices).
     input_shape: one example's `[h, w, c]` (images) or `[seq_len]` (tokens).
     batch_size: the default global batch size.
-    torch_model: `() -> torch.nn.Module`, the eager PyTorch equivalent, if any.
+    torch_step: the eager PyTorch equivalent, if any: `(host batch) -> step()`,
+      which builds the model and optimizer (`nkjax.bench_torch.STEPS`) and
+      returns a function running one train step on that batch.
     one_cpu_device: on a CPU, run on one of the launcher's per-core devices
       (XLA's matrix products use every core's thread from one device): for a
       model of matrix products only, which the split over devices slows (the
@@ -25,7 +29,7 @@ class Benchmark:
   input_shape: tuple[int, ...]
   num_classes: int
   batch_size: int
-  torch_model: Callable | None = None
+  torch_step: Callable | None = None
   # > 0: a language model on [batch, seq_len + 1] tokens of num_classes.
   seq_len: int = 0
   # batch_size -> (state, train_step, host batch), for steps other than a classifier's.
@@ -52,10 +56,10 @@ def _mlp():
 
 
 def _torch(name):
-  def build():
+  def build(batch):
     from nkjax import bench_torch
 
-    return bench_torch.MODELS[name]()
+    return bench_torch.STEPS[name](batch)
 
   return build
 
@@ -127,11 +131,10 @@ def _dcgan_parts(state, batch):
   }
 
 
-def _faster_rcnn_step(
-  *, backbone, size, anchor_scales, fc, roi_op, roi_size, rpn_width, post_nms_train
-):
-  """A Faster R-CNN train step (approximate joint training) on random images of
-  `size` with three random boxes each; see experiments/detection.py."""
+def _faster_rcnn_step(preset: dict, size: tuple[int, int]):
+  """A Faster R-CNN train step (approximate joint training) of a recipe of
+  `nkjax.train.detection_presets` on random images of `size` with three random
+  boxes each; see experiments/detection.py."""
 
   def setup(batch_size: int):
     import functools
@@ -146,9 +149,9 @@ def _faster_rcnn_step(
     from nkjax.train import state as state_lib
 
     model = det.FasterRCNN(
-      num_classes=20, backbone=backbone, anchor_scales=anchor_scales, fc=fc,
-      roi_op=roi_op, roi_size=roi_size, rpn_width=rpn_width,
-    )  # fmt: skip
+      num_classes=20,
+      **{k: preset[k] for k in FASTER_RCNN_MODEL_FIELDS},
+    )
     h, w = size
     state = state_lib.create(
       model=model, tx=optim.make_optimizer(name='momentum', learning_rate=1e-3),
@@ -166,19 +169,33 @@ def _faster_rcnn_step(
       'box_mask': np.ones((batch_size, 3), bool),
     }
     step = functools.partial(
-      det_steps.faster_rcnn_train_step, model=model, post_nms_top_n=post_nms_train
+      det_steps.faster_rcnn_train_step,
+      model=model,
+      pre_nms_top_n=preset['rpn_pre_nms_train'],
+      post_nms_top_n=preset['rpn_post_nms_train'],
     )
     return state, step, batch
 
   return setup
 
 
-def _faster_rcnn(size: tuple[int, int], batch_size: int, **kwargs) -> Benchmark:
-  """The Faster R-CNN benchmark of images of `size` (h, w): its input shape and
-  its step's set-up both from that one size."""
+# The fields of a detection preset that are `FasterRCNN`'s attributes.
+FASTER_RCNN_MODEL_FIELDS = (
+  'backbone', 'anchor_scales', 'fc', 'roi_op', 'roi_size', 'rpn_width',
+)  # fmt: skip
+
+
+def _faster_rcnn(
+  preset: dict, size: tuple[int, int] | None = None, torch_step=None
+) -> Benchmark:
+  """The Faster R-CNN benchmark of a detection preset, on square images of its
+  `image_size` or of `size` (h, w): its input shape and its step's set-up both
+  from that one size."""
+  size = size or (preset['image_size'],) * 2
   return Benchmark(
-    None, (*size, 3), 0, batch_size, setup=_faster_rcnn_step(size=size, **kwargs)
-  )
+    None, (*size, 3), 0, preset['batch_size'], torch_step,
+    setup=_faster_rcnn_step(preset, size),
+  )  # fmt: skip
 
 
 def _sr(name: str, *, infer: bool = False):
@@ -202,12 +219,17 @@ def _sr(name: str, *, infer: bool = False):
       'srcnn': sr_models.SRCNN(),
       'vdsr': sr_models.VDSR(),
       'srresnet': sr_models.SRResNet(),
+      # experiments/sr.py's srresnet preset (for CPUs): 4 blocks of 32, no batch
+      # norm, ICNR, the bicubic skip; 12x12 LR patches, the L1 loss.
+      'srresnet_cpu': sr_models.SRResNet(
+        blocks=4, features=32, norm=False, icnr=True, bicubic_skip=True
+      ),
     }[name]
-    y = name != 'srresnet'
+    y = not name.startswith('srresnet')
     if infer:
       hr, lr = 512, 128
     else:
-      hr = {'srcnn': 33, 'vdsr': 41, 'srresnet': 96}[name]
+      hr = {'srcnn': 33, 'vdsr': 41, 'srresnet': 96, 'srresnet_cpu': 48}[name]
       lr = hr // 4
     side = hr if y else lr
     state = state_lib.create(
@@ -223,7 +245,10 @@ def _sr(name: str, *, infer: bool = False):
       'hr': rng.uniform(0, 1, (batch_size, hr, hr, 3)).astype(np.float32),
     }
     if not infer:
-      step = functools.partial(sr_steps.pixel_train_step, model=model, y_channel=y)
+      step = functools.partial(
+        sr_steps.pixel_train_step, model=model, y_channel=y,
+        loss='l1' if name == 'srresnet_cpu' else 'mse',
+      )  # fmt: skip
       return state, step, batch
 
     def infer_step(state, batch, rng):
@@ -258,38 +283,25 @@ BENCHMARKS: dict[str, Benchmark] = {
   'lstm_lm': Benchmark(_lstm_lm, (128,), 100, 64, _torch('lstm_lm'), seq_len=128),
   # A DCGAN round (k = 1) on 32x32x3 images; examples/s counts real images.
   # Its row also times the round's parts alone (`parts_ms`, `round_over_parts`).
-  'dcgan': Benchmark(None, (32, 32, 3), 0, 128, setup=_dcgan_round, parts=_dcgan_parts),
-  # Faster R-CNN train steps: the offline preset (small backbone, 128x128, batch
-  # 4) and the VOC07 recipe (VGG-16, 600x1000, batch 2, 2000 training proposals).
-  # The presets' sizes restate experiments/detection.py's `get_config`, which a
-  # library module does not import; each is stated once here.
+  'dcgan': Benchmark(
+    None, (32, 32, 3), 0, 128, _torch('dcgan'), setup=_dcgan_round, parts=_dcgan_parts
+  ),
+  # Faster R-CNN train steps: the offline recipe (small stride-8 backbone,
+  # 128x128, batch 4) and the VOC07 one (VGG-16, batch 2, 2000 training
+  # proposals) on 600x1000 images, VOC's usual landscape shape at its scale.
   'faster_rcnn': _faster_rcnn(
-    (128, 128),
-    4,
-    backbone='small',
-    anchor_scales=(16.0, 32.0, 64.0),
-    fc=(256, 256),
-    roi_op='align',
-    roi_size=5,
-    rpn_width=128,
-    post_nms_train=128,
+    detection_presets.OFFLINE, torch_step=_torch('faster_rcnn')
   ),
-  'faster_rcnn_voc': _faster_rcnn(
-    (600, 1000),
-    2,
-    backbone='vgg16',
-    anchor_scales=(128.0, 256.0, 512.0),
-    fc=(4096, 4096),
-    roi_op='pool',
-    roi_size=7,
-    rpn_width=512,
-    post_nms_train=2000,
-  ),
-  # Super-resolution train steps at the papers' patch and batch sizes, and a
-  # full 512x512 x4 image through VDSR and SRResNet (examples/s: images/s).
+  'faster_rcnn_voc': _faster_rcnn(detection_presets.VOC07, (600, 1000)),
+  # Super-resolution train steps at the papers' patch and batch sizes (and
+  # srresnet_cpu: the CPU preset's), and a full 512x512 x4 image through VDSR
+  # and SRResNet (examples/s: images/s).
   'srcnn': Benchmark(None, (33, 33, 1), 0, 128, setup=_sr('srcnn')),
-  'vdsr': Benchmark(None, (41, 41, 1), 0, 64, setup=_sr('vdsr')),
+  'vdsr': Benchmark(None, (41, 41, 1), 0, 64, _torch('vdsr'), setup=_sr('vdsr')),
   'srresnet': Benchmark(None, (24, 24, 3), 0, 16, setup=_sr('srresnet')),
+  'srresnet_cpu': Benchmark(
+    None, (12, 12, 3), 0, 16, _torch('srresnet_cpu'), setup=_sr('srresnet_cpu')
+  ),
   'vdsr_x4_512': Benchmark(None, (512, 512, 1), 0, 8, setup=_sr('vdsr', infer=True)),
   'srresnet_x4_512': Benchmark(
     None, (128, 128, 3), 0, 8, setup=_sr('srresnet', infer=True)

@@ -10,6 +10,8 @@
 * `nkjax.train.sr`, `nkjax.train.detection`: the super-resolution and
   R-CNN family's steps; `sr_eval`, `detection_eval`: their evaluation,
   tables and figures; `alternating`: Faster R-CNN's 4-step training;
+  `detection_presets`: the Faster R-CNN recipes' sizes (the experiment's and
+  the benchmark's);
 * `nkjax.train.scan`: whole in-memory runs as one `lax.scan`;
 * `nkjax.train.checkpoint`: orbax checkpoints and `warm_start`;
 * `nkjax.train.restore`: a finished run's variables and config, read-only;
@@ -30,6 +32,7 @@ __all__ = [
   'classify',
   'detection',
   'detection_eval',
+  'detection_presets',
   'gan',
   'guard',
   'loop',

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nkjax import viz
+from nkjax.bench import measure
 from nkjax.data import detection as det_data
 from nkjax.metrics import detection as det_metrics
 from nkjax.train import detection as det_steps
@@ -105,12 +106,12 @@ def time_head(state: Any, *, num_rois: int, repeats: int = 50) -> float:
   def run(params, pooled):
     return state.apply_fn({'params': params}, pooled, method=_box_head)
 
-  jax.block_until_ready(run(params, pooled))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(run(params, pooled))
-    times.append(time.perf_counter() - t)
+  def run_calls(n):
+    for _ in range(n):
+      out = run(params, pooled)
+    jax.block_until_ready(out)
+
+  (times,) = measure.time_runs(run_calls, steps=1, repeats=repeats, warmup=1)
   return float(np.median(times))
 
 
