@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from nkjax import launch
+from tests.processes import FAST_COMPILE
 
 pytestmark = [
   pytest.mark.slow,
@@ -76,7 +77,8 @@ def _dump(path: str) -> None:
 
 def _run(path, onednn: bool):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-  env['XLA_FLAGS'] = f'{launch.ONEDNN}={str(onednn).lower()}'
+  # Both at the suite's compile level: only the kernel choice differs.
+  env['XLA_FLAGS'] = f'{launch.ONEDNN}={str(onednn).lower()} {FAST_COMPILE}'
   code = f'from tests.test_onednn import _dump; _dump({str(path)!r})'
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run(
