@@ -268,8 +268,7 @@ def get_config(preset: str = 'default') -> ml_collections.ConfigDict:
     c.max_proposals = 2000
     c.warp_size, c.context = 227, 16
     c.optimizer = 'momentum'
-    c.batch_size = 2
-    c.learning_rate = 1e-3 * c.batch_size
+    c.learning_rate = 1e-3 * c.batch_size  # VOC07's 2 images a step
     c.schedule = 'step'
     c.decay_boundaries, c.decay_steps = (), (50_000 // c.batch_size,)
     c.warmup_steps = 0
@@ -429,8 +428,9 @@ def run_method(config, workdir: str, method: str) -> dict:
     'class_names': list(data.class_names), 'preprocess': preprocess,
   }  # fmt: skip
   built = ml_collections.ConfigDict(run_config)
-  model = build_model(built, method, data.num_classes)
-  state = state.replace(apply_fn=model.apply)
+  if preprocess != 'none':  # the network feeds its backbone what the file expects
+    model = build_model(built, method, data.num_classes)
+    state = state.replace(apply_fn=model.apply)
   check_svd(method, state, config.svd_rank)
   proposals = (
     None if method == 'faster_rcnn' else _proposals(config, data.example_shape)
