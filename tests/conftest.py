@@ -5,8 +5,11 @@ the batch is split and the gradients summed across devices as in a user's
 run. More fake devices than cores cost time (docs/testing.md) and prove no
 more.
 
-XLA's CPU back end compiles at its lowest optimisation level (see
-`tests/processes.py`): the suite's time is mostly compilation.
+XLA's CPU back end compiles at its lowest optimisation level and, where the
+jaxlib has them, with its older fusion emitters (see `tests/processes.py`): the
+suite's time is mostly compilation. A test marked `default_emitters` (a claim
+of bitwise equality between two programs, which holds with the emitters a
+user's XLA uses) runs in a pytest process of its own without the older ones.
 
 Set before JAX starts its backends. TensorFlow is imported only by the TFDS
 tests, through `nkjax.data.tfds_loader.import_tf`, which hides its GPUs.
@@ -27,14 +30,19 @@ once; `pytest_collection_modifyitems` below marks them.
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
-from tests.processes import FAST_COMPILE
+from tests.processes import OLD_EMITTERS, fast_compile
 
 DEVICES = 2
 os.environ['JAX_PLATFORMS'] = 'cpu'
 _flags = os.environ.get('XLA_FLAGS', '').split()
-for _flag in (f'--xla_force_host_platform_device_count={DEVICES}', FAST_COMPILE):
+for _flag in (
+  f'--xla_force_host_platform_device_count={DEVICES}',
+  *fast_compile().split(),
+):
   if _flag not in _flags:  # xdist's workers inherit the controller's
     _flags.append(_flag)
 os.environ['XLA_FLAGS'] = ' '.join(_flags)
@@ -74,3 +82,32 @@ def pytest_collection_modifyitems(items):
     )
     if shared:
       item.add_marker(pytest.mark.xdist_group(f'{item.module.__name__}:{shared[0]}'))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+  """Runs a `default_emitters` test in a child pytest with the emitters a
+  user's XLA uses, when this run compiles with the older ones."""
+  if not pyfuncitem.get_closest_marker('default_emitters'):
+    return None
+  fast = fast_compile().split()
+  if OLD_EMITTERS not in fast:
+    return None
+  env = {
+    **os.environ,
+    'NKJAX_TESTS_FAST_COMPILE': ' '.join(f for f in fast if f != OLD_EMITTERS),
+    'XLA_FLAGS': ' '.join(
+      f for f in os.environ['XLA_FLAGS'].split() if f != OLD_EMITTERS
+    ),
+  }
+  node = pyfuncitem.nodeid.split('@')[0]  # less xdist's group suffix
+  args = ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-o', 'addopts=', node]
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  child = subprocess.run(
+    [sys.executable, *args], cwd=root, env=env, capture_output=True, text=True
+  )
+  if child.returncode != 0:
+    pytest.fail(
+      f'{node} with the default emitters:\n{child.stdout[-4000:]}', pytrace=False
+    )
+  return True

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.processes import FAST_COMPILE
+from tests.processes import fast_compile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [
@@ -22,7 +22,7 @@ def _env(devices, **extra):
   env = {k: v for k, v in os.environ.items() if not k.startswith(('JAX_', 'XLA_'))}
   return {
     **env, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': ROOT,
-    'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices} {FAST_COMPILE}',
+    'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices} {fast_compile()}',
     **extra,
   }  # fmt: skip
 

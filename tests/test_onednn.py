@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from nkjax import launch
-from tests.processes import FAST_COMPILE
+from tests.processes import fast_compile
 
 pytestmark = [
   pytest.mark.slow,
@@ -78,7 +78,7 @@ def _dump(path: str) -> None:
 def _run(path, onednn: bool):
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
   # Both at the suite's compile level: only the kernel choice differs.
-  env['XLA_FLAGS'] = f'{launch.ONEDNN}={str(onednn).lower()} {FAST_COMPILE}'
+  env['XLA_FLAGS'] = f'{launch.ONEDNN}={str(onednn).lower()} {fast_compile()}'
   code = f'from tests.test_onednn import _dump; _dump({str(path)!r})'
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run(

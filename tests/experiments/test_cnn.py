@@ -1,6 +1,5 @@
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -10,9 +9,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experime
 import cnn  # noqa: E402
 
 from ..figures import assert_readable, describe, record  # noqa: E402
-from ..processes import optimised_env  # noqa: E402
-
-ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
+from ..processes import default_run  # noqa: E402
 
 PICTURES = ('confusion.png', 'kernels.png', 'feature_maps.png', 'curves.png')
 
@@ -44,15 +41,8 @@ def test_smoke_preset_trains_and_writes_every_picture(tmp_path, monkeypatch):
 
 
 def test_main_job_lenet5_reaches_98_percent_on_the_embedded_digits(tmp_path):
-  # The README's main command as a user runs it: the launcher's devices, XLA's
-  # optimised code (the steps, not the compilation, are this run's cost).
-  run = subprocess.run(
-    [sys.executable, 'experiments/cnn.py', f'--workdir={tmp_path}'],
-    cwd=ROOT, env=optimised_env(PYTHONPATH=ROOT), capture_output=True, text=True,
-    timeout=600,
-  )  # fmt: skip
-  assert run.returncode == 0, run.stderr[-3000:]
-  summary = json.loads((tmp_path / 'summary.json').read_text())
+  # The README's main command as a user runs it, through the launcher.
+  summary = default_run('cnn', tmp_path)
   assert summary['config']['model'] == 'lenet5'
   assert summary['eval']['accuracy'] >= 0.98
 

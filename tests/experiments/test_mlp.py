@@ -7,6 +7,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'experiments'))
 import mlp  # noqa: E402
 
+from ..processes import default_run  # noqa: E402
+
 
 def test_smoke_preset_runs_end_to_end_and_resumes(tmp_path):
   config = mlp.get_config('smoke')
@@ -30,9 +32,10 @@ def test_smoke_preset_runs_end_to_end_and_resumes(tmp_path):
 
 
 def test_default_run_reaches_97_percent_on_the_embedded_digits(tmp_path):
-  # The README's main job, unchanged: a claim about accuracy, not about time.
-  result = mlp.main(mlp.get_config(), str(tmp_path))
-  assert result.summary['eval']['accuracy'] >= 0.97
+  # The default run as a user runs it, through the launcher.
+  summary = default_run('mlp', tmp_path)
+  assert summary['config']['hidden'] == list(mlp.get_config().hidden)
+  assert summary['eval']['accuracy'] >= 0.97
 
 
 def test_unknown_preset_lists_the_valid_ones():

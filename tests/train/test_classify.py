@@ -23,6 +23,8 @@ def _fit(mesh, workdir, **options):
   )  # fmt: skip
 
 
+# Bitwise with the fusion emitters a user's XLA uses (see tests/conftest.py).
+@pytest.mark.default_emitters
 def test_data_on_device_and_several_steps_per_call_equal_the_host_path_bitwise(
   mesh, tmp_path
 ):

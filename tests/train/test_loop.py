@@ -174,6 +174,8 @@ def test_summary_of_a_run_with_one_window_has_no_throughput(mesh, tmp_path):
   assert summary['examples_per_second'] is None
 
 
+# Bitwise with the fusion emitters a user's XLA uses (see tests/conftest.py).
+@pytest.mark.default_emitters
 def test_several_steps_per_call_equal_single_steps_bitwise_at_exact_cadences(
   mesh, tmp_path
 ):
