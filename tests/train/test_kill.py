@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _run(kind, workdir, num_steps, kill_at, out):
-  # The same environment as this process: the same 8 fake devices, so the
+  # The same environment as this process: the same 2 fake devices, so the
   # same sharded programs and the same bits.
   return subprocess.run(
     [sys.executable, '-m', 'tests.train.killable', kind, str(workdir), str(num_steps),
