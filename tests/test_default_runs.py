@@ -1,0 +1,61 @@
+"""tools/default_runs.py: a chapter's command timed whole, its figures read back
+from its run (the default runs themselves take minutes: the tool is run by
+hand, `python tools/default_runs.py`)."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from nkjax import launch
+
+_PATH = os.path.join(os.path.dirname(__file__), '..', 'tools', 'default_runs.py')
+_spec = importlib.util.spec_from_file_location('default_runs', _PATH)
+default_runs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(default_runs)
+
+
+@pytest.mark.slow
+def test_a_run_is_timed_whole_and_reports_the_figures_it_closed_with(tmp_path):
+  workdir = tmp_path / 'mlp'
+  row = default_runs.run_one('mlp', str(workdir), preset='smoke')
+  summary = json.loads((workdir / 'summary.json').read_text())
+  # The process's time holds the run's own training time and more (start-up,
+  # compilation, evaluation).
+  assert row['train_seconds'] == summary['wall_seconds'] < row['seconds']
+  accuracy = f'accuracy {summary["eval"]["accuracy"]:.4f}'
+  assert any(line.startswith('eval: ') and accuracy in line for line in row['figures'])
+  assert row['figures'] == [
+    line for line in launch.closing_lines(str(workdir))[1:] if 'tensorboard' not in line
+  ]
+  assert row['command'] == (
+    f'python experiments/mlp.py --workdir={workdir} --config=experiments/mlp.py:smoke'
+  )
+
+
+def test_an_unknown_chapter_lists_the_experiments(tmp_path):
+  with pytest.raises(SystemExit, match=r"no experiment 'lenet'; valid choices: .*cnn"):
+    default_runs.run_one('lenet', str(tmp_path / 'x'))
+  assert not (tmp_path / 'x').exists()
+
+
+def test_main_prints_the_machine_header_then_a_row_a_chapter(
+  tmp_path, monkeypatch, capsys
+):
+  def fake(chapter, workdir, preset):
+    return {'chapter': chapter, 'command': chapter, 'seconds': 12.5,
+            'train_seconds': 7.31 if chapter == 'cnn' else None,
+            'figures': [f'{chapter} figure', 'second'], 'load_after': 0.5}  # fmt: skip
+
+  monkeypatch.setattr(default_runs, 'run_one', fake)
+  out = tmp_path / 'rows.json'
+  rows = default_runs.main(['cnn', 'sr', '--out', str(out)])
+  text = capsys.readouterr().out
+  assert text.startswith('# cpu: ') and '# date: ' in text and 'commit ' in text
+  assert '| cnn | 12.5 | 7.3 | cnn figure; second | 0.5 |' in text
+  assert '| sr | 12.5 |  | sr figure; second | 0.5 |' in text
+  assert json.loads(out.read_text()) == rows and [r['chapter'] for r in rows] == [
+    'cnn',
+    'sr',
+  ]
