@@ -12,7 +12,7 @@ import sys
 # steps are the cost runs in a process without it (`optimised_env`).
 LOWEST_LEVEL = '--xla_backend_optimization_level=0'
 # jaxlib 0.10 emits fused kernels through MLIR by default; its older emitters
-# compile the suite's programs about 1.4x faster (docs/testing.md). Later
+# compile the suite's programs about 1.5x faster (docs/testing.md). Later
 # jaxlibs have only the new ones, and XLA aborts on a flag it does not know, so
 # it is used where this jaxlib accepts it.
 OLD_EMITTERS = '--xla_cpu_use_fusion_emitters=false'
