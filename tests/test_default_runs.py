@@ -43,19 +43,22 @@ def test_an_unknown_chapter_lists_the_experiments(tmp_path):
 def test_main_prints_the_machine_header_then_a_row_a_chapter(
   tmp_path, monkeypatch, capsys
 ):
+  workdirs = []
+
   def fake(chapter, workdir, preset):
+    workdirs.append(workdir)
     return {'chapter': chapter, 'command': chapter, 'seconds': 12.5,
             'train_seconds': 7.31 if chapter == 'cnn' else None,
             'figures': [f'{chapter} figure', 'second'], 'load_after': 0.5}  # fmt: skip
 
   monkeypatch.setattr(default_runs, 'run_one', fake)
   out = tmp_path / 'rows.json'
-  rows = default_runs.main(['cnn', 'sr', '--out', str(out)])
+  rows = default_runs.main(['cnn', 'sr', 'cnn', '--out', str(out)])
+  # A chapter named twice runs twice, each in a folder of its own.
+  assert len(set(workdirs)) == 3
   text = capsys.readouterr().out
   assert text.startswith('# cpu: ') and '# date: ' in text and 'commit ' in text
   assert '| cnn | 12.5 | 7.3 | cnn figure; second | 0.5 |' in text
   assert '| sr | 12.5 |  | sr figure; second | 0.5 |' in text
-  assert json.loads(out.read_text()) == rows and [r['chapter'] for r in rows] == [
-    'cnn',
-    'sr',
-  ]
+  assert json.loads(out.read_text()) == rows
+  assert [r['chapter'] for r in rows] == ['cnn', 'sr', 'cnn']

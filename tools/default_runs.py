@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
   rows = []
   with tempfile.TemporaryDirectory(prefix='nkjax-default-runs-') as tmp:
     for chapter in args.chapters:
-      rows.append(run_one(chapter, os.path.join(tmp, chapter), args.preset))
+      # A folder a row: a chapter named twice is run twice, not resumed.
+      workdir = os.path.join(tmp, f'{len(rows)}-{chapter}')
+      rows.append(run_one(chapter, workdir, args.preset))
       print(f'{chapter}: {rows[-1]["seconds"]:.1f} s', flush=True)
   print(table(rows), flush=True)
   if args.out:
