@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 
-from tests.processes import OLD_EMITTERS, fast_compile
+from tests.processes import OLD_EMITTERS, ROOT, env_without, fast_compile
 
 DEVICES = 2
 os.environ['JAX_PLATFORMS'] = 'cpu'
@@ -90,22 +90,14 @@ def pytest_pyfunc_call(pyfuncitem):
   user's XLA uses, when this run compiles with the older ones."""
   if not pyfuncitem.get_closest_marker('default_emitters'):
     return None
-  fast = fast_compile().split()
-  if OLD_EMITTERS not in fast:
+  if OLD_EMITTERS not in fast_compile().split():
     return None
-  env = {
-    **os.environ,
-    'NKJAX_TESTS_FAST_COMPILE': ' '.join(f for f in fast if f != OLD_EMITTERS),
-    'XLA_FLAGS': ' '.join(
-      f for f in os.environ['XLA_FLAGS'].split() if f != OLD_EMITTERS
-    ),
-  }
   node = pyfuncitem.nodeid.split('@')[0]  # less xdist's group suffix
   args = ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-o', 'addopts=', node]
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   child = subprocess.run(
-    [sys.executable, *args], cwd=root, env=env, capture_output=True, text=True
-  )
+    [sys.executable, *args], cwd=ROOT, env=env_without([OLD_EMITTERS]),
+    capture_output=True, text=True,
+  )  # fmt: skip
   if child.returncode != 0:
     pytest.fail(
       f'{node} with the default emitters:\n{child.stdout[-4000:]}', pytrace=False

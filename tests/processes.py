@@ -18,7 +18,8 @@ LOWEST_LEVEL = '--xla_backend_optimization_level=0'
 OLD_EMITTERS = '--xla_cpu_use_fusion_emitters=false'
 # The first process of a run (pytest, or xdist's controller) chooses the flags
 # once; the workers and the subprocesses tests start inherit the choice.
-_CHOSEN = 'NKJAX_TESTS_FAST_COMPILE'  # (tests/conftest.py sets it for a child)
+_CHOSEN = 'NKJAX_TESTS_FAST_COMPILE'
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _accepted(flag: str) -> bool:
@@ -37,21 +38,32 @@ def fast_compile() -> str:
   return os.environ[_CHOSEN]
 
 
+def env_without(flags: list[str], **extra: str) -> dict[str, str]:
+  """This process's environment less the XLA `flags`, in XLA_FLAGS and in the
+  run's choice (so that a child pytest does not add them back), plus `extra`."""
+
+  def kept(value: str) -> str:
+    return ' '.join(f for f in value.split() if f not in flags)
+
+  env = {
+    _CHOSEN: kept(fast_compile()),
+    'XLA_FLAGS': kept(os.environ.get('XLA_FLAGS', '')),
+  }
+  return {**os.environ, **env, **extra}
+
+
 def optimised_env(**extra: str) -> dict[str, str]:
   """This process's environment less `fast_compile()`'s flags, plus `extra`."""
-  fast = fast_compile().split()
-  flags = [f for f in os.environ.get('XLA_FLAGS', '').split() if f not in fast]
-  return {**os.environ, 'XLA_FLAGS': ' '.join(flags), **extra}
+  return env_without(fast_compile().split(), **extra)
 
 
 def default_run(experiment: str, workdir) -> dict:
   """`python experiments/<experiment>.py --workdir=...` as a user runs it (no
   flags, XLA's optimised code: the steps, not the compilation, are a default
   run's cost); its summary.json."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   run = subprocess.run(
     [sys.executable, f'experiments/{experiment}.py', f'--workdir={workdir}'],
-    cwd=root, env=optimised_env(PYTHONPATH=root), capture_output=True, text=True,
+    cwd=ROOT, env=optimised_env(PYTHONPATH=ROOT), capture_output=True, text=True,
     timeout=600,
   )  # fmt: skip
   assert run.returncode == 0, run.stderr[-3000:]
