@@ -25,6 +25,25 @@ def test_fixed_stratified_split_of_all_1797_images():
   np.testing.assert_array_equal(digits.load('test')['label'], test['label'])  # fixed
 
 
+def test_the_file_read_and_the_stored_split_are_scikit_learns():
+  from sklearn.datasets import load_digits
+  from sklearn.model_selection import train_test_split
+
+  source = load_digits()
+  pixels, target = digits.raw()
+  np.testing.assert_array_equal(pixels, source.images)
+  np.testing.assert_array_equal(target, source.target)
+  images = (source.images / 16.0).astype(np.float32)[..., None]
+  labels = source.target.astype(np.int32)
+  x_tr, x_te, y_tr, y_te = train_test_split(
+    images, labels, test_size=360, stratify=labels, random_state=0
+  )
+  for split, (x, y) in {'train': (x_tr, y_tr), 'test': (x_te, y_te)}.items():
+    got = digits.load(split)
+    np.testing.assert_array_equal(got['image'], x)  # same images, same order
+    np.testing.assert_array_equal(got['label'], y)
+
+
 def test_resize_keeps_labels_and_range():
   small, big = digits.load('test'), digits.load('test', image_size=28)
   assert big['image'].shape == (360, 28, 28, 1)
