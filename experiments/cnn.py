@@ -11,6 +11,7 @@ matrix, first-layer kernels, feature maps, misclassified test images) into
 --workdir (default runs/cnn-<preset>); rerunning resumes.
 """
 
+import functools
 import os
 
 import flax.linen as nn
@@ -229,12 +230,15 @@ def write_pictures(state, data, mesh, workdir: str) -> dict:
 
   x = jnp.asarray(test_images[:1])
   variables = jax.device_get(steps.model_variables(state, state.params))
-  _, inter = state.apply_fn(
-    variables,
-    x,
-    train=False,
-    capture_intermediates=lambda m, _: isinstance(m, nn.Conv),
+  # One compiled program, not one per operation of an eager pass.
+  capture = jax.jit(
+    functools.partial(
+      state.apply_fn,
+      train=False,
+      capture_intermediates=lambda m, _: isinstance(m, nn.Conv),
+    )
   )
+  _, inter = capture(variables, x)
   maps = [('input', np.asarray(x[0]))]
   maps += [
     (path[0], np.asarray(v['__call__'][0][0], np.float32))

@@ -9,7 +9,8 @@ XLA's CPU back end compiles at its lowest optimisation level and, where the
 jaxlib has them, with its older fusion emitters (see `tests/processes.py`): the
 suite's time is mostly compilation. A test marked `default_emitters` (a claim
 of bitwise equality between two programs, which holds with the emitters a
-user's XLA uses) runs in a pytest process of its own without the older ones.
+user's XLA uses) runs in a child pytest without the older ones: all such tests
+in one child, started by the first of them to run (they form one xdist group).
 
 Set before JAX starts its backends. TensorFlow is imported only by the TFDS
 tests, through `nkjax.data.tfds_loader.import_tf`, which hides its GPUs.
@@ -29,6 +30,7 @@ once; `pytest_collection_modifyitems` below marks them.
 
 import atexit
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,8 +72,12 @@ def mesh():
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
 def pytest_collection_modifyitems(items):
-  """Groups the tests of a module that share a module-scoped fixture."""
+  """Groups the tests of a module that share a module-scoped fixture, and the
+  `default_emitters` tests (one child pytest runs them all)."""
   for item in items:
+    if item.get_closest_marker('default_emitters'):
+      item.add_marker(pytest.mark.xdist_group('default_emitters'))
+      continue
     info = getattr(item, '_fixtureinfo', None)
     if info is None:
       continue
@@ -84,6 +90,32 @@ def pytest_collection_modifyitems(items):
       item.add_marker(pytest.mark.xdist_group(f'{item.module.__name__}:{shared[0]}'))
 
 
+# nodeid -> (passed, the child's output), for the `default_emitters` tests.
+_CHILD_RESULTS: dict[str, tuple[bool, str]] = {}
+
+
+def _node(item) -> str:
+  return item.nodeid.split('@')[0]  # less xdist's group suffix
+
+
+def _run_default_emitters_child(items) -> None:
+  """Runs every `default_emitters` test of `items` in one child pytest with
+  XLA's default emitters; records each one's outcome."""
+  marked = [_node(i) for i in items if i.get_closest_marker('default_emitters')]
+  nodes = list(dict.fromkeys(marked))
+  args = ['-m', 'pytest', '-q', '-rA', '-p', 'no:cacheprovider', '-o', 'addopts=']
+  child = subprocess.run(
+    [sys.executable, *args, *nodes], cwd=ROOT, env=env_without([OLD_EMITTERS]),
+    capture_output=True, text=True,
+  )  # fmt: skip
+  outcomes = dict(
+    (m.group(2), m.group(1) == 'PASSED')
+    for m in re.finditer(r'^(PASSED|FAILED|ERROR) (\S+)', child.stdout, re.M)
+  )
+  for node in nodes:
+    _CHILD_RESULTS[node] = (outcomes.get(node, False), child.stdout[-4000:])
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):
   """Runs a `default_emitters` test in a child pytest with the emitters a
@@ -92,14 +124,10 @@ def pytest_pyfunc_call(pyfuncitem):
     return None
   if OLD_EMITTERS not in fast_compile().split():
     return None
-  node = pyfuncitem.nodeid.split('@')[0]  # less xdist's group suffix
-  args = ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-o', 'addopts=', node]
-  child = subprocess.run(
-    [sys.executable, *args], cwd=ROOT, env=env_without([OLD_EMITTERS]),
-    capture_output=True, text=True,
-  )  # fmt: skip
-  if child.returncode != 0:
-    pytest.fail(
-      f'{node} with the default emitters:\n{child.stdout[-4000:]}', pytrace=False
-    )
+  node = _node(pyfuncitem)
+  if node not in _CHILD_RESULTS:
+    _run_default_emitters_child([pyfuncitem, *pyfuncitem.session.items])
+  passed, output = _CHILD_RESULTS[node]
+  if not passed:
+    pytest.fail(f'{node} with the default emitters:\n{output}', pytrace=False)
   return True

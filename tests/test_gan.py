@@ -118,7 +118,7 @@ def _state(discriminator, *, image_shape=(8, 8, 1), lr=1e-3, name='adam'):
   'objective, clip', [('minimax', None), ('wgan', 0.01), ('wgan_gp', None)]
 )
 def test_a_round_is_k_discriminator_updates_then_one_generator_update(objective, clip):
-  k, m = 3, 4
+  k, m = 2, 4
   state = _state(
     gan_models.DCGANDiscriminator(norm=objective != 'wgan_gp'),
     name='rmsprop' if clip else 'adam',

@@ -76,7 +76,7 @@ def test_regularization_figure_labels_bars_and_names_the_run():
 def test_small_training_set_overfits_without_regularization(tmp_path):
   config = cnn.get_config('regularization')
   config.variants = ('none',)
-  config.num_steps = 300
+  config.num_steps = 100  # 200 digits: train 99.5%, test 90.6% (gap 0.089) by then
   results = cnn.main(config, str(tmp_path))['results']
   assert results['none']['train_accuracy'] - results['none']['test_accuracy'] > 0.03
   assert (tmp_path / 'regularization.png').exists()
