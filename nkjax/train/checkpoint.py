@@ -12,6 +12,7 @@ checkpoints (detect, upscale, compare) goes through `nkjax.train.restore`,
 which skips a damaged step without moving or writing anything.
 """
 
+import logging as std_logging
 import os
 import shutil
 import sys
@@ -46,12 +47,30 @@ def missing_files(step_dir: str) -> str | None:
   return None
 
 
+class _AbandonedReadErrors(std_logging.Filter):
+  """Drops asyncio's 'Task exception was never retrieved' record of a
+  tensorstore read that a failed restore abandoned."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return not (
+      record.getMessage().startswith('Task exception was never retrieved')
+      and 'tensorstore_spec=' in str(error)
+    )
+
+
+_ABANDONED_READ_ERRORS = _AbandonedReadErrors()
+
+
 def _quiet_abandoned_reads() -> None:
   # A restore that fails on a damaged array abandons the reads still in
-  # flight; each one completes later on a tensorstore thread, finds orbax's
-  # event loop closed, and Python prints it as an ignored-exception traceback
-  # (dozens per damaged checkpoint, after the one line that names it). Only
-  # those are dropped; any other unraisable exception goes where it went.
+  # flight; each one completes later on a tensorstore thread and, if orbax's
+  # event loop has closed, Python prints it as an ignored-exception traceback
+  # (dozens per damaged checkpoint, after the one line that names it); if the
+  # loop is still open, asyncio logs the read's own error as a task exception
+  # never retrieved. Only those are dropped; any other unraisable exception or
+  # asyncio error goes where it went.
+  std_logging.getLogger('asyncio').addFilter(_ABANDONED_READ_ERRORS)  # once
   previous = sys.unraisablehook
   if getattr(previous, 'drops_abandoned_reads', False):
     return

@@ -218,3 +218,31 @@ def test_a_damaged_checkpoint_is_one_line_without_asyncio_tracebacks(tmp_path):
   assert proc.stdout.count('unreadable') == 2, proc.stdout
   assert 'Event loop is closed' not in proc.stderr, proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_an_abandoned_read_error_is_not_logged_and_another_task_error_is(caplog):
+  # What a failed restore leaves when its event loop is still open: asyncio
+  # logs each abandoned read's tensorstore error as never retrieved.
+  import asyncio
+  import gc
+
+  async def fail(message):
+    raise ValueError(message)
+
+  def abandon(message):
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(fail(message))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert task.done()
+    del task
+    gc.collect()
+    loop.close()
+
+  checkpoint._quiet_abandoned_reads()
+  with caplog.at_level('ERROR', logger='asyncio'):
+    abandon("OUT_OF_RANGE: Error reading [tensorstore_spec='{}']")
+    assert not caplog.records
+    abandon('some other failure')
+  (record,) = caplog.records
+  assert record.getMessage().startswith('Task exception was never retrieved')
+  assert str(record.exc_info[1]) == 'some other failure'
