@@ -40,7 +40,8 @@ def _spec(tree):
     x = x if hasattr(x, 'dtype') else np.asarray(x)
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
       x = jax.random.key_data(x)
-    return jax.ShapeDtypeStruct(np.shape(x), x.dtype)
+    # A host int64 (a step counter) is the int32 that jit would make of it.
+    return jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.canonicalize_dtype(x.dtype))
 
   return jax.tree.map(one, tree)
 
