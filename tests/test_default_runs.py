@@ -45,8 +45,9 @@ def test_main_prints_the_machine_header_then_a_row_a_chapter(
 ):
   workdirs = []
 
-  def fake(chapter, workdir, preset):
+  def fake(chapter, workdir, preset, cache_dir):
     workdirs.append(workdir)
+    assert os.path.dirname(cache_dir) == os.path.dirname(workdir)  # a cache a row
     return {'chapter': chapter, 'command': chapter, 'seconds': 12.5,
             'train_seconds': 7.31 if chapter == 'cnn' else None,
             'figures': [f'{chapter} figure', 'second'], 'load_after': 0.5}  # fmt: skip
@@ -62,3 +63,23 @@ def test_main_prints_the_machine_header_then_a_row_a_chapter(
   assert '| sr | 12.5 |  | sr figure; second | 0.5 |' in text
   assert json.loads(out.read_text()) == rows
   assert [r['chapter'] for r in rows] == ['cnn', 'sr', 'cnn']
+  assert '# compilation cache: cold' in text
+
+
+def test_warm_runs_each_chapter_once_untimed_into_the_cache_it_then_times(
+  tmp_path, monkeypatch, capsys
+):
+  calls = []
+
+  def fake(chapter, workdir, preset, cache_dir):
+    calls.append((workdir, cache_dir))
+    return {'chapter': chapter, 'command': chapter, 'seconds': 1.0,
+            'train_seconds': None, 'figures': [], 'load_after': 0.5}  # fmt: skip
+
+  monkeypatch.setattr(default_runs, 'run_one', fake)
+  rows = default_runs.main(['cnn', 'sr', '--warm'])
+  assert '# compilation cache: warm' in capsys.readouterr().out
+  assert len(rows) == 2 and len(calls) == 4
+  (first_cnn, cnn), (first_sr, sr) = calls[:2], calls[2:]
+  assert first_cnn[1] == cnn[1] != sr[1] == first_sr[1]  # a cache a chapter
+  assert first_cnn[0] != cnn[0] and first_sr[0] != sr[0]  # not a resume

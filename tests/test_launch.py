@@ -115,6 +115,34 @@ def test_a_run_ends_with_a_summary_stays_finished_and_records_an_accepted_change
   ]
 
 
+@pytest.mark.slow
+def test_a_second_run_loads_what_the_first_compiled_from_the_users_cache(tmp_path):
+  import json
+
+  # As on a user's machine: no cache settings of JAX's own, no test flags.
+  env = {
+    k: v for k, v in os.environ.items()
+    if k not in ('XLA_FLAGS', launch.CACHE_DIR_VARIABLE)
+    and not k.startswith('JAX_PERSISTENT_CACHE')
+  }  # fmt: skip
+  env['XDG_CACHE_HOME'] = str(tmp_path / 'cache')
+  cache = tmp_path / 'cache' / 'nkjax' / 'xla'
+  smoke = ['--config=experiments/mlp.py:smoke', '--config.num_steps=5']
+  entries, summaries = [], []
+  for name in ('first', 'second'):
+    proc = subprocess.run(
+      [sys.executable, 'experiments/mlp.py', f'--workdir={tmp_path / name}', *smoke],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    entries.append(sorted(p.name for p in cache.iterdir()))
+    summaries.append(json.loads((tmp_path / name / 'summary.json').read_text()))
+  assert entries[0], 'the first run kept no compiled program'
+  assert entries[1] == entries[0]  # the second compiled nothing new: all loaded
+  assert summaries[1]['eval'] == summaries[0]['eval']
+  assert launch.compilation_cache_dir() == os.environ.get(launch.CACHE_DIR_VARIABLE)
+
+
 def test_help_puts_the_experiment_first(tmp_path):
   for flag in ('--help', '--helpfull'):
     proc = _run(flag, '--config=experiments/mlp.py:smoke', workdir=tmp_path)

@@ -1,6 +1,6 @@
 """Each chapter's default command, timed as a user waits for it.
 
-    python tools/default_runs.py [CHAPTER ...] [--preset NAME] [--out FILE]
+    python tools/default_runs.py [CHAPTER ...] [--preset NAME] [--warm] [--out FILE]
 
 Runs `python experiments/<chapter>.py --workdir=<a temporary folder>` for each
 chapter (default: cnn sr detection rnn gan), one after another, each a process
@@ -11,6 +11,11 @@ chapter, the whole process's seconds, the run's own training seconds and its
 headline figures (the lines `nkjax.launch` closes a run with), and the
 1-minute load average after the run. `--out` also writes the rows as JSON.
 `--preset` runs that preset of each chapter instead of its default.
+
+Each row starts with an empty compilation cache of its own (the launcher keeps
+compiled programs across runs, `nkjax.launch.use_compilation_cache`): a first
+run on a fresh machine. `--warm` runs each chapter once untimed to fill its
+cache, then times a second run: what a rerun at the same shapes costs.
 """
 
 import argparse
@@ -30,9 +35,12 @@ from nkjax.bench import pytorch  # noqa: E402
 CHAPTERS = ('cnn', 'sr', 'detection', 'rnn', 'gan')
 
 
-def run_one(chapter: str, workdir: str, preset: str | None = None) -> dict:
-  """`experiments/<chapter>.py` in a process of its own: its wall seconds,
-  its summary's training seconds and headline lines."""
+def run_one(
+  chapter: str, workdir: str, preset: str | None = None, *, cache_dir: str = ''
+) -> dict:
+  """`experiments/<chapter>.py` in a process of its own, compiled programs
+  kept in `cache_dir` ('': none kept): its wall seconds, its summary's
+  training seconds and headline lines."""
   script = os.path.join(ROOT, 'experiments', f'{chapter}.py')
   if not os.path.exists(script):
     names = sorted(
@@ -48,6 +56,7 @@ def run_one(chapter: str, workdir: str, preset: str | None = None) -> dict:
   env = dict(
     os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')])
   )
+  env[launch.CACHE_DIR_VARIABLE] = cache_dir
   start = time.perf_counter()
   done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
   seconds = time.perf_counter() - start
@@ -84,15 +93,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('chapters', nargs='*', default=list(CHAPTERS))
   parser.add_argument('--preset', default=None)
+  parser.add_argument('--warm', action='store_true')
   parser.add_argument('--out', default=None)
   args = parser.parse_args(argv)
   print('\n'.join(pytorch.header_lines(pytorch.environment())), flush=True)
+  print(f'# compilation cache: {"warm" if args.warm else "cold"}', flush=True)
   rows = []
   with tempfile.TemporaryDirectory(prefix='nkjax-default-runs-') as tmp:
     for chapter in args.chapters:
-      # A folder a row: a chapter named twice is run twice, not resumed.
-      workdir = os.path.join(tmp, f'{len(rows)}-{chapter}')
-      rows.append(run_one(chapter, workdir, args.preset))
+      # Folders a row: a chapter named twice is run twice, not resumed.
+      row = os.path.join(tmp, f'{len(rows)}-{chapter}')
+      cache = os.path.join(row, 'xla-cache')
+      if args.warm:
+        run_one(chapter, os.path.join(row, 'first'), args.preset, cache_dir=cache)
+      rows.append(
+        run_one(chapter, os.path.join(row, 'run'), args.preset, cache_dir=cache)
+      )
       print(f'{chapter}: {rows[-1]["seconds"]:.1f} s', flush=True)
   print(table(rows), flush=True)
   if args.out:
