@@ -102,11 +102,12 @@ def use_all_cpu_cores() -> None:
 
 
 # Compiled programs are kept on disk across runs: a rerun, a resume, or another
-# run at the same shapes and flags loads them instead of compiling again.
-# The folder grows with each new program (a LeNet-5 run adds about 0.3 MB);
-# deleting it costs only compilation time.
+# run at the same shapes and flags loads them instead of compiling again. The
+# folder grows with each new program; deleting it costs only compilation time.
 CACHE_DIR_VARIABLE = 'JAX_COMPILATION_CACHE_DIR'
-CACHE_MIN_COMPILE_SECONDS = 0.1  # quicker compiles are not worth a file
+# Every program, the small ones of eager operations too: a LeNet-5 run keeps 47
+# files (0.5 MB) and its rerun starts 1 s sooner than with only those over 0.1 s.
+CACHE_MIN_COMPILE_SECONDS = 0.0
 
 
 def compilation_cache_dir() -> str:
