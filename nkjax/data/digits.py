@@ -10,7 +10,7 @@ test images with every class in the same proportion in both. Its order is
 stored beside this module (`digits_split.npy`: the train indices, then the
 test ones; tests/data/test_digits.py checks it against scikit-learn), and the
 images are read from scikit-learn's data file without importing scikit-learn,
-whose import (1.3 s) was most of a default run's start.
+whose import took 1.3 s of every run's start.
 """
 
 import functools
