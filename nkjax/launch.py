@@ -110,28 +110,38 @@ CACHE_DIR_VARIABLE = 'JAX_COMPILATION_CACHE_DIR'
 CACHE_MIN_COMPILE_SECONDS = 0.0
 
 
-def compilation_cache_dir() -> str:
-  """Where the launcher keeps compiled programs: `$JAX_COMPILATION_CACHE_DIR`
-  if set (empty: no cache), else `nkjax/xla` under the user's cache folder
-  (`$XDG_CACHE_HOME`, default `~/.cache`)."""
+def compilation_cache_dir(platform: str) -> str:
+  """Where the launcher keeps compiled programs for a run on JAX platform
+  `platform`; '' for none.
+
+  `$JAX_COMPILATION_CACHE_DIR` if set (empty: none). Else, on a GPU or TPU,
+  `nkjax/xla` under the user's cache folder (`$XDG_CACHE_HOME`, default
+  `~/.cache`); on a CPU none: jaxlib's loader of cached CPU programs rejects
+  every one on some AVX-512 CPUs (it takes LLVM's tuning hints for missing
+  instructions, jax issue 38445), logging an error line for each and compiling
+  anyway, so on a CPU the cache is the user's choice.
+  """
   if CACHE_DIR_VARIABLE in os.environ:
     return os.environ[CACHE_DIR_VARIABLE]
+  if platform.lower() == 'cpu':
+    return ''
   base = os.environ.get('XDG_CACHE_HOME') or os.path.join(
     os.path.expanduser('~'), '.cache'
   )
   return os.path.join(base, 'nkjax', 'xla')
 
 
-def use_compilation_cache() -> None:
-  """Turns on JAX's persistent compilation cache for this process, before its
-  first compilation. A cached executable is the one a compilation gives, so
-  results are the same bits. What the user set through JAX's own variables
-  wins."""
+def use_compilation_cache(platform: str) -> None:
+  """Turns on JAX's persistent compilation cache for this process where
+  `compilation_cache_dir(platform)` names a folder, before its first
+  compilation. A cached executable is the one a compilation gives, so results
+  are the same bits. What the user set through JAX's own variables wins."""
   import jax
 
-  jax.config.update('jax_compilation_cache_dir', compilation_cache_dir() or None)
+  directory = compilation_cache_dir(platform)
+  jax.config.update('jax_compilation_cache_dir', directory or None)
   name = 'jax_persistent_cache_min_compile_time_secs'
-  if name.upper() not in os.environ:
+  if directory and name.upper() not in os.environ:
     jax.config.update(name, CACHE_MIN_COMPILE_SECONDS)
 
 
@@ -528,12 +538,11 @@ def _launch(module, main, flag_values, holders, argv: list[str]) -> None:
     )
     return
   # Before JAX starts its backends (jax is imported, but starts them lazily).
-  _add_xla_flags(
-    xla_flags_for(expected_platform(), gpu_deterministic=gpu_deterministic.value)
-  )
+  platform = expected_platform()
+  _add_xla_flags(xla_flags_for(platform, gpu_deterministic=gpu_deterministic.value))
   import jax
 
-  use_compilation_cache()
+  use_compilation_cache(platform)
   if _several_processes():
     # JAX finds the process count and index itself under SLURM, MPI and on
     # TPU pods; elsewhere (GPU hosts started by hand, a test on localhost)
