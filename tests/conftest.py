@@ -101,8 +101,7 @@ def _node(item) -> str:
 def _run_default_emitters_child(items) -> None:
   """Runs every `default_emitters` test of `items` in one child pytest with
   XLA's default emitters; records each one's outcome."""
-  marked = [_node(i) for i in items if i.get_closest_marker('default_emitters')]
-  nodes = list(dict.fromkeys(marked))
+  nodes = [_node(i) for i in items if i.get_closest_marker('default_emitters')]
   args = ['-m', 'pytest', '-q', '-rA', '-p', 'no:cacheprovider', '-o', 'addopts=']
   child = subprocess.run(
     [sys.executable, *args, *nodes], cwd=ROOT, env=env_without([OLD_EMITTERS]),
@@ -126,7 +125,7 @@ def pytest_pyfunc_call(pyfuncitem):
     return None
   node = _node(pyfuncitem)
   if node not in _CHILD_RESULTS:
-    _run_default_emitters_child([pyfuncitem, *pyfuncitem.session.items])
+    _run_default_emitters_child(pyfuncitem.session.items)
   passed, output = _CHILD_RESULTS[node]
   if not passed:
     pytest.fail(f'{node} with the default emitters:\n{output}', pytrace=False)

@@ -14,8 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORES = launch.cpu_cores()
 
 
-def _run(*args, workdir):
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+def _run(*args, workdir, env=None):
+  if env is None:
+    env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   return subprocess.run(
     [sys.executable, 'experiments/mlp.py', f'--workdir={workdir}', *args],
     cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
@@ -141,10 +142,7 @@ def test_a_second_run_loads_what_the_first_compiled_from_the_named_cache(tmp_pat
   smoke = ['--config=experiments/mlp.py:smoke', '--config.num_steps=5']
   entries, summaries = [], []
   for name in ('first', 'second'):
-    proc = subprocess.run(
-      [sys.executable, 'experiments/mlp.py', f'--workdir={tmp_path / name}', *smoke],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = _run(*smoke, workdir=tmp_path / name, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     entries.append(sorted(p.name for p in cache.iterdir()))
     summaries.append(json.loads((tmp_path / name / 'summary.json').read_text()))
