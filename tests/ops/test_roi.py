@@ -95,6 +95,15 @@ def roi_align_reference(features, rois, output_size, scale, sampling_ratio, alig
   return out
 
 
+@pytest.fixture(params=['products', 'gather'])
+def align_form(request, monkeypatch):
+  """Runs a RoIAlign test with each of its two forms, whatever the map's size
+  would pick: the dense products and the gather of taps."""
+  dense = request.param == 'products'
+  monkeypatch.setattr(roi, '_dense_is_cheaper', lambda *_: dense)
+  return request.param
+
+
 def test_roi_pool_hand_case_on_a_ramp():
   f = np.arange(36.0, dtype=np.float32).reshape(6, 6, 1)
   # (0, 0, 3, 3) covers cells 0..3 inclusive: bins of 2 x 2 cells, each peaking
@@ -140,7 +149,7 @@ def test_roi_pool_matches_reference_values_and_gradients():
   ],
 )
 def test_roi_align_matches_torchvision_semantics(
-  aligned, sampling_ratio, output_size, scale
+  aligned, sampling_ratio, output_size, scale, align_form
 ):
   rng = np.random.default_rng(1)
   h, w, c = 6, 8, 2
@@ -167,7 +176,9 @@ def test_roi_align_matches_torchvision_semantics(
   np.testing.assert_array_equal(got[1], 0)
 
 
-def test_roi_align_reads_the_edge_at_exactly_h_and_minus_one_and_zero_beyond():
+def test_roi_align_reads_the_edge_at_exactly_h_and_minus_one_and_zero_beyond(
+  align_form,
+):
   rng = np.random.default_rng(4)
   f = rng.normal(size=(6, 8, 1)).astype(np.float32)
   # aligned=False, one sample per bin at the RoI's centre: y = 6 = H, y = -1, y = 6.2.
@@ -180,7 +191,7 @@ def test_roi_align_reads_the_edge_at_exactly_h_and_minus_one_and_zero_beyond():
   np.testing.assert_allclose(out, want, rtol=1e-6)
 
 
-def test_roi_align_is_exact_on_a_linear_ramp():
+def test_roi_align_is_exact_on_a_linear_ramp(align_form):
   """Bilinear interpolation reproduces a linear function, so inside the map each
   bin's output is the ramp at the bin's centre, shifted half a cell when aligned."""
   h, w = 10, 12
@@ -195,7 +206,7 @@ def test_roi_align_is_exact_on_a_linear_ramp():
   )
 
 
-def test_roi_align_gradient_is_the_reference_jacobian_transposed():
+def test_roi_align_gradient_is_the_reference_jacobian_transposed(align_form):
   rng = np.random.default_rng(2)
   h, w = 5, 6
   f = rng.normal(size=(h, w, 1)).astype(np.float32)
@@ -221,7 +232,7 @@ def test_roi_align_gradient_is_the_reference_jacobian_transposed():
   )
 
 
-def test_roi_ops_vmap_over_a_batch_and_reject_bad_input():
+def test_roi_ops_vmap_over_a_batch_and_reject_bad_input(align_form):
   rng = np.random.default_rng(3)
   f = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
   rois = np.tile(np.array([[[0, 0, 32, 32], [16, 16, 64, 48]]], np.float32), (2, 1, 1))
