@@ -331,7 +331,9 @@ def _roi_align(
     a = jnp.sum(wy[..., None] * jax.nn.one_hot(ty, h, dtype=wy.dtype), axis=2)
     b = jnp.sum(wx[..., None] * jax.nn.one_hot(tx, w, dtype=wx.dtype), axis=2)
     rows = jnp.einsum('riy,yxc->rixc', a, features, precision=highest)
-    return jnp.einsum('rjx,rixc->rijc', b, rows, precision=highest)
+    # Batched over (RoI, output row), so that neither operand is transposed.
+    b = jnp.broadcast_to(b[:, None], (b.shape[0], oh, ow, w))
+    return jnp.einsum('rijx,rixc->rijc', b, rows, precision=highest)
   # One gather of every tap of every bin, [R, oh, ow, 2g, 2g, C], then a
   # weighted sum.
   flat = features.reshape(h * w, -1)
